@@ -1,0 +1,1 @@
+"""Plug & Phone provisioning server."""

@@ -1,0 +1,201 @@
+"""Accounts and their SIP lines: the domain operations shared by the CLI, the API and the pages.
+
+Functions take a session inside a transaction the caller owns, validate their input, and raise
+domain errors; they never commit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from zoneinfo import available_timezones
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from provisioning.crypto import Cipher
+from provisioning.db.models import Account, Device, Line, LineSlot
+from provisioning.errors import InvalidInput, LineExists, NotFound
+from provisioning.render.escaping import check_text
+from provisioning.settings import Registrar, Settings, SettingsError
+
+_NUMBER = re.compile(r"\+?[0-9]{2,20}")
+# RFC 3261 user part, restricted to what every phone's config syntax carries without quoting.
+_SIP_USER = re.compile(r"[A-Za-z0-9._~+\-]{1,128}")
+_LANGUAGE = re.compile(r"[a-z]{2}")
+_ADDRESS = re.compile(
+    r"\s*(?P<street>[^,]+?)\s*,\s*(?P<postcode>[0-9A-Za-z -]{3,10}?)\s+(?P<town>\S.*?)\s*"
+)
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str
+    postcode: str
+    town: str
+    country: str = "FR"
+
+    @classmethod
+    def parse(cls, text: str) -> Address:
+        """`"12 rue de la Paix, 75002 Paris"` -> street, postcode, town."""
+        match = _ADDRESS.fullmatch(text)
+        if match is None or not check_text(text):
+            raise InvalidInput(
+                "address: expected 'street, postcode town', e.g. '12 rue de la Paix, 75002 Paris'",
+                field="address",
+            )
+        return cls(match["street"], match["postcode"], match["town"])
+
+
+def clean_text(value: str, field: str, *, max_length: int, required: bool = True) -> str:
+    value = value.strip()
+    if required and not value:
+        raise InvalidInput(f"{field}: must not be empty", field=field)
+    if len(value) > max_length:
+        raise InvalidInput(f"{field}: at most {max_length} characters", field=field)
+    if not check_text(value):
+        raise InvalidInput(f"{field}: must not contain control characters", field=field)
+    return value
+
+
+async def create_account(
+    session: AsyncSession,
+    settings: Settings,
+    name: str,
+    *,
+    address: Address | None = None,
+    timezone: str | None = None,
+    language: str | None = None,
+) -> Account:
+    timezone = timezone or settings.default_timezone
+    if timezone not in available_timezones():
+        raise InvalidInput(f"timezone: unknown time zone {timezone[:64]!r}", field="timezone")
+    language = language or settings.default_language
+    if not _LANGUAGE.fullmatch(language):
+        raise InvalidInput("language: expected a two-letter code such as fr", field="language")
+    address = address or Address("", "", "")
+    account = Account(
+        name=clean_text(name, "name", max_length=200),
+        street=clean_text(address.street, "address", max_length=200, required=False),
+        postcode=clean_text(address.postcode, "address", max_length=20, required=False),
+        town=clean_text(address.town, "address", max_length=100, required=False),
+        country=address.country,
+        timezone=timezone,
+        language=language,
+    )
+    session.add(account)
+    await session.flush()
+    return account
+
+
+async def get_account(session: AsyncSession, account_id: int) -> Account:
+    account = await session.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+async def list_accounts(session: AsyncSession) -> list[Account]:
+    return list((await session.scalars(select(Account).order_by(Account.id))).all())
+
+
+async def create_line(
+    session: AsyncSession,
+    settings: Settings,
+    cipher: Cipher,
+    account_id: int,
+    number: str,
+    *,
+    password: str,
+    username: str | None = None,
+    auth_username: str | None = None,
+    display_name: str = "",
+    registrar: str | None = None,
+    transport: str | None = None,
+) -> Line:
+    await get_account(session, account_id)
+    number = number.strip()
+    if not _NUMBER.fullmatch(number):
+        raise InvalidInput("number: expected digits, optionally starting with +", field="number")
+    username = (username or number.lstrip("+")).strip()
+    if not _SIP_USER.fullmatch(username):
+        raise InvalidInput(
+            "username: letters, digits and . _ ~ + - only (1 to 128)", field="username"
+        )
+    if auth_username is not None and not _SIP_USER.fullmatch(auth_username):
+        raise InvalidInput(
+            "auth_username: letters, digits and . _ ~ + - only (1 to 128)", field="auth_username"
+        )
+    _check_password(password)
+    try:
+        target = (
+            Registrar.parse("registrar", registrar) if registrar else settings.default_registrar
+        )
+    except SettingsError:
+        raise InvalidInput("registrar: expected HOST[:PORT]", field="registrar") from None
+    if not re.fullmatch(r"[A-Za-z0-9.\-]{1,255}", target.host):
+        raise InvalidInput("registrar: expected a host name or IPv4 address", field="registrar")
+    transport = transport or settings.default_transport
+    if transport not in ("udp", "tcp", "tls"):
+        raise InvalidInput("transport: expected udp, tcp or tls", field="transport")
+    line = Line(
+        account_id=account_id,
+        number=number,
+        sip_username=username,
+        auth_username=auth_username,
+        password_enc=cipher.encrypt(password),
+        registrar_host=target.host,
+        registrar_port=target.port,
+        transport=transport,
+        display_name=clean_text(display_name, "display_name", max_length=100, required=False),
+    )
+    session.add(line)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise LineExists(
+            f"a line with SIP username {username} already exists on {target.host}",
+            field="username",
+        ) from None
+    return line
+
+
+def _check_password(password: str) -> None:
+    if not 1 <= len(password) <= 128:
+        raise InvalidInput("password: 1 to 128 characters", field="password")
+    if not check_text(password):
+        raise InvalidInput("password: must not contain control characters", field="password")
+
+
+async def get_line(session: AsyncSession, line_id: int) -> Line:
+    line = await session.get(Line, line_id)
+    if line is None:
+        raise NotFound(f"line {line_id} not found")
+    return line
+
+
+async def list_lines(session: AsyncSession, account_id: int | None = None) -> list[Line]:
+    query = select(Line).order_by(Line.id)
+    if account_id is not None:
+        query = query.where(Line.account_id == account_id)
+    return list((await session.scalars(query)).all())
+
+
+async def set_line_password(
+    session: AsyncSession, cipher: Cipher, line_id: int, password: str
+) -> Line:
+    """Change a line's SIP password; the phone carrying it gets a new config revision."""
+    _check_password(password)
+    line = await get_line(session, line_id)
+    line.password_enc = cipher.encrypt(password)
+    await bump_revision_of_line(session, line_id)
+    await session.flush()
+    return line
+
+
+async def bump_revision_of_line(session: AsyncSession, line_id: int) -> None:
+    holder = select(LineSlot.device_id).where(LineSlot.line_id == line_id).scalar_subquery()
+    await session.execute(
+        update(Device).where(Device.id == holder).values(config_revision=Device.config_revision + 1)
+    )

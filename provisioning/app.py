@@ -1,0 +1,48 @@
+"""The application factory: one per process, no work at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from provisioning.crypto import Cipher
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.devices.catalog import load_catalog
+from provisioning.phones.auth import Authorizer, default_authorizer
+from provisioning.phones.routes import add_routes as add_phone_routes
+from provisioning.render.cache import RenderCache
+from provisioning.render.environment import Renderer
+from provisioning.settings import Settings
+from provisioning.state import SERVICES, Services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> web.Application:
+    """Build the application. Catalog and cipher are checked here, so a bad family.toml or key
+    fails before the server listens; the engine is opened and closed by the cleanup context."""
+    catalog = load_catalog(settings.templates_dir)
+    cipher = Cipher(settings.secret_key)
+    app = web.Application(client_max_size=1024**2)
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app[SERVICES] = Services(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            read_sessions=make_session_factory(engine, read_only=True),
+            catalog=catalog,
+            renderer=Renderer(catalog),
+            cipher=cipher,
+            cache=RenderCache(settings.render_cache_size),
+            authorize=authorizer or default_authorizer(settings),
+        )
+        yield
+        await engine.dispose()
+
+    app.cleanup_ctx.append(services_ctx)
+    add_phone_routes(app)
+    return app

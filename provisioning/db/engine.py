@@ -1,0 +1,49 @@
+"""Engine and session factory. Created by the app's cleanup context or a CLI command, never at
+import time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        # A busy timeout instead of "database is locked" when two writers meet.
+        kwargs.setdefault("connect_args", {"timeout": 30})
+    else:
+        kwargs.setdefault("pool_pre_ping", True)
+    engine = create_async_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling defers BEGIN; we issue BEGIN IMMEDIATE ourselves so
+    # that check-then-write sequences are serialised instead of failing on lock upgrade.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # Foreign keys are what enforce the slot invariants; SQLite leaves them off by default.
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    # Read-only work (the phone fetch path) must not queue behind writers: WAL lets it read.
+    mode = "DEFERRED" if conn.get_execution_options().get("read_only") else "IMMEDIATE"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_session_factory(engine: AsyncEngine, *, read_only: bool = False) -> SessionFactory:
+    if read_only:
+        engine = engine.execution_options(read_only=True)
+    return async_sessionmaker(engine, expire_on_commit=False)

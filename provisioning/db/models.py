@@ -1,0 +1,232 @@
+"""The data model. Invariants that matter (a line in at most one slot of one device, a slot within
+the model's slot count, a device and its lines in the same account) are enforced by the database
+through constraints, so no code path, race or manual SQL can break them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+DEVICE_STATES = ("stock", "assigned", "active", "returned")
+TRANSPORTS = ("udp", "tcp", "tls")
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # Default delivery address: where a Plug & Phone is shipped unless the order says otherwise.
+    street: Mapped[str] = mapped_column(String(200), default="")
+    postcode: Mapped[str] = mapped_column(String(20), default="")
+    town: Mapped[str] = mapped_column(String(100), default="")
+    country: Mapped[str] = mapped_column(String(2), default="FR")
+    timezone: Mapped[str] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    lines: Mapped[list[Line]] = relationship(back_populates="account", order_by="Line.id")
+
+
+class Line(Base):
+    __tablename__ = "lines"
+    __table_args__ = (
+        UniqueConstraint("id", "account_id"),
+        UniqueConstraint("registrar_host", "sip_username"),
+        CheckConstraint("registrar_port BETWEEN 1 AND 65535", name="port"),
+        CheckConstraint("transport IN ('udp', 'tcp', 'tls')", name="transport"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(32))
+    sip_username: Mapped[str] = mapped_column(String(128))
+    auth_username: Mapped[str | None] = mapped_column(String(128))
+    # Fernet token: a database dump alone does not give away SIP passwords.
+    password_enc: Mapped[str] = mapped_column(Text)
+    registrar_host: Mapped[str] = mapped_column(String(255))
+    registrar_port: Mapped[int] = mapped_column(Integer, default=5060)
+    transport: Mapped[str] = mapped_column(String(3), default="udp")
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="lines")
+    slot: Mapped[LineSlot | None] = relationship(back_populates="line", viewonly=True)
+
+
+class Model(Base):
+    """A catalog entry, synchronised from the families' `family.toml` files."""
+
+    __tablename__ = "models"
+    __table_args__ = (
+        UniqueConstraint("id", "slots"),
+        CheckConstraint("slots >= 1", name="slots"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vendor: Mapped[str] = mapped_column(String(64))
+    family: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(128))
+    slots: Mapped[int] = mapped_column(Integer)
+    orderable: Mapped[bool] = mapped_column(Boolean, default=False)
+    price_cents: Mapped[int | None] = mapped_column(Integer)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        # The slot count is copied from the model and kept in step by ON UPDATE CASCADE, so the
+        # line_slots table can check "slot <= slot count" without a trigger.
+        ForeignKeyConstraint(
+            ["model_id", "slot_count"],
+            ["models.id", "models.slots"],
+            onupdate="CASCADE",
+        ),
+        UniqueConstraint("id", "account_id", "slot_count"),
+        CheckConstraint(
+            "state IN ('stock', 'assigned', 'active', 'returned')",
+            name="state",
+        ),
+        CheckConstraint("length(mac) = 12", name="mac"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mac: Mapped[str] = mapped_column(String(12), unique=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    slot_count: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="RESTRICT"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), default="stock")
+    # The URL token is looked up by its SHA-256 (a stolen dump gives no working URL)...
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # ...and kept encrypted so the provisioning URL can be shown again and written into configs.
+    token_enc: Mapped[str] = mapped_column(Text)
+    config_revision: Mapped[int] = mapped_column(Integer, default=1)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_ip: Mapped[str | None] = mapped_column(String(45))
+    last_user_agent: Mapped[str | None] = mapped_column(String(256))
+    last_firmware: Mapped[str | None] = mapped_column(String(64))
+    last_revision_served: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    model: Mapped[Model] = relationship(
+        foreign_keys=[model_id], primaryjoin="Device.model_id == Model.id", viewonly=True
+    )
+    account: Mapped[Account | None] = relationship(viewonly=True)
+    slots: Mapped[list[LineSlot]] = relationship(
+        back_populates="device", order_by="LineSlot.slot", viewonly=True
+    )
+
+
+class LineSlot(Base):
+    __tablename__ = "line_slots"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["device_id", "account_id", "slot_count"],
+            ["devices.id", "devices.account_id", "devices.slot_count"],
+            onupdate="CASCADE",
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["line_id", "account_id"],
+            ["lines.id", "lines.account_id"],
+            onupdate="CASCADE",
+            ondelete="CASCADE",
+        ),
+        CheckConstraint("slot >= 1 AND slot <= slot_count", name="slot_range"),
+    )
+
+    device_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    slot: Mapped[int] = mapped_column(Integer, primary_key=True)
+    line_id: Mapped[int] = mapped_column(BigId, unique=True)
+    account_id: Mapped[int] = mapped_column(BigId)
+    slot_count: Mapped[int] = mapped_column(Integer)
+
+    device: Mapped[Device] = relationship(back_populates="slots", viewonly=True)
+    line: Mapped[Line] = relationship(back_populates="slot", viewonly=True)
+
+
+class Sighting(Base):
+    __tablename__ = "sightings"
+    __table_args__ = (Index("ix_sightings_device_seen", "device_id", "seen_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ip: Mapped[str] = mapped_column(String(45))
+    user_agent: Mapped[str] = mapped_column(String(256), default="")
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(128))
+    revision: Mapped[int] = mapped_column(Integer)
+
+
+__all__ = [
+    "DEVICE_STATES",
+    "TRANSPORTS",
+    "Account",
+    "Base",
+    "Device",
+    "Line",
+    "LineSlot",
+    "Model",
+    "Sighting",
+    "utcnow",
+]

@@ -1,0 +1,1 @@
+"""Device knowledge: MAC addresses, the catalog of families and models, identification."""

@@ -1,0 +1,233 @@
+"""Families and models, read from `templates/devices/<family>/family.toml`.
+
+Vendor knowledge lives in those files: adding a model is a TOML entry, adding a family a folder.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("keyvalue", "xml")
+_PLACEHOLDERS = {
+    # Phones differ in MAC case; matching is case-insensitive, generated names use `mac_case`.
+    "mac": r"(?P<mac>[0-9A-Fa-f]{12})",
+    # Yealink's common file: the model id zero-padded to 12 digits (`y000000000028.cfg`).
+    "code12": r"(?P<code12>[0-9]{12})",
+}
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+class CatalogError(ValueError):
+    """A family.toml is missing something or says something impossible; names file and key."""
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file name a family's phones ask for, and the template that renders it."""
+
+    pattern: str
+    template: str
+    content_type: str
+    regex: re.Pattern[str]
+    secret: bool
+
+    def match(self, file_name: str) -> re.Match[str] | None:
+        return self.regex.fullmatch(file_name)
+
+    def name_for(self, mac: str, code: str | None, mac_case: str) -> str | None:
+        if "{code12}" in self.pattern and code is None:
+            return None
+        return self.pattern.format(
+            mac=mac.upper() if mac_case == "upper" else mac,
+            code12=(code or "").zfill(12),
+        )
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    family: str
+    vendor: str
+    label: str
+    slots: int
+    # Names the phone puts in its User-Agent for this model (`T46U` in `Yealink SIP-T46U ...`).
+    ua_models: tuple[str, ...]
+    code: str | None
+    orderable: bool
+    price_cents: int | None
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    vendor: str
+    format: str
+    path: Path
+    mac_case: str
+    notify_event: str | None
+    files: tuple[FileSpec, ...]
+    ua_patterns: tuple[re.Pattern[str], ...]
+    languages: dict[str, str]
+    timezones: dict[str, str]
+    models: dict[str, Model] = field(default_factory=dict)
+
+    def file_names(self, mac: str, model: Model) -> list[str]:
+        names = (spec.name_for(mac, model.code, self.mac_case) for spec in self.files)
+        return [name for name in names if name is not None]
+
+    def model_for_ua(self, ua_model: str) -> Model | None:
+        wanted = ua_model.upper()
+        for model in self.models.values():
+            if wanted in model.ua_models:
+                return model
+        return None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    families: dict[str, Family]
+
+    @property
+    def models(self) -> dict[str, Model]:
+        return {m.id: m for f in self.families.values() for m in f.models.values()}
+
+    def model(self, model_id: str) -> Model | None:
+        family_name = model_id.split("-", 1)[0]
+        family = self.families.get(family_name)
+        return family.models.get(model_id) if family else None
+
+    def family_of(self, model_id: str) -> Family:
+        return self.families[model_id.split("-", 1)[0]]
+
+    def __iter__(self) -> Iterator[Family]:
+        return iter(self.families.values())
+
+
+def load_catalog(templates_dir: Path) -> Catalog:
+    families: dict[str, Family] = {}
+    for toml_path in sorted(templates_dir.glob("*/family.toml")):
+        family = _load_family(toml_path)
+        families[family.name] = family
+    if not families:
+        raise CatalogError(f"{templates_dir}: no family folder with a family.toml")
+    return Catalog(families)
+
+
+def _load_family(toml_path: Path) -> Family:
+    where = str(toml_path)
+    try:
+        data = tomllib.loads(toml_path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{where}: invalid TOML: {exc}") from None
+    name = toml_path.parent.name
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise CatalogError(f"{where}: family folder name must be lowercase letters and digits")
+    head = _table(data, "family", where)
+    fmt = _str(head, "format", where)
+    if fmt not in FORMATS:
+        raise CatalogError(f"{where}: family.format must be one of {', '.join(FORMATS)}")
+    mac_case = head.get("mac_case", "lower")
+    if mac_case not in ("lower", "upper"):
+        raise CatalogError(f"{where}: family.mac_case must be lower or upper")
+    vendor = _str(head, "vendor", where)
+    files = tuple(_file_spec(entry, where, toml_path.parent) for entry in data.get("files", []))
+    if not files:
+        raise CatalogError(f"{where}: at least one [[files]] entry is required")
+    patterns = []
+    for raw in _table(data, "user_agent", where).get("patterns", []):
+        try:
+            patterns.append(re.compile(raw))
+        except re.error as exc:
+            raise CatalogError(f"{where}: bad user_agent pattern {raw!r}: {exc}") from None
+    languages = {str(k): str(v) for k, v in _table(data, "languages", where).items()}
+    timezones = {str(k): str(v) for k, v in _table(data, "timezones", where).items()}
+    family = Family(
+        name=name,
+        vendor=vendor,
+        format=fmt,
+        path=toml_path.parent,
+        mac_case=mac_case,
+        notify_event=head.get("notify_event"),
+        files=files,
+        ua_patterns=tuple(patterns),
+        languages=languages,
+        timezones=timezones,
+    )
+    for key, entry in _table(data, "models", where).items():
+        model = _model(family, key, entry, where)
+        family.models[model.id] = model
+    if not family.models:
+        raise CatalogError(f"{where}: no [models.*] entry")
+    return family
+
+
+def _file_spec(entry: dict[str, Any], where: str, folder: Path) -> FileSpec:
+    pattern = _str(entry, "name", where)
+    template = _str(entry, "template", where)
+    if not (folder / template).is_file():
+        raise CatalogError(f"{where}: template {template} named by file {pattern} is missing")
+    regex_parts: list[str] = []
+    last = 0
+    for match in _PLACEHOLDER.finditer(pattern):
+        regex_parts.append(re.escape(pattern[last : match.start()]))
+        placeholder = match.group(1)
+        if placeholder not in _PLACEHOLDERS:
+            raise CatalogError(f"{where}: unknown placeholder {{{placeholder}}} in {pattern}")
+        regex_parts.append(_PLACEHOLDERS[placeholder])
+        last = match.end()
+    regex_parts.append(re.escape(pattern[last:]))
+    return FileSpec(
+        pattern=pattern,
+        template=template,
+        content_type=str(entry.get("content_type", "text/plain; charset=utf-8")),
+        regex=re.compile("".join(regex_parts)),
+        secret=bool(entry.get("secret", True)),
+    )
+
+
+def _model(family: Family, key: str, entry: dict[str, Any], where: str) -> Model:
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_]*", key):
+        raise CatalogError(f"{where}: model key {key!r} must be lowercase letters, digits, _")
+    slots = entry.get("slots")
+    if not isinstance(slots, int) or isinstance(slots, bool) or slots < 1:
+        raise CatalogError(f"{where}: models.{key}.slots must be a positive integer")
+    price = entry.get("price_cents")
+    if price is not None and (not isinstance(price, int) or price < 0):
+        raise CatalogError(f"{where}: models.{key}.price_cents must be a whole number of cents")
+    code = entry.get("code")
+    return Model(
+        id=f"{family.name}-{key}",
+        family=family.name,
+        vendor=family.vendor,
+        label=_str(entry, "label", where),
+        slots=slots,
+        ua_models=tuple(str(u).upper() for u in _list(entry.get("ua_models", []))),
+        code=str(code) if code is not None else None,
+        orderable=bool(entry.get("orderable", False)),
+        price_cents=price,
+        confirmed=bool(entry.get("confirmed", False)),
+    )
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise CatalogError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _str(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise CatalogError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def _list(value: Any) -> Iterable[Any]:
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,80 @@
+"""Facts a request tells about the phone behind it: the file it asks for (and the MAC in that name)
+and what its User-Agent says (family, model, firmware, MAC).
+
+Each step is a small pure function so it can be tested on real request strings alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from provisioning.devices.catalog import Catalog, Family, FileSpec, Model
+from provisioning.devices.mac import try_mac
+
+MAX_UA = 256
+
+
+@dataclass(frozen=True)
+class FileMatch:
+    family: Family
+    spec: FileSpec
+    mac: str | None
+    code: str | None
+
+
+@dataclass(frozen=True)
+class UserAgentInfo:
+    family: Family
+    model: Model | None
+    ua_model: str | None
+    firmware: str | None
+    mac: str | None
+
+
+def match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
+    """Every family file spec the name fits; several families share names such as `<mac>.cfg`,
+    so the device record, not the name, decides which one applies."""
+    found = []
+    for family in catalog:
+        for spec in family.files:
+            match = spec.match(file_name)
+            if match is None:
+                continue
+            groups = match.groupdict()
+            code12 = groups.get("code12")
+            found.append(
+                FileMatch(
+                    family=family,
+                    spec=spec,
+                    mac=try_mac(groups.get("mac")),
+                    code=str(int(code12)) if code12 else None,
+                )
+            )
+    return found
+
+
+def parse_user_agent(catalog: Catalog, user_agent: str) -> UserAgentInfo | None:
+    for family in catalog:
+        for pattern in family.ua_patterns:
+            match = pattern.search(user_agent)
+            if match is None:
+                continue
+            groups = match.groupdict()
+            ua_model = groups.get("model")
+            return UserAgentInfo(
+                family=family,
+                model=family.model_for_ua(ua_model) if ua_model else None,
+                ua_model=ua_model,
+                firmware=groups.get("firmware"),
+                mac=try_mac(groups.get("mac")),
+            )
+    return None
+
+
+def clean_user_agent(raw: str) -> str:
+    """A User-Agent safe to store and log: valid UTF-8, printable, bounded.
+
+    aiohttp hands undecodable bytes over as surrogates, which PostgreSQL would refuse."""
+    text = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text[:MAX_UA]

@@ -1,0 +1,200 @@
+"""Devices and their line slots: the domain operations shared by the CLI, the API and the pages.
+
+Each operation that changes what a device's files would contain bumps the device's config
+revision in the same transaction. The database constraints (see `db.models`) are the last word
+on slots; the checks here exist to give clear errors, and a race that slips past them still ends
+in an IntegrityError mapped to the same error.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from provisioning.accounts import get_account, get_line
+from provisioning.crypto import Cipher, new_device_token, token_hash
+from provisioning.db.models import Device, LineSlot, Model
+from provisioning.devices.catalog import Catalog
+from provisioning.devices.mac import InvalidMac as BadMac
+from provisioning.devices.mac import normalize_mac
+from provisioning.errors import (
+    DeviceExists,
+    DeviceHasNoAccount,
+    InvalidInput,
+    InvalidMac,
+    LineHasPhone,
+    NoFreeSlot,
+    NotFound,
+    SlotTaken,
+    UnknownModel,
+    WrongAccount,
+)
+
+
+def parse_mac(text: str) -> str:
+    try:
+        return normalize_mac(text)
+    except BadMac as exc:
+        raise InvalidMac(str(exc), field="mac") from None
+
+
+async def sync_models(session: AsyncSession, catalog: Catalog) -> None:
+    """Make the models table match the families' TOML (the TOML is the source of truth)."""
+    existing = {m.id: m for m in (await session.scalars(select(Model))).all()}
+    for model in catalog.models.values():
+        row = existing.get(model.id)
+        if row is None:
+            row = Model(id=model.id)
+            session.add(row)
+        row.vendor = model.vendor
+        row.family = model.family
+        row.label = model.label
+        row.slots = model.slots
+        row.orderable = model.orderable
+        row.price_cents = model.price_cents
+    await session.flush()
+
+
+async def add_device(
+    session: AsyncSession,
+    catalog: Catalog,
+    cipher: Cipher,
+    mac: str,
+    model_id: str,
+    account_id: int | None,
+) -> tuple[Device, str]:
+    """Register a device; returns it with its URL token (shown once here, kept encrypted)."""
+    mac = parse_mac(mac)
+    model = catalog.model(model_id)
+    if model is None:
+        raise UnknownModel(f"unknown model {model_id[:64]!r}", field="model")
+    if account_id is not None:
+        await get_account(session, account_id)
+    token = new_device_token()
+    device = Device(
+        mac=mac,
+        model_id=model.id,
+        slot_count=model.slots,
+        account_id=account_id,
+        state="assigned" if account_id is not None else "stock",
+        token_hash=token_hash(token),
+        token_enc=cipher.encrypt(token),
+    )
+    session.add(device)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise DeviceExists(f"a device with MAC {mac} already exists", field="mac") from None
+    return device, token
+
+
+async def get_device(session: AsyncSession, mac: str, *, lock: bool = False) -> Device:
+    mac = parse_mac(mac)
+    query = (
+        select(Device)
+        .where(Device.mac == mac)
+        .options(selectinload(Device.slots).selectinload(LineSlot.line))
+    )
+    if lock:
+        # Serialises slot changes of one device on PostgreSQL; SQLite transactions are
+        # already serialised by BEGIN IMMEDIATE.
+        query = query.with_for_update()
+    device = (await session.scalars(query)).one_or_none()
+    if device is None:
+        raise NotFound(f"device {mac} not found")
+    return device
+
+
+async def list_devices(
+    session: AsyncSession, *, account_id: int | None = None, model_id: str | None = None
+) -> list[Device]:
+    query = (
+        select(Device)
+        .order_by(Device.id)
+        .options(selectinload(Device.slots).selectinload(LineSlot.line))
+    )
+    if account_id is not None:
+        query = query.where(Device.account_id == account_id)
+    if model_id is not None:
+        query = query.where(Device.model_id == model_id)
+    return list((await session.scalars(query)).all())
+
+
+def provisioning_url(base_url: str, cipher: Cipher, device: Device) -> str:
+    return f"{base_url}/{cipher.decrypt(device.token_enc)}/"
+
+
+async def assign_line(
+    session: AsyncSession, mac: str, line_id: int, slot: int | None = None
+) -> LineSlot:
+    """Put a line in a slot of a device (the first free slot unless one is given)."""
+    device = await get_device(session, mac, lock=True)
+    line = await get_line(session, line_id)
+    if device.account_id is None:
+        raise DeviceHasNoAccount(f"device {device.mac} belongs to no account")
+    if line.account_id != device.account_id:
+        raise WrongAccount(f"line {line_id} and device {device.mac} belong to different accounts")
+    holder = await session.scalar(select(LineSlot).where(LineSlot.line_id == line_id))
+    if holder is not None:
+        raise LineHasPhone(f"line {line_id} is already on a phone")
+    taken = set(
+        (await session.scalars(select(LineSlot.slot).where(LineSlot.device_id == device.id))).all()
+    )
+    if slot is None:
+        free = [n for n in range(1, device.slot_count + 1) if n not in taken]
+        if not free:
+            raise NoFreeSlot(f"device {device.mac} has no free slot")
+        slot = free[0]
+    elif not 1 <= slot <= device.slot_count:
+        raise InvalidInput(
+            f"slot: device {device.mac} has slots 1 to {device.slot_count}", field="slot"
+        )
+    elif slot in taken:
+        raise SlotTaken(f"slot {slot} of device {device.mac} is taken")
+    assignment = LineSlot(
+        device_id=device.id,
+        slot=slot,
+        line_id=line_id,
+        account_id=device.account_id,
+        slot_count=device.slot_count,
+    )
+    session.add(assignment)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # Lost a race the checks above could not see (another instance, no row lock).
+        raise SlotTaken(
+            f"slot {slot} of device {device.mac} or line {line_id} was just taken"
+        ) from None
+    await _bump(session, device.id)
+    return assignment
+
+
+async def unassign_line(session: AsyncSession, mac: str, line_id: int) -> int:
+    """Take a line off a device; returns the slot it occupied (now written disabled)."""
+    device = await get_device(session, mac, lock=True)
+    assignment = await session.scalar(
+        select(LineSlot).where(LineSlot.device_id == device.id, LineSlot.line_id == line_id)
+    )
+    if assignment is None:
+        raise NotFound(f"line {line_id} is not on device {device.mac}")
+    slot = assignment.slot
+    await session.delete(assignment)
+    await session.flush()
+    await _bump(session, device.id)
+    return slot
+
+
+async def count_devices(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(Device)) or 0)
+
+
+async def _bump(session: AsyncSession, device_id: int) -> None:
+    await session.execute(
+        update(Device)
+        .where(Device.id == device_id)
+        .values(config_revision=Device.config_revision + 1)
+        .execution_options(synchronize_session=False)
+    )

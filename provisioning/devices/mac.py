@@ -1,0 +1,51 @@
+"""MAC addresses in any notation, normalised to 12 lowercase hex digits (how they are stored)."""
+
+from __future__ import annotations
+
+import re
+
+import netaddr
+
+# netaddr also accepts forms like "1:2:3:4:5:6" or integers; phones and operators write MACs with
+# two-digit groups, so anything looser is more likely a typo than a MAC.
+_SHAPES = re.compile(
+    r"[0-9a-f]{12}"
+    r"|[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}"
+    r"|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}",
+    re.IGNORECASE,
+)
+
+
+class InvalidMac(ValueError):
+    """Not a MAC address in any notation we accept."""
+
+
+def normalize_mac(text: str) -> str:
+    """`00:15:65:4A:A9:37`, `00-15-65-4a-a9-37`, `0015.654a.a937` -> `0015654aa937`."""
+    candidate = text.strip()
+    if not _SHAPES.fullmatch(candidate):
+        raise InvalidMac(f"not a MAC address: {candidate[:40]!r}")
+    try:
+        eui = netaddr.EUI(candidate)
+    except (netaddr.AddrFormatError, TypeError, ValueError):
+        raise InvalidMac(f"not a MAC address: {candidate[:40]!r}") from None
+    if eui.version != 48:
+        raise InvalidMac(f"not a 48-bit MAC address: {candidate[:40]!r}")
+    mac = format(int(eui), "012x")
+    if mac in {"000000000000", "ffffffffffff"}:
+        raise InvalidMac(f"not a device MAC address: {candidate[:40]!r}")
+    return mac
+
+
+def try_mac(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        return normalize_mac(text)
+    except InvalidMac:
+        return None
+
+
+def colon_mac(mac: str) -> str:
+    """`0015654aa937` -> `00:15:65:4a:a9:37`."""
+    return ":".join(mac[i : i + 2] for i in range(0, 12, 2))

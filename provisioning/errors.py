@@ -1,0 +1,65 @@
+"""Domain errors. Each has a stable `code` (the API's problem type, the CLI's message prefix) and a
+message safe to show: never a secret, never a value that could be one."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "domain-error"
+    status = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class NotFound(DomainError):
+    code = "not-found"
+    status = 404
+
+
+class InvalidInput(DomainError):
+    code = "invalid-input"
+    status = 422
+
+
+class InvalidMac(InvalidInput):
+    code = "invalid-mac"
+
+
+class UnknownModel(InvalidInput):
+    code = "unknown-model"
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    status = 409
+
+
+class DeviceExists(Conflict):
+    code = "device-exists"
+
+
+class LineExists(Conflict):
+    code = "line-exists"
+
+
+class LineHasPhone(Conflict):
+    code = "line-has-phone"
+
+
+class SlotTaken(Conflict):
+    code = "slot-taken"
+
+
+class NoFreeSlot(Conflict):
+    code = "no-free-slot"
+
+
+class WrongAccount(Conflict):
+    code = "wrong-account"
+
+
+class DeviceHasNoAccount(Conflict):
+    code = "device-has-no-account"

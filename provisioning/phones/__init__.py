@@ -1,0 +1,1 @@
+"""The phone-facing HTTP endpoint: configuration files, firmware, sightings."""

@@ -1,0 +1,131 @@
+"""GET of a configuration file: identify, authorise, look up, render or take from the cache,
+record the sighting, answer.
+
+Unknown and unauthorised requests get one identical empty 404, so a scanner learns nothing. An
+internal failure (database down) is a 503 with Retry-After: a known phone must never be told
+"no such file" because of us, since phones keep their settings only when the server is silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
+
+from provisioning.crypto import SecretKeyError, token_hash
+from provisioning.db.models import utcnow
+from provisioning.devices.identify import match_file, parse_user_agent
+from provisioning.phones.auth import Evidence
+from provisioning.phones.client import client_ip, peer_address, user_agent
+from provisioning.phones.sightings import SightingFacts, record_sighting
+from provisioning.render.environment import RenderError
+from provisioning.render.files import render_file, spec_for
+from provisioning.render.snapshot import device_data, find_device
+from provisioning.state import SERVICES
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+RETRY_AFTER = "30"
+
+
+def not_found() -> web.Response:
+    # Built fresh each time (a Response cannot be sent twice), identical every time.
+    return web.Response(status=404)
+
+
+def unavailable() -> web.Response:
+    return web.Response(status=503, headers={"Retry-After": RETRY_AFTER})
+
+
+async def fetch_file(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    settings = services.settings
+    file_name = request.match_info.get("file", "")
+    token = request.match_info.get("token") or request.query.get("token")
+    if not FILE_NAME.fullmatch(file_name) or (token is not None and not TOKEN.fullmatch(token)):
+        return not_found()
+    matches = match_file(services.catalog, file_name)
+    if not matches:
+        return not_found()
+    agent = user_agent(request)
+    ua = parse_user_agent(services.catalog, agent)
+    path_mac = next((m.mac for m in matches if m.mac), None)
+    ua_mac = ua.mac if ua else None
+
+    try:
+        async with services.read_sessions() as session:
+            if token is not None:
+                device = await find_device(session, token_hash=token_hash(token))
+            elif settings.allow_mac_only and (path_mac or ua_mac):
+                device = await find_device(session, mac=path_mac or ua_mac)
+            else:
+                device = None
+            if device is None:
+                return not_found()
+            evidence = Evidence(
+                device_mac=device.mac, by_token=token is not None, path_mac=path_mac, ua_mac=ua_mac
+            )
+            spec = spec_for(services.catalog, device.model_id, matches)
+            if spec is None or not services.authorize(evidence):
+                return not_found()
+            key = (device.id, device.config_revision, file_name)
+            rendered = services.cache.get(key)
+            if rendered is None:
+                data = device_data(device, services.cipher, settings)
+                rendered = render_file(services.renderer, settings, data, spec)
+                services.cache.put(key, rendered)
+            device_id, revision = device.id, device.config_revision
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("phone fetch: database unavailable: %s", type(exc).__name__)
+        return unavailable()
+    except (RenderError, SecretKeyError) as exc:
+        log.error("phone fetch: cannot render %s: %s", file_name, exc)
+        return web.Response(status=500)
+
+    await _record(request, device_id, agent, ua.firmware if ua else None, file_name, revision)
+    headers = {"ETag": rendered.etag, "Cache-Control": "no-store"}
+    if rendered.etag in _etags(request.headers.get("If-None-Match", "")):
+        return web.Response(status=304, headers=headers)
+    response = web.Response(body=rendered.body, headers=headers)
+    response.content_type, _, charset = rendered.content_type.partition("; charset=")
+    if charset:
+        response.charset = charset
+    return response
+
+
+async def _record(
+    request: web.Request,
+    device_id: int,
+    agent: str,
+    firmware: str | None,
+    file_name: str,
+    revision: int,
+) -> None:
+    services = request.app[SERVICES]
+    facts = SightingFacts(
+        device_id=device_id,
+        seen_at=utcnow(),
+        ip=client_ip(
+            peer_address(request),
+            request.headers.get("X-Forwarded-For"),
+            services.settings.trusted_proxies,
+        ),
+        user_agent=agent,
+        firmware=firmware[:64] if firmware else None,
+        file_name=file_name,
+        revision=revision,
+    )
+    try:
+        async with services.sessions() as session, session.begin():
+            await record_sighting(session, facts)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        # The file is already rendered: serving it beats failing the phone over bookkeeping.
+        log.warning("phone fetch: sighting not recorded: %s", type(exc).__name__)
+
+
+def _etags(header: str) -> set[str]:
+    return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}

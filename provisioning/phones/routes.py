@@ -1,0 +1,21 @@
+"""Routes of the phone endpoint. Phones are given a base URL `http://server/<token>/` and append
+their vendor's file names; closed lab networks may allow `http://server/<file>` by MAC alone."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from provisioning.phones.files import fetch_file, not_found
+from provisioning.phones.firmware import fetch_firmware
+
+
+async def _nothing_here(_request: web.Request) -> web.StreamResponse:
+    return not_found()
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/firmware/{path:.+}", fetch_firmware)
+    app.router.add_get("/{token:[A-Za-z0-9_-]{16,64}}/{file}", fetch_file)
+    app.router.add_get("/{file}", fetch_file)
+    # Anything else a phone or scanner asks: the same empty 404 as an unknown MAC.
+    app.router.add_get("/{tail:.*}", _nothing_here)

@@ -1,0 +1,1 @@
+"""Rendering phones' files from the family templates, safely for each output format."""

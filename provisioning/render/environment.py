@@ -1,0 +1,57 @@
+"""Sandboxed Jinja environments, one per family, and the function that renders one file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from provisioning.devices.catalog import Catalog, Family, FileSpec
+from provisioning.render.escaping import AUTOESCAPE, FINALIZERS, UnsafeValue
+
+
+class RenderError(Exception):
+    """A template could not be rendered; the message names the template, never a secret."""
+
+
+class Renderer:
+    """Renders family templates. Templates may be edited by operators, so they run sandboxed,
+    and a typo in a variable name fails loudly (StrictUndefined) instead of writing an empty
+    setting to a phone."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self._envs = {family.name: _environment(family) for family in catalog}
+
+    def render(self, family: Family, spec: FileSpec, context: Mapping[str, Any]) -> bytes:
+        env = self._envs[family.name]
+        try:
+            template = env.get_template(spec.template)
+            text = template.render(context)
+        except UnsafeValue as exc:
+            raise RenderError(f"{family.name}/{spec.template}: {exc}") from None
+        except jinja2.TemplateError as exc:
+            raise RenderError(f"{family.name}/{spec.template}: {exc}") from None
+        return text.encode("utf-8")
+
+
+def sip_quoted(value: str) -> str:
+    """Escape a display name for a SIP quoted-string (RFC 3261 quoted-pair)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _environment(family: Family) -> jinja2.Environment:
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(family.path),
+        undefined=jinja2.StrictUndefined,
+        autoescape=AUTOESCAPE[family.format],
+        finalize=FINALIZERS[family.format],
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    env.filters["sip_quoted"] = sip_quoted
+    return env

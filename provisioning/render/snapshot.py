@@ -1,0 +1,59 @@
+"""Loading what rendering needs about one device: one short read transaction, secrets decrypted
+only here."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from provisioning.crypto import Cipher
+from provisioning.db.models import Account, Device, LineSlot
+from provisioning.render.context import DeviceData, LineData
+from provisioning.settings import Settings
+
+
+async def find_device(
+    session: AsyncSession, *, mac: str | None = None, token_hash: str | None = None
+) -> Device | None:
+    query = select(Device).options(
+        selectinload(Device.account),
+        selectinload(Device.slots).selectinload(LineSlot.line),
+    )
+    if token_hash is not None:
+        query = query.where(Device.token_hash == token_hash)
+    elif mac is not None:
+        query = query.where(Device.mac == mac)
+    else:
+        return None
+    # The device row (and its revision) is read before its slots: the lines rendered are at least
+    # as new as the revision recorded, never older.
+    return (await session.scalars(query)).one_or_none()
+
+
+def device_data(device: Device, cipher: Cipher, settings: Settings) -> DeviceData:
+    account: Account | None = device.account
+    lines = {}
+    for slot in device.slots:
+        line = slot.line
+        lines[slot.slot] = LineData(
+            number=line.number,
+            user=line.sip_username,
+            auth_user=line.auth_username or line.sip_username,
+            password=cipher.decrypt(line.password_enc),
+            display_name=line.display_name,
+            registrar_host=line.registrar_host,
+            registrar_port=line.registrar_port,
+            transport=line.transport,
+        )
+    return DeviceData(
+        id=device.id,
+        mac=device.mac,
+        model_id=device.model_id,
+        revision=device.config_revision,
+        token=cipher.decrypt(device.token_enc),
+        account_name=account.name if account else "",
+        timezone=account.timezone if account else settings.default_timezone,
+        language=account.language if account else settings.default_language,
+        lines=lines,
+    )

@@ -1,0 +1,195 @@
+"""Typed settings from `PROVISIONING_*` environment variables or a TOML file, validated at start.
+
+Every error names the key that is wrong, so an operator can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import netaddr
+
+PREFIX = "PROVISIONING_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_POLL_INTERVAL = 300  # the 5-minute promise: polling is the backstop of every push
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the key."""
+
+
+def _parse_bool(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise SettingsError(f"{key}: expected true or false, got {raw!r}")
+
+
+def _parse_int(key: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{key}: expected an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{key}: must be between {low} and {high}, got {value}")
+    return value
+
+
+def _parse_networks(key: str, raw: str) -> netaddr.IPSet:
+    cidrs = [part.strip() for part in raw.split(",") if part.strip()]
+    try:
+        return netaddr.IPSet(cidrs)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise SettingsError(f"{key}: expected a comma-separated list of networks (CIDR)") from None
+
+
+@dataclass(frozen=True)
+class Registrar:
+    host: str
+    port: int = 5060
+
+    @classmethod
+    def parse(cls, key: str, raw: str) -> Registrar:
+        host, sep, port = raw.strip().rpartition(":")
+        if not sep:
+            host, port = raw.strip(), "5060"
+        if not host or any(c.isspace() or c in "<>\"';" for c in host):
+            raise SettingsError(f"{key}: expected HOST[:PORT], got {raw!r}")
+        return cls(host=host, port=_parse_int(key, port, 1, 65535))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite+aiosqlite:///provisioning.sqlite3"
+    # Fernet keys, newest first: older keys still decrypt, so keys can be rotated.
+    secret_key: tuple[str, ...] = ()
+    # Where the embedded set-up keeps its key when PROVISIONING_SECRET_KEY is not set.
+    secret_key_file: Path = Path("provisioning.key")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Base URL that phones use to reach this server; written into their configs.
+    public_url: str = ""
+    trusted_proxies: netaddr.IPSet = field(default_factory=netaddr.IPSet)
+    # MAC-only access hands out SIP passwords to anyone who guesses a MAC: closed labs only.
+    allow_mac_only: bool = False
+    poll_interval: int = MAX_POLL_INTERVAL
+    templates_dir: Path = PROJECT_ROOT / "templates" / "devices"
+    firmware_dir: Path = PROJECT_ROOT / "firmware"
+    default_registrar: Registrar = Registrar("sip.example.net")
+    default_transport: str = "udp"
+    default_timezone: str = "Europe/Paris"
+    default_language: str = "fr"
+    render_cache_size: int = 10_000
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from a TOML file named by PROVISIONING_CONFIG, overridden by environment."""
+        env = os.environ if env is None else env
+        raw: dict[str, str] = {}
+        config_file = env.get(PREFIX + "CONFIG")
+        if config_file:
+            raw.update(_read_toml(config_file))
+        for key, value in env.items():
+            if key.startswith(PREFIX) and key != PREFIX + "CONFIG":
+                raw[key[len(PREFIX) :].lower()] = value
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, str]) -> Settings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            names = ", ".join(PREFIX + name.upper() for name in unknown)
+            raise SettingsError(f"{names}: unknown setting")
+        values: dict[str, Any] = {}
+        for name, text in raw.items():
+            values[name] = _convert(name, str(text))
+        return cls(**values)
+
+
+def _read_toml(path: str) -> dict[str, str]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"{PREFIX}CONFIG: cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{PREFIX}CONFIG: {path} is not valid TOML: {exc}") from None
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            flat[key] = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            flat[key] = "true" if value else "false"
+        else:
+            flat[key] = str(value)
+    return flat
+
+
+def _convert(name: str, text: str) -> Any:
+    key = PREFIX + name.upper()
+    if name == "database_url":
+        if not text.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise SettingsError(
+                f"{key}: expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL"
+            )
+        return text
+    if name == "secret_key":
+        return _parse_secret_keys(key, text)
+    if name in {"port"}:
+        return _parse_int(key, text, 1, 65535)
+    if name == "poll_interval":
+        return _parse_int(key, text, 30, MAX_POLL_INTERVAL)
+    if name == "render_cache_size":
+        return _parse_int(key, text, 0, 10_000_000)
+    if name == "allow_mac_only":
+        return _parse_bool(key, text)
+    if name == "trusted_proxies":
+        return _parse_networks(key, text)
+    if name == "secret_key_file":
+        return Path(text)
+    if name in {"templates_dir", "firmware_dir"}:
+        path = Path(text)
+        if not path.is_dir():
+            raise SettingsError(f"{key}: {text} is not a directory")
+        return path
+    if name == "default_registrar":
+        return Registrar.parse(key, text)
+    if name == "default_transport":
+        if text not in {"udp", "tcp", "tls"}:
+            raise SettingsError(f"{key}: expected udp, tcp or tls, got {text!r}")
+        return text
+    if name == "public_url":
+        if not text.startswith(("http://", "https://")):
+            raise SettingsError(f"{key}: expected an http:// or https:// URL")
+        return text
+    return text
+
+
+def _parse_secret_keys(key: str, text: str) -> tuple[str, ...]:
+    from cryptography.fernet import Fernet
+
+    keys = tuple(part.strip() for part in text.split(",") if part.strip())
+    for candidate in keys:
+        try:
+            Fernet(candidate)
+        except ValueError:
+            raise SettingsError(
+                f"{key}: each key must be a Fernet key (32 url-safe base64-encoded bytes); "
+                "create one with `provisioning secret generate`"
+            ) from None
+    return keys

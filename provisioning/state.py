@@ -1,0 +1,35 @@
+"""The services one application instance owns, under one typed AppKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from provisioning.crypto import Cipher
+from provisioning.db.engine import SessionFactory
+from provisioning.devices.catalog import Catalog
+from provisioning.phones.auth import Authorizer
+from provisioning.render.cache import RenderCache
+from provisioning.render.environment import Renderer
+from provisioning.settings import Settings
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: AsyncEngine
+    # Writes: on SQLite each transaction starts with BEGIN IMMEDIATE.
+    sessions: SessionFactory
+    # Reads on the phone path: never wait behind a writer.
+    read_sessions: SessionFactory
+    catalog: Catalog
+    renderer: Renderer
+    cipher: Cipher
+    cache: RenderCache
+    # The phone endpoint's authorisation step (replaceable: digest, certificates, bans).
+    authorize: Authorizer
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
