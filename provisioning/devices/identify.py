@@ -41,12 +41,15 @@ def match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
             if match is None:
                 continue
             groups = match.groupdict()
+            mac = try_mac(groups.get("mac"))
+            if "mac" in groups and mac is None:
+                continue  # 000000000000 and the like name no device
             code12 = groups.get("code12")
             found.append(
                 FileMatch(
                     family=family,
                     spec=spec,
-                    mac=try_mac(groups.get("mac")),
+                    mac=mac,
                     code=str(int(code12)) if code12 else None,
                 )
             )
