@@ -1,0 +1,105 @@
+"""Identification from real requests: file names and User-Agents as phones send them."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioning.devices.catalog import Catalog
+from provisioning.devices.identify import clean_user_agent, match_file, parse_user_agent
+from provisioning.devices.mac import InvalidMac, normalize_mac
+
+# (User-Agent, family, model id or None, firmware, MAC or None), from vendor-formats.md.
+USER_AGENTS = [
+    ("Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37", "yealink", "yealink-t46g", "28.72.0.1", "0015654aa937"),
+    ("yealink SIP-T28P 2.70.0.140 00:15:65:13:ae:0b", "yealink", None, "2.70.0.140", "00156513ae0b"),
+    ("Yealink SIP-T56A  58.80.0.25 001565f429a4", "yealink", "yealink-t58", "58.80.0.25", "001565f429a4"),
+    ("Yealink-T46G 28.71.0.81 28.1.0.128.0.0.0", "yealink", "yealink-t46g", "28.71.0.81", None),
+    ("Yealink SIP-T46U 108.86.0.20 80:5e:c0:12:34:56", "yealink", "yealink-t46u", "108.86.0.20", "805ec0123456"),
+    ("Yealink SIP-T19P_E2 53.84.0.15 00:15:65:aa:bb:cc", "yealink", "yealink-t19p_e2", "53.84.0.15", "001565aabbcc"),
+    ("Yealink SIP-T54W 96.86.0.45 24:9a:d8:01:02:03", "yealink", "yealink-t54w", "96.86.0.45", "249ad8010203"),
+    ("Yealink SIP VP-T49G 51.80.0.10 00:15:65:00:00:49", "yealink", None, "51.80.0.10", "001565000049"),
+    ("Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc", "yealink", None, "77.81.0.35", "805ec009abdc"),
+    ("W52P 25.30.0.2 00:15:65:44:b3:7c", "yealink", None, "25.30.0.2", "00156544b37c"),
+    ("Linphone/5.1.65 (belle-sip/5.1.0)", "linphone", "linphone-softphone", "5.1.65", None),
+    ("LinphoneAndroid/4.6.0 (Pixel) LinphoneSDK/5.1.0", "linphone", "linphone-softphone", "4.6.0", None),
+]
+
+
+@pytest.mark.parametrize(("ua", "family", "model", "firmware", "mac"), USER_AGENTS)
+def test_user_agents(
+    catalog: Catalog, ua: str, family: str, model: str | None, firmware: str, mac: str | None
+) -> None:
+    info = parse_user_agent(catalog, ua)
+    assert info is not None
+    assert info.family.name == family
+    assert (info.model.id if info.model else None) == model
+    assert info.firmware == firmware
+    assert info.mac == mac
+
+
+@pytest.mark.parametrize(
+    "ua",
+    ["Unknown", "", "curl/8.5.0", "FileTransport PolycomVVX-VVX_400-UA/4.1.4.7430", "Mozilla/5.0"],
+)
+def test_other_user_agents_are_not_claimed(catalog: Catalog, ua: str) -> None:
+    assert parse_user_agent(catalog, ua) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "families", "mac"),
+    [
+        ("0015654aa937.boot", {"yealink"}, "0015654aa937"),
+        ("0015654AA937.cfg", {"yealink"}, "0015654aa937"),
+        ("y000000000028.cfg", {"yealink"}, None),
+        ("linphone.xml", {"linphone"}, None),
+        ("linphone-020000c0ffee.xml", {"linphone"}, "020000c0ffee"),
+        ("000000000000.cfg", set(), None),
+        ("0015654aa937.txt", set(), None),
+    ],
+)
+def test_file_names(catalog: Catalog, name: str, families: set[str], mac: str | None) -> None:
+    matches = match_file(catalog, name)
+    assert {m.family.name for m in matches} == families
+    assert all(m.mac == mac for m in matches)
+
+
+def test_common_file_code(catalog: Catalog) -> None:
+    (match,) = match_file(catalog, "y000000000108.cfg")
+    assert match.code == "108"
+
+
+# The Yealink models the core issue names, with their real slot counts.
+YEALINK_SLOTS = {
+    "t19p_e2": 1, "t21p_e2": 2, "t23g": 3, "t27g": 6, "t27p": 6, "t29g": 16, "t41p": 6,
+    "t41s": 6, "t41u": 6, "t42g": 12, "t42s": 12, "t42u": 12, "t46g": 16, "t46s": 16,
+    "t46u": 16, "t48g": 16, "t48s": 16, "t48u": 16, "t53": 12, "t53w": 12, "t54s": 16,
+    "t54w": 16, "t57w": 16, "t58": 16,
+}  # fmt: skip
+
+
+def test_yealink_catalog(catalog: Catalog) -> None:
+    models = catalog.families["yealink"].models
+    assert {key: models[f"yealink-{key}"].slots for key in YEALINK_SLOTS} == YEALINK_SLOTS
+
+
+@pytest.mark.parametrize(
+    "text", ["00:15:65:4A:A9:37", "00-15-65-4a-a9-37", "0015.654a.a937", "0015654AA937", " 0015654aa937 "]
+)
+def test_mac_notations(text: str) -> None:
+    assert normalize_mac(text) == "0015654aa937"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "0015654aa93", "0015654aa9370", "00:15:65:4a:a9", "00:15-65:4a:a9:37", "g015654aa937",
+     "000000000000", "ff:ff:ff:ff:ff:ff", "0x0015654aa937", "1:2:3:4:5:6"],
+)  # fmt: skip
+def test_not_macs(text: str) -> None:
+    with pytest.raises(InvalidMac):
+        normalize_mac(text)
+
+
+def test_clean_user_agent() -> None:
+    raw = b"Yealink \xff\x01 x".decode("utf-8", "surrogateescape")
+    assert clean_user_agent(raw) == "Yealink \ufffd? x"
+    assert len(clean_user_agent("a" * 1000)) == 256
