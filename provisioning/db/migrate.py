@@ -39,3 +39,11 @@ async def is_current(engine: AsyncEngine) -> bool:
 
     async with engine.connect() as conn:
         return await conn.run_sync(check)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    def run(connection: Connection) -> None:
+        command.downgrade(alembic_config(connection), revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
