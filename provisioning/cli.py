@@ -291,6 +291,12 @@ async def cmd_device_show(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(_human(view), view)
 
 
+async def cmd_device_url(ctx: Context, session: AsyncSession) -> None:
+    device = await inventory.get_device(session, ctx.args.mac)
+    url = inventory.provisioning_url(ctx.settings.base_url, ctx.cipher, device)
+    ctx.emit(url, {"mac": device.mac, "url": url})
+
+
 async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
     if ctx.args.unknown:
         raise CliError("device list --unknown: unknown devices are not recorded yet")
@@ -485,6 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mac")
     p.add_argument("line_id", type=_positive)
     p = command(device, "show", with_session(cmd_device_show), "show a device")
+    p.add_argument("mac")
+    p = command(device, "url", with_session(cmd_device_url), "print a device's provisioning URL")
     p.add_argument("mac")
     p = command(device, "list", with_session(cmd_device_list), "list devices")
     p.add_argument("--account", type=_positive)

@@ -58,6 +58,7 @@ def test_a_phone_from_scratch(cli: Cli) -> None:
     assert device["mac"] == "0015654aa937"
     assigned = cli.json("device", "assign", "0015.654a.a937", str(line["id"]))
     assert assigned["slot"] == 1
+    assert cli.run("device", "url", "0015654aa937").stdout.strip() == device["url"]
     shown = cli.json("device", "show", "0015654aa937")
     assert shown["url"] == device["url"]
     assert shown["slots"] == [{"slot": 1, "line_id": line["id"], "number": "+33123456789"}]
