@@ -23,6 +23,7 @@ from provisioning.db.migrate import is_current, upgrade
 from provisioning.db.models import Account, Device, Line
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, CatalogError, load_catalog
+from provisioning.devices.unknown import list_unknown
 from provisioning.errors import DomainError, NotFound
 from provisioning.render.check import check_templates
 from provisioning.render.environment import Renderer, RenderError
@@ -299,7 +300,28 @@ async def cmd_device_url(ctx: Context, session: AsyncSession) -> None:
 
 async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
     if ctx.args.unknown:
-        raise CliError("device list --unknown: unknown devices are not recorded yet")
+        unknown = await list_unknown(session)
+        views_u = [
+            {
+                "mac": u.mac,
+                "family": u.family,
+                "ua_model": u.ua_model,
+                "first_seen": u.first_seen_at.isoformat(),
+                "last_seen": u.last_seen_at.isoformat(),
+                "ip": u.last_ip,
+                "user_agent": u.last_user_agent,
+                "file": u.last_file,
+                "requests": u.requests,
+            }
+            for u in unknown
+        ]
+        human_u = "\n".join(
+            f"{v['mac']}\t{v['family']} {v['ua_model'] or ''}\t{v['ip']}\t"
+            f"last seen {v['last_seen']}\t{v['requests']} request(s)"
+            for v in views_u
+        )
+        ctx.emit(human_u or "no unknown devices", views_u)
+        return
     rows = await inventory.list_devices(session, account_id=ctx.args.account, model_id=None)
     views = [device_view(ctx, d) for d in rows]
     human = "\n".join(

@@ -70,6 +70,7 @@ def test_a_phone_from_scratch(cli: Cli) -> None:
     all_files = cli.json("render", "0015654aa937")
     assert set(all_files) == set(shown["files"])
     assert all_files["0015654aa937.cfg"] == rendered
+    assert cli.json("device", "list", "--unknown") == []
     listed = cli.json("device", "list")
     assert [d["mac"] for d in listed] == ["0015654aa937"]
     lines = cli.json("line", "list", "--account", account_id)

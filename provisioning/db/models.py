@@ -204,6 +204,23 @@ class LineSlot(Base):
     line: Mapped[Line] = relationship(back_populates="slot", viewonly=True)
 
 
+class UnknownDevice(Base):
+    """A phone that asked for its files but is not registered: what an operator needs to claim
+    it. Only requests that look like a real phone are kept (see `phones.unknown`)."""
+
+    __tablename__ = "unknown_devices"
+
+    mac: Mapped[str] = mapped_column(String(12), primary_key=True)
+    family: Mapped[str] = mapped_column(String(64))
+    ua_model: Mapped[str | None] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    last_ip: Mapped[str] = mapped_column(String(45))
+    last_user_agent: Mapped[str] = mapped_column(String(256))
+    last_file: Mapped[str] = mapped_column(String(128))
+    requests: Mapped[int] = mapped_column(Integer, default=1)
+
+
 class Sighting(Base):
     __tablename__ = "sightings"
     __table_args__ = (Index("ix_sightings_device_seen", "device_id", "seen_at"),)
@@ -228,5 +245,6 @@ __all__ = [
     "LineSlot",
     "Model",
     "Sighting",
+    "UnknownDevice",
     "utcnow",
 ]

@@ -8,14 +8,14 @@ in an IntegrityError mapped to the same error.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from provisioning.accounts import get_account, get_line
 from provisioning.crypto import Cipher, new_device_token, token_hash
-from provisioning.db.models import Device, LineSlot, Model
+from provisioning.db.models import Device, LineSlot, Model, UnknownDevice
 from provisioning.devices.catalog import Catalog
 from provisioning.devices.mac import InvalidMac as BadMac
 from provisioning.devices.mac import normalize_mac
@@ -87,6 +87,7 @@ async def add_device(
         await session.flush()
     except IntegrityError:
         raise DeviceExists(f"a device with MAC {mac} already exists", field="mac") from None
+    await session.execute(delete(UnknownDevice).where(UnknownDevice.mac == mac))
     return device, token
 
 

@@ -13,10 +13,12 @@ import re
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import SecretKeyError, token_hash
 from provisioning.db.models import utcnow
-from provisioning.devices.identify import match_file, parse_user_agent
+from provisioning.devices.identify import FileMatch, UserAgentInfo, match_file, parse_user_agent
+from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_unknown
 from provisioning.phones.auth import Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
 from provisioning.phones.sightings import SightingFacts, record_sighting
@@ -65,6 +67,8 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
             else:
                 device = None
             if device is None:
+                if token is None:
+                    await _maybe_unknown(request, session, matches, ua, path_mac, agent, file_name)
                 return not_found()
             evidence = Evidence(
                 device_mac=device.mac, by_token=token is not None, path_mac=path_mac, ua_mac=ua_mac
@@ -97,6 +101,49 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _maybe_unknown(
+    request: web.Request,
+    session: AsyncSession,
+    matches: list[FileMatch],
+    ua: UserAgentInfo | None,
+    path_mac: str | None,
+    agent: str,
+    file_name: str,
+) -> None:
+    """A phone asking without a token: if it is not registered, keep it for an operator."""
+    plausible = plausible_phone(matches, ua, path_mac)
+    if plausible is None:
+        return
+    mac, family, ua_model = plausible
+    if await find_device(session, mac=mac) is not None:
+        return
+    await session.rollback()  # end the read snapshot before writing (SQLite)
+    services = request.app[SERVICES]
+    facts = UnknownFacts(
+        mac=mac,
+        family=family,
+        ua_model=ua_model,
+        seen_at=utcnow(),
+        ip=_client_ip(request),
+        user_agent=agent,
+        file_name=file_name,
+    )
+    try:
+        async with services.sessions() as writer, writer.begin():
+            await record_unknown(writer, facts)
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        # The answer is 404 either way; bookkeeping must not change it.
+        log.warning("phone fetch: unknown device not recorded: %s", type(exc).__name__)
+
+
+def _client_ip(request: web.Request) -> str:
+    return client_ip(
+        peer_address(request),
+        request.headers.get("X-Forwarded-For"),
+        request.app[SERVICES].settings.trusted_proxies,
+    )
+
+
 async def _record(
     request: web.Request,
     device_id: int,
@@ -109,11 +156,7 @@ async def _record(
     facts = SightingFacts(
         device_id=device_id,
         seen_at=utcnow(),
-        ip=client_ip(
-            peer_address(request),
-            request.headers.get("X-Forwarded-For"),
-            services.settings.trusted_proxies,
-        ),
+        ip=_client_ip(request),
         user_agent=agent,
         firmware=firmware[:64] if firmware else None,
         file_name=file_name,

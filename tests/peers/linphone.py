@@ -29,6 +29,10 @@ _INTERESTING = re.compile(
 )
 
 
+# See command(): a connection can be dropped unread while the daemon still holds another.
+_COMMAND_ATTEMPTS = 4
+
+
 class LinphoneError(RuntimeError):
     """linphone-daemon did not start or its control socket misbehaved."""
 
@@ -162,7 +166,7 @@ class LinphoneDaemon:
         if proc is not None and proc.poll() is None:
             # SIGTERM would leave the socket behind and skip unregistering: quit instead.
             with contextlib.suppress(OSError, LinphoneError):
-                self.command("quit", timeout=1.0, idle=0.05)
+                self.command("quit", timeout=2.0)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -203,34 +207,37 @@ class LinphoneDaemon:
 
     # -- control socket -------------------------------------------------------------------
 
-    def command(self, cmd: str, timeout: float = 5.0, idle: float = 0.15) -> str:
-        """Send one daemon command and return its raw answer (``Status: Ok`` ...).
-
-        The protocol has no end-of-answer marker, so the answer is what arrives until the
-        daemon stays silent for ``idle`` seconds.
-        """
+    def command(self, cmd: str, timeout: float = 5.0) -> str:
+        """Send one daemon command and return its raw answer (``Status: Ok`` ...)."""
         if "\n" in cmd:
             raise ValueError("one command per call")
+        for attempt in range(_COMMAND_ATTEMPTS):
+            answer = self._exchange(cmd, timeout)
+            # The daemon serves one client at a time and drops (closes unread) any other
+            # connection, so an empty answer means the command was never run: retry.
+            if answer or cmd == "quit":
+                return answer
+            time.sleep(0.05 * (attempt + 1))
+        raise LinphoneError(f"daemon dropped the connection for {cmd!r} {_COMMAND_ATTEMPTS} times")
+
+    def _exchange(self, cmd: str, timeout: float) -> str:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(self.socket_path))
-            sock.sendall(cmd.encode() + b"\n")
             chunks: list[bytes] = []
             try:
-                first = sock.recv(65536)
-            except TimeoutError as exc:
-                raise LinphoneError(f"no answer to {cmd!r} within {timeout} s") from exc
-            if first:
-                chunks.append(first)
-                sock.settimeout(idle)
-                while True:
-                    try:
-                        chunk = sock.recv(65536)
-                    except TimeoutError:
-                        break
-                    if not chunk:
-                        break
+                sock.sendall(cmd.encode() + b"\n")
+                # The protocol has no end-of-answer marker. Half-closing makes the daemon
+                # answer, see end-of-file and close, so EOF frames the answer; it also
+                # guarantees the daemon let go of this client before the next command
+                # connects (it refuses a second client while it still holds one).
+                sock.shutdown(socket.SHUT_WR)
+                while chunk := sock.recv(65536):
                     chunks.append(chunk)
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            except TimeoutError as exc:
+                raise LinphoneError(f"no complete answer to {cmd!r} within {timeout} s") from exc
         return b"".join(chunks).decode(errors="replace")
 
     # -- log ------------------------------------------------------------------------------
