@@ -26,7 +26,7 @@ from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, load_catalog
 from provisioning.settings import PROJECT_ROOT, Registrar, Settings
 
-pytest_plugins: list[str] = []  # TEMP
+pytest_plugins = ["tests.peers.plugin"]
 
 TEST_KEY = generate_key()
 PG_TEST_DB = "provisioning_test"

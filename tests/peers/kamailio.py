@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -18,6 +19,10 @@ from typing import IO, Any, Self
 from tests.peers.require import free_port
 
 _TEMPLATE = Path(__file__).with_name("kamailio.cfg.tmpl")
+
+# An http_proxy in the environment (CI images, developer shells) must not capture the
+# loopback RPC calls.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # Port pick and kamailio's bind are not atomic; another process can win the race.
 _START_ATTEMPTS = 3
@@ -41,10 +46,12 @@ class Kamailio:
     ``sip_port`` serves SIP on UDP and TCP, ``rpc_port`` JSON-RPC over HTTP at ``/RPC``.
     """
 
-    def __init__(self, workdir: Path, *, binary: str = "kamailio", host: str = "127.0.0.1") -> None:
+    # The config template listens on this address only.
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path, *, binary: str = "kamailio") -> None:
         self.workdir = Path(workdir)
         self.binary = binary
-        self.host = host
         self.sip_port = free_port("udp")
         self.rpc_port = free_port("tcp")
         self.cfg_path = self.workdir / "kamailio.cfg"
@@ -107,11 +114,16 @@ class Kamailio:
                 self.binary,
                 "-DD",  # foreground, so stop() owns the process and its children
                 "-E",
-                "-f", str(self.cfg_path),
-                "-P", str(self.pid_path),
-                "-Y", str(self.run_dir),
-                "-m", "64",
-                "-M", "8",
+                "-f",
+                str(self.cfg_path),
+                "-P",
+                str(self.pid_path),
+                "-Y",
+                str(self.run_dir),
+                "-m",
+                "64",
+                "-M",
+                "8",
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -127,9 +139,7 @@ class Kamailio:
         while time.monotonic() < deadline:
             code = self._proc.poll()
             if code is not None:
-                raise KamailioError(
-                    f"kamailio exited with {code} during start\n{self.log_tail()}"
-                )
+                raise KamailioError(f"kamailio exited with {code} during start\n{self.log_tail()}")
             try:
                 self.rpc("core.version", timeout=1.0)
                 return
@@ -155,11 +165,13 @@ class Kamailio:
             except subprocess.TimeoutExpired:
                 # Kill the whole group before reaping the leader, so the group id cannot
                 # have been reused by an unrelated process.
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
+            # A main process that died abnormally leaves its workers behind. While any of
+            # them lives, the kernel keeps the group id reserved, so this reaches only them.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -194,7 +206,7 @@ class Kamailio:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 raw = response.read()
         except urllib.error.HTTPError as exc:
             # jsonrpcs maps RPC errors to HTTP status codes but still sends the JSON body.
@@ -240,11 +252,9 @@ class Kamailio:
     def clear_registrations(self) -> None:
         """Drop every binding, so a relayed request never waits on a dead phone's contact."""
         for username in self._aors():
-            try:
+            # KamailioRPCError: expired between the dump and the removal, already gone.
+            with contextlib.suppress(KamailioRPCError):
                 self.rpc("ul.rm", "location", username)
-            except KamailioRPCError:
-                # Expired between the dump and the removal: already gone.
-                pass
 
     # -- diagnostics ----------------------------------------------------------------------
 

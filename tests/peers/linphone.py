@@ -23,10 +23,14 @@ _STATE_LINE = re.compile(
     r"for identity \[(?P<identity>[^\]]*)\] moving from state \[?\w+\]? to \[?(?P<state>\w+)"
 )
 
-# Lines worth showing when a wait fails; the full log is mostly codec and ALSA noise.
+# Lines worth showing when a wait fails: account states, the provisioning exchange and the
+# SIP start lines liblinphone dumps, errors. The full log is mostly codec and sound noise.
 _INTERESTING = re.compile(
-    r"Registration|REGISTER|provision|config-uri|remote_provisioning|http|[Ee]rror|SIP/2\.0 \d",
+    r"moving from state|created with proxy config|-error-|Cannot connect"
+    r"|^(?:GET|POST) |^HTTP/1|^SIP/2\.0 |^[A-Z]+ sips?:\S+ SIP/2\.0|<config|<section"
 )
+# No sound card or database in a test sandbox: harmless, but they would bury the rest.
+_NOISE = re.compile(r"alsa error|soundcard|PulseAudio|database|bctbx_file_open")
 
 
 # See command(): a connection can be dropped unread while the daemon still holds another.
@@ -63,6 +67,7 @@ class LinphoneDaemon:
         self.socket_path = Path("/tmp") / self.pipe_name
         self._proc: subprocess.Popen[bytes] | None = None
         self._output: IO[bytes] | None = None
+        self._quit_sent = False
 
     # -- configuration --------------------------------------------------------------------
 
@@ -87,8 +92,8 @@ class LinphoneDaemon:
             "audio_rtp_port=-1",
             "video_rtp_port=-1",
             "",
-            # There is no sound card in CI; keep the core from opening or probing devices
-            # more than it must.
+            # linphonerc has no switch to turn the audio stack off: the core still probes
+            # ALSA/PulseAudio and logs harmless errors. Only per-call audio work is trimmed.
             "[sound]",
             "echocancellation=0",
             "",
@@ -131,12 +136,14 @@ class LinphoneDaemon:
         self._proc = subprocess.Popen(
             [
                 self.binary,
-                "--pipe", self.pipe_name,
-                "--config", str(self.rc_path),
-                "--log", str(self.log_path),
+                "--pipe",
+                self.pipe_name,
+                "--config",
+                str(self.rc_path),
+                "--log",
+                str(self.log_path),
             ],
-            # Without --pipe the daemon reads stdin and aborts when it closes; with it,
-            # stdin must still not be a terminal the test runner owns.
+            # Commands go through the socket only; the daemon must never read the runner's stdin.
             stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,
@@ -160,13 +167,20 @@ class LinphoneDaemon:
         self.stop()
         raise LinphoneError(f"linphone-daemon socket {self.socket_path} not ready\n{tail}")
 
+    def request_stop(self) -> None:
+        """Send ``quit`` without waiting, so several daemons can shut down in parallel."""
+        if self._quit_sent or not self.running:
+            return
+        self._quit_sent = True
+        # SIGTERM would leave the socket behind and skip unregistering: quit instead.
+        with contextlib.suppress(OSError, LinphoneError):
+            self.command("quit", timeout=2.0)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the daemon to quit (it unregisters), kill it if it will not. Idempotent."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            # SIGTERM would leave the socket behind and skip unregistering: quit instead.
-            with contextlib.suppress(OSError, LinphoneError):
-                self.command("quit", timeout=2.0)
+            self.request_stop()
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -180,6 +194,7 @@ class LinphoneDaemon:
 
     def _cleanup_after_exit(self) -> None:
         self._proc = None
+        self._quit_sent = False
         if self._output is not None:
             self._output.close()
             self._output = None
@@ -251,7 +266,11 @@ class LinphoneDaemon:
     def log_tail(self, lines: int = 40) -> str:
         """The last interesting log lines (registration, HTTP, errors) for failure messages."""
         text = self.log_text()
-        picked = [line for line in text.splitlines() if _INTERESTING.search(line)][-lines:]
+        picked = [
+            line
+            for line in text.splitlines()
+            if _INTERESTING.search(line) and not _NOISE.search(line)
+        ][-lines:]
         parts = [f"--- linphone log {self.log_path} (filtered tail) ---", *picked]
         with contextlib.suppress(OSError):
             out = self.output_path.read_text(errors="replace").strip()

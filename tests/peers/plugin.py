@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,11 @@ class LinphoneFactory:
         return daemon
 
     def close(self) -> None:
+        # Each quit unregisters and takes about half a second: let them all run at once.
+        for daemon in self.daemons:
+            # Whatever goes wrong here, stop() below escalates to a kill.
+            with contextlib.suppress(Exception):
+                daemon.request_stop()
         errors: list[BaseException] = []
         for daemon in reversed(self.daemons):
             try:

@@ -71,7 +71,8 @@ def lpconfig_xml(kamailio: Kamailio, accounts: list[Account]) -> bytes:
                 "domain": kamailio.domain,
             },
         )
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return document
 
 
 @pytest.fixture
