@@ -173,17 +173,27 @@ class LinphoneDaemon:
             return
         self._quit_sent = True
         # SIGTERM would leave the socket behind and skip unregistering: quit instead.
-        with contextlib.suppress(OSError, LinphoneError):
-            self.command("quit", timeout=2.0)
+        # The daemon only closes the connection once it has unregistered and exits, so
+        # do not wait for that here; the command is read before the end-of-file.
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(2.0)
+            sock.connect(str(self.socket_path))
+            sock.sendall(b"quit\n")
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the daemon to quit (it unregisters), kill it if it will not. Idempotent."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
             self.request_stop()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout / 2)
+            if proc.poll() is None:
+                # The first quit may have been dropped (the daemon serves one client).
+                self._quit_sent = False
+                self.request_stop()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout / 2)
+            if proc.poll() is None:
                 proc.terminate()
                 try:
                     proc.wait(2.0)
@@ -230,7 +240,7 @@ class LinphoneDaemon:
             answer = self._exchange(cmd, timeout)
             # The daemon serves one client at a time and drops (closes unread) any other
             # connection, so an empty answer means the command was never run: retry.
-            if answer or cmd == "quit":
+            if answer:
                 return answer
             time.sleep(0.05 * (attempt + 1))
         raise LinphoneError(f"daemon dropped the connection for {cmd!r} {_COMMAND_ATTEMPTS} times")
