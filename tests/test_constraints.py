@@ -28,8 +28,12 @@ async def test_line_in_at_most_one_slot(sessions: SessionFactory, world: World) 
     y = await _device(sessions, world.yealink_mac)
     with pytest.raises(IntegrityError):
         await _insert_slot(
-            sessions, device_id=y.id, slot=5, line_id=world.line_ids[0],
-            account_id=world.account_id, slot_count=y.slot_count,
+            sessions,
+            device_id=y.id,
+            slot=5,
+            line_id=world.line_ids[0],
+            account_id=world.account_id,
+            slot_count=y.slot_count,
         )
 
 
@@ -37,8 +41,12 @@ async def test_slot_taken(sessions: SessionFactory, world: World) -> None:
     y = await _device(sessions, world.yealink_mac)
     with pytest.raises(IntegrityError):
         await _insert_slot(
-            sessions, device_id=y.id, slot=1, line_id=world.line_ids[2],
-            account_id=world.account_id, slot_count=y.slot_count,
+            sessions,
+            device_id=y.id,
+            slot=1,
+            line_id=world.line_ids[2],
+            account_id=world.account_id,
+            slot_count=y.slot_count,
         )
 
 
@@ -48,8 +56,12 @@ async def test_slot_beyond_the_model(sessions: SessionFactory, world: World) -> 
         # Lying about the slot count does not help: it must match the device's.
         with pytest.raises(IntegrityError):
             await _insert_slot(
-                sessions, device_id=y.id, slot=slot, line_id=world.line_ids[2],
-                account_id=world.account_id, slot_count=slot_count,
+                sessions,
+                device_id=y.id,
+                slot=slot,
+                line_id=world.line_ids[2],
+                account_id=world.account_id,
+                slot_count=slot_count,
             )
 
 
@@ -58,8 +70,12 @@ async def test_line_of_another_account(sessions: SessionFactory, world: World) -
     for account_id in (world.account_id, world.other_account_id):
         with pytest.raises(IntegrityError):
             await _insert_slot(
-                sessions, device_id=y.id, slot=5, line_id=world.other_line_id,
-                account_id=account_id, slot_count=y.slot_count,
+                sessions,
+                device_id=y.id,
+                slot=5,
+                line_id=world.other_line_id,
+                account_id=account_id,
+                slot_count=y.slot_count,
             )
 
 
@@ -67,9 +83,7 @@ async def test_model_cannot_shrink_below_used_slots(sessions: SessionFactory, wo
     # The T46U in the world has a line in slot 2: it cannot become a one-slot phone.
     with pytest.raises(IntegrityError):
         async with sessions() as session, session.begin():
-            await session.execute(
-                update(Model).where(Model.id == "yealink-t46u").values(slots=1)
-            )
+            await session.execute(update(Model).where(Model.id == "yealink-t46u").values(slots=1))
 
 
 async def test_device_cannot_leave_its_account_with_lines(
@@ -87,6 +101,10 @@ async def test_device_cannot_leave_its_account_with_lines(
 async def test_valid_raw_insert_is_accepted(sessions: SessionFactory, world: World) -> None:
     y = await _device(sessions, world.yealink_mac)
     await _insert_slot(
-        sessions, device_id=y.id, slot=16, line_id=world.line_ids[2],
-        account_id=world.account_id, slot_count=y.slot_count,
+        sessions,
+        device_id=y.id,
+        slot=16,
+        line_id=world.line_ids[2],
+        account_id=world.account_id,
+        slot_count=y.slot_count,
     )

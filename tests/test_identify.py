@@ -10,18 +10,66 @@ from provisioning.devices.mac import InvalidMac, normalize_mac
 
 # (User-Agent, family, model id or None, firmware, MAC or None), from vendor-formats.md.
 USER_AGENTS = [
-    ("Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37", "yealink", "yealink-t46g", "28.72.0.1", "0015654aa937"),
-    ("yealink SIP-T28P 2.70.0.140 00:15:65:13:ae:0b", "yealink", None, "2.70.0.140", "00156513ae0b"),
-    ("Yealink SIP-T56A  58.80.0.25 001565f429a4", "yealink", "yealink-t58", "58.80.0.25", "001565f429a4"),
+    (
+        "Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37",
+        "yealink",
+        "yealink-t46g",
+        "28.72.0.1",
+        "0015654aa937",
+    ),
+    (
+        "yealink SIP-T28P 2.70.0.140 00:15:65:13:ae:0b",
+        "yealink",
+        None,
+        "2.70.0.140",
+        "00156513ae0b",
+    ),
+    (
+        "Yealink SIP-T56A  58.80.0.25 001565f429a4",
+        "yealink",
+        "yealink-t58",
+        "58.80.0.25",
+        "001565f429a4",
+    ),
     ("Yealink-T46G 28.71.0.81 28.1.0.128.0.0.0", "yealink", "yealink-t46g", "28.71.0.81", None),
-    ("Yealink SIP-T46U 108.86.0.20 80:5e:c0:12:34:56", "yealink", "yealink-t46u", "108.86.0.20", "805ec0123456"),
-    ("Yealink SIP-T19P_E2 53.84.0.15 00:15:65:aa:bb:cc", "yealink", "yealink-t19p_e2", "53.84.0.15", "001565aabbcc"),
-    ("Yealink SIP-T54W 96.86.0.45 24:9a:d8:01:02:03", "yealink", "yealink-t54w", "96.86.0.45", "249ad8010203"),
-    ("Yealink SIP VP-T49G 51.80.0.10 00:15:65:00:00:49", "yealink", None, "51.80.0.10", "001565000049"),
+    (
+        "Yealink SIP-T46U 108.86.0.20 80:5e:c0:12:34:56",
+        "yealink",
+        "yealink-t46u",
+        "108.86.0.20",
+        "805ec0123456",
+    ),
+    (
+        "Yealink SIP-T19P_E2 53.84.0.15 00:15:65:aa:bb:cc",
+        "yealink",
+        "yealink-t19p_e2",
+        "53.84.0.15",
+        "001565aabbcc",
+    ),
+    (
+        "Yealink SIP-T54W 96.86.0.45 24:9a:d8:01:02:03",
+        "yealink",
+        "yealink-t54w",
+        "96.86.0.45",
+        "249ad8010203",
+    ),
+    (
+        "Yealink SIP VP-T49G 51.80.0.10 00:15:65:00:00:49",
+        "yealink",
+        None,
+        "51.80.0.10",
+        "001565000049",
+    ),
     ("Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc", "yealink", None, "77.81.0.35", "805ec009abdc"),
     ("W52P 25.30.0.2 00:15:65:44:b3:7c", "yealink", None, "25.30.0.2", "00156544b37c"),
     ("Linphone/5.1.65 (belle-sip/5.1.0)", "linphone", "linphone-softphone", "5.1.65", None),
-    ("LinphoneAndroid/4.6.0 (Pixel) LinphoneSDK/5.1.0", "linphone", "linphone-softphone", "4.6.0", None),
+    (
+        "LinphoneAndroid/4.6.0 (Pixel) LinphoneSDK/5.1.0",
+        "linphone",
+        "linphone-softphone",
+        "4.6.0",
+        None,
+    ),
 ]
 
 
@@ -83,7 +131,8 @@ def test_yealink_catalog(catalog: Catalog) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["00:15:65:4A:A9:37", "00-15-65-4a-a9-37", "0015.654a.a937", "0015654AA937", " 0015654aa937 "]
+    "text",
+    ["00:15:65:4A:A9:37", "00-15-65-4a-a9-37", "0015.654a.a937", "0015654AA937", " 0015654aa937 "],
 )
 def test_mac_notations(text: str) -> None:
     assert normalize_mac(text) == "0015654aa937"

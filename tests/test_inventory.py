@@ -177,7 +177,11 @@ async def test_line_validation(
 
 def test_address_parsing() -> None:
     address = accounts.Address.parse("12 rue de la Paix, 75002 Paris")
-    assert (address.street, address.postcode, address.town) == ("12 rue de la Paix", "75002", "Paris")
+    assert (address.street, address.postcode, address.town) == (
+        "12 rue de la Paix",
+        "75002",
+        "Paris",
+    )
     for bad in ["no comma here", "12 rue, ", "street,\n75002 Paris"]:
         with pytest.raises(InvalidInput):
             accounts.Address.parse(bad)

@@ -22,7 +22,9 @@ async def get(client: TestClient, path: str, **headers: str):  # type: ignore[no
 async def test_yealink_mac_file_has_its_lines_and_disables_the_rest(
     client: TestClient, world: World
 ) -> None:
-    resp = await get(client, f"/{world.yealink_token}/0015654aa937.cfg", **{"User-Agent": YEALINK_UA})
+    resp = await get(
+        client, f"/{world.yealink_token}/0015654aa937.cfg", **{"User-Agent": YEALINK_UA}
+    )
     assert resp.status == 200
     body = await resp.text()
     assert body.startswith("#!version:1.0.0.1\n")
@@ -36,7 +38,9 @@ async def test_yealink_mac_file_has_its_lines_and_disables_the_rest(
         assert f"account.{slot}.password = %NULL%" in body
     assert "account.17." not in body
     assert "static.auto_provision.repeat.minutes = 5" in body
-    assert f"static.auto_provision.server.url = http://phones.test:8080/{world.yealink_token}/" in body
+    assert (
+        f"static.auto_provision.server.url = http://phones.test:8080/{world.yealink_token}/" in body
+    )
     assert "lang.gui = French" in body
     assert resp.headers["ETag"].startswith('"')
 
@@ -89,7 +93,9 @@ async def test_change_gives_new_content_and_etag(
     assert after.headers["ETag"] != etag
 
 
-async def test_linphone_xml_by_token(client: TestClient, world: World, sessions: SessionFactory) -> None:
+async def test_linphone_xml_by_token(
+    client: TestClient, world: World, sessions: SessionFactory
+) -> None:
     async with sessions() as session, session.begin():
         await inventory.assign_line(session, world.linphone_mac, world.line_ids[2])
     resp = await get(client, f"/{world.linphone_token}/linphone.xml", **{"User-Agent": "Unknown"})
@@ -97,7 +103,7 @@ async def test_linphone_xml_by_token(client: TestClient, world: World, sessions:
     assert resp.content_type == "application/xml"
     body = await resp.text()
     assert '<section name="proxy_0">' in body
-    assert "<entry name=\"passwd\" overwrite=\"true\">secret-3</entry>" in body
+    assert '<entry name="passwd" overwrite="true">secret-3</entry>' in body
     assert '<section name="proxy_7">' in body  # every slot written
 
 
@@ -157,7 +163,9 @@ async def test_mac_only_access_when_allowed(
 async def test_fetch_records_a_sighting(
     client: TestClient, world: World, sessions: SessionFactory
 ) -> None:
-    resp = await get(client, f"/{world.yealink_token}/0015654aa937.cfg", **{"User-Agent": YEALINK_UA})
+    resp = await get(
+        client, f"/{world.yealink_token}/0015654aa937.cfg", **{"User-Agent": YEALINK_UA}
+    )
     assert resp.status == 200
     async with sessions() as session:
         device = await session.scalar(select(Device).where(Device.mac == world.yealink_mac))

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from hypothesis import given, settings as hyp_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from provisioning.devices.catalog import Catalog
 from provisioning.render.check import check_templates, sample_device

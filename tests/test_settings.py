@@ -68,9 +68,7 @@ def test_errors_name_the_key(key: str, value: str) -> None:
 def test_toml_file_then_env(tmp_path: Path) -> None:
     config = tmp_path / "provisioning.toml"
     config.write_text('poll_interval = 200\ntrusted_proxies = ["10.0.0.0/8"]\nport = 9000\n')
-    settings = Settings.from_env(
-        {"PROVISIONING_CONFIG": str(config), "PROVISIONING_PORT": "9001"}
-    )
+    settings = Settings.from_env({"PROVISIONING_CONFIG": str(config), "PROVISIONING_PORT": "9001"})
     assert settings.poll_interval == 200
     assert settings.port == 9001
     assert "10.9.9.9" in settings.trusted_proxies

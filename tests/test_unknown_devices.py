@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp.test_utils import TestClient
 
+from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.devices.unknown import list_unknown
-from provisioning.crypto import Cipher
 from tests.conftest import YEALINK_UA, World
 
 NEW_UA = "Yealink SIP-T54W 96.86.0.45 24:9a:d8:01:02:03"
@@ -28,7 +28,11 @@ async def test_new_phone_is_recorded_and_claimable(
     async with sessions() as session:
         (unknown,) = await list_unknown(session)
     assert (unknown.mac, unknown.family, unknown.ua_model) == ("249ad8010203", "yealink", "T54W")
-    assert (unknown.requests, unknown.last_file, unknown.last_ip) == (2, "249ad8010203.cfg", "127.0.0.1")
+    assert (unknown.requests, unknown.last_file, unknown.last_ip) == (
+        2,
+        "249ad8010203.cfg",
+        "127.0.0.1",
+    )
     async with sessions() as session, session.begin():
         await inventory.add_device(
             session, catalog, cipher, "249ad8010203", "yealink-t54w", world.account_id
