@@ -41,16 +41,16 @@ def _test_database_url(tmp_dir: Path) -> str:
     return url
 
 
-async def _recreate_pg_database(admin_url: str) -> str:
-    """A fresh database for this run, next to the one the URL names."""
+async def fresh_pg_database(admin_url: str, name: str) -> str:
+    """An empty database `name` next to the one the URL names; returns its URL."""
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {PG_TEST_DB} WITH (FORCE)"))
-            await conn.execute(text(f"CREATE DATABASE {PG_TEST_DB}"))
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            await conn.execute(text(f"CREATE DATABASE {name}"))
     finally:
         await admin.dispose()
-    return make_url(admin_url).set(database=PG_TEST_DB).render_as_string(hide_password=False)
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def _migrate(url: str) -> None:
@@ -65,7 +65,7 @@ async def _migrate(url: str) -> None:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = _test_database_url(tmp_path_factory.mktemp("db"))
     if url.startswith("postgresql"):
-        url = asyncio.run(_recreate_pg_database(url))
+        url = asyncio.run(fresh_pg_database(url, PG_TEST_DB))
     asyncio.run(_migrate(url))
     return url
 

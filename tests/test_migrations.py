@@ -4,27 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import inspect
 
 from provisioning.db.engine import make_engine
 from provisioning.db.migrate import downgrade, is_current, upgrade
 from provisioning.db.models import Base
-from tests.conftest import PG_TEST_DB
+from tests.conftest import PG_TEST_DB, fresh_pg_database
 
 
 async def _empty_database(tmp_path: Path, database_url: str, is_postgres: bool) -> str:
     if not is_postgres:
         return f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}"
-    name = f"{PG_TEST_DB}_migrations"
-    admin = make_engine(database_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            await conn.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        await admin.dispose()
-    return make_url(database_url).set(database=name).render_as_string(hide_password=False)
+    return await fresh_pg_database(database_url, f"{PG_TEST_DB}_migrations")
 
 
 async def test_upgrade_downgrade_upgrade(

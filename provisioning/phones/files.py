@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
@@ -118,7 +119,6 @@ async def _maybe_unknown(
     if await find_device(session, mac=mac) is not None:
         return
     await session.rollback()  # end the read snapshot before writing (SQLite)
-    services = request.app[SERVICES]
     facts = UnknownFacts(
         mac=mac,
         family=family,
@@ -128,12 +128,8 @@ async def _maybe_unknown(
         user_agent=agent,
         file_name=file_name,
     )
-    try:
-        async with services.sessions() as writer, writer.begin():
-            await record_unknown(writer, facts)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
-        # The answer is 404 either way; bookkeeping must not change it.
-        log.warning("phone fetch: unknown device not recorded: %s", type(exc).__name__)
+    # The answer is 404 either way; bookkeeping must not change it.
+    await _write_behind(request, "unknown device", lambda s: record_unknown(s, facts))
 
 
 def _client_ip(request: web.Request) -> str:
@@ -152,7 +148,6 @@ async def _record(
     file_name: str,
     revision: int,
 ) -> None:
-    services = request.app[SERVICES]
     facts = SightingFacts(
         device_id=device_id,
         seen_at=utcnow(),
@@ -162,12 +157,19 @@ async def _record(
         file_name=file_name,
         revision=revision,
     )
+    # The file is already rendered: serving it beats failing the phone over bookkeeping.
+    await _write_behind(request, "sighting", lambda s: record_sighting(s, facts))
+
+
+async def _write_behind(
+    request: web.Request, what: str, write: Callable[[AsyncSession], Awaitable[None]]
+) -> None:
+    """Bookkeeping of the fetch path, in its own short transaction; a failure is logged only."""
     try:
-        async with services.sessions() as session, session.begin():
-            await record_sighting(session, facts)
+        async with request.app[SERVICES].sessions() as session, session.begin():
+            await write(session)
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
-        # The file is already rendered: serving it beats failing the phone over bookkeeping.
-        log.warning("phone fetch: sighting not recorded: %s", type(exc).__name__)
+        log.warning("phone fetch: %s not recorded: %s", what, type(exc).__name__)
 
 
 def _etags(header: str) -> set[str]:
