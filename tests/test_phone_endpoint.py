@@ -236,3 +236,27 @@ async def test_unreachable_database_is_503(aiohttp_client, settings, world: Worl
     resp = await client.get(f"/{world.yealink_token}/0015654aa937.cfg")
     assert resp.status == 503
     assert resp.headers["Retry-After"]
+
+
+async def test_firmware_url_when_an_image_is_present(
+    client: TestClient, world: World, sessions: SessionFactory, firmware_dir, catalog
+) -> None:  # type: ignore[no-untyped-def]
+    from provisioning.crypto import Cipher
+    from tests.conftest import TEST_KEY
+
+    async with sessions() as session, session.begin():
+        _, token = await inventory.add_device(
+            session, catalog, Cipher((TEST_KEY,)), "001565000046", "yealink-t46s", world.account_id
+        )
+    path = f"/{token}/001565000046.cfg"
+    assert "static.firmware.url" not in await (await get(client, path)).text()
+    (firmware_dir / "yealink").mkdir()
+    for version in ("66.86.0.9", "66.86.0.15"):
+        (firmware_dir / "yealink" / f"T46S(T48S,T42S,T41S)-{version}.rom").write_bytes(b"x")
+    async with sessions() as session, session.begin():  # a new revision: the cache is bypassed
+        await inventory.assign_line(session, "001565000046", world.line_ids[2])
+    body = await (await get(client, path)).text()
+    url = "http://phones.test:8080/firmware/yealink/T46S%28T48S%2CT42S%2CT41S%29-66.86.0.15.rom"
+    assert f"static.firmware.url = {url}" in body
+    image = await client.get(url.removeprefix("http://phones.test:8080"))
+    assert image.status == 200

@@ -18,6 +18,8 @@ _PLACEHOLDERS = {
     "mac": r"(?P<mac>[0-9A-Fa-f]{12})",
     # Yealink's common file: the model id zero-padded to 12 digits (`y000000000028.cfg`).
     "code12": r"(?P<code12>[0-9]{12})",
+    # The model's own name in file names (`snomD785.htm`, `spa508G.cfg`).
+    "code": r"(?P<code>[A-Za-z0-9_]{1,24})",
 }
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -40,11 +42,12 @@ class FileSpec:
         return self.regex.fullmatch(file_name)
 
     def name_for(self, mac: str, code: str | None, mac_case: str) -> str | None:
-        if "{code12}" in self.pattern and code is None:
+        if ("{code12}" in self.pattern or "{code}" in self.pattern) and code is None:
             return None
         return self.pattern.format(
             mac=mac.upper() if mac_case == "upper" else mac,
             code12=(code or "").zfill(12),
+            code=code or "",
         )
 
 
@@ -58,6 +61,8 @@ class Model:
     # Names the phone puts in its User-Agent for this model (`T46U` in `Yealink SIP-T46U ...`).
     ua_models: tuple[str, ...]
     code: str | None
+    # Glob of this model's firmware images inside `firmware/<family>/` (newest name wins).
+    firmware: str | None
     orderable: bool
     price_cents: int | None
     confirmed: bool
@@ -209,6 +214,7 @@ def _model(family: Family, key: str, entry: dict[str, Any], where: str) -> Model
         slots=slots,
         ua_models=tuple(str(u).upper() for u in _list(entry.get("ua_models", []))),
         code=str(code) if code is not None else None,
+        firmware=_optional_str(entry, "firmware", where),
         orderable=bool(entry.get("orderable", False)),
         price_cents=price,
         confirmed=bool(entry.get("confirmed", False)),
@@ -226,6 +232,15 @@ def _str(data: dict[str, Any], key: str, where: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value:
         raise CatalogError(f"{where}: {key} must be a non-empty string")
+    return value
+
+
+def _optional_str(data: dict[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or "/" in value or ".." in value:
+        raise CatalogError(f"{where}: {key} must be a file name pattern without folders")
     return value
 
 

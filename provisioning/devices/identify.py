@@ -50,7 +50,7 @@ def match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
                     family=family,
                     spec=spec,
                     mac=mac,
-                    code=str(int(code12)) if code12 else None,
+                    code=str(int(code12)) if code12 else groups.get("code"),
                 )
             )
     return found

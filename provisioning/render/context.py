@@ -2,12 +2,16 @@
 names for every family, documented here in one place.
 
     server.base_url       URL of this server as phones reach it
+    server.scheme, server.host, server.port   the same URL in parts
     server.url            provisioning URL of this device (carries its token)
     server.poll_interval  seconds between re-checks (<= 300: the backstop of every push)
     server.poll_minutes   the same in whole minutes (at least 1)
     device.mac            12 hex digits, lowercase; device.mac_upper, device.mac_colon
     device.model, device.label, device.slots, device.revision
+    device.code           the model's vendor id or name (family.toml `code`), or ""
+    device.firmware_url   URL of the newest firmware image for the model in firmware/, or ""
     account.name, account.timezone (IANA), account.utc_offset ("+1", standard time),
+    account.utc_offset_seconds (3600), account.utc_offset_minutes (60),
     account.timezone_name (vendor's name from family.toml [timezones], or ""),
     account.language (code), account.language_name (vendor's name from [languages])
     lines                 one entry per slot 1..slots; unused slots have enabled = false
@@ -20,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provisioning.devices.catalog import Family, Model
@@ -53,17 +58,22 @@ class DeviceData:
     lines: dict[int, LineData]
 
 
-def utc_offset(timezone: str) -> str:
-    """Standard-time offset, as phones without tz databases want it (`+1` for Europe/Paris)."""
+def utc_offset_minutes(timezone: str) -> int:
+    """Standard-time (winter) offset in minutes, as phones without tz databases want it."""
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        return "+0"
+        return 0
     offsets = []
     for month in (1, 7):
         delta = datetime(2025, month, 1, tzinfo=zone).utcoffset()
         offsets.append(delta.total_seconds() if delta else 0.0)
-    minutes = int(min(offsets) // 60)
+    return int(min(offsets) // 60)
+
+
+def utc_offset(timezone: str) -> str:
+    """`+1` for Europe/Paris, `-3:30` for America/St_Johns."""
+    minutes = utc_offset_minutes(timezone)
     sign = "-" if minutes < 0 else "+"
     hours, rest = divmod(abs(minutes), 60)
     return f"{sign}{hours}" if not rest else f"{sign}{hours}:{rest:02d}"
@@ -76,6 +86,7 @@ def build_context(
     *,
     base_url: str,
     poll_interval: int,
+    firmware_url: str = "",
 ) -> dict[str, Any]:
     lines = []
     for slot in range(1, model.slots + 1):
@@ -98,9 +109,14 @@ def build_context(
                 "transport": line.transport,
             }
         )
+    url = urlsplit(base_url)
+    offset = utc_offset_minutes(device.timezone)
     return {
         "server": {
             "base_url": base_url,
+            "scheme": url.scheme,
+            "host": url.hostname or "",
+            "port": url.port or (443 if url.scheme == "https" else 80),
             "url": f"{base_url}/{device.token}/",
             "poll_interval": poll_interval,
             "poll_minutes": max(1, poll_interval // 60),
@@ -113,11 +129,15 @@ def build_context(
             "label": model.label,
             "slots": model.slots,
             "revision": device.revision,
+            "code": model.code or "",
+            "firmware_url": firmware_url,
         },
         "account": {
             "name": device.account_name,
             "timezone": device.timezone,
             "utc_offset": utc_offset(device.timezone),
+            "utc_offset_seconds": offset * 60,
+            "utc_offset_minutes": offset,
             "timezone_name": family.timezones.get(device.timezone, ""),
             "language": device.language,
             "language_name": family.languages.get(device.language, ""),

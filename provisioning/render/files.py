@@ -4,8 +4,10 @@ so `provisioning render` prints exactly what the phone gets."""
 from __future__ import annotations
 
 import hashlib
+import re
+from urllib.parse import quote
 
-from provisioning.devices.catalog import Catalog, FileSpec
+from provisioning.devices.catalog import Catalog, Family, FileSpec, Model
 from provisioning.devices.identify import FileMatch
 from provisioning.render.cache import Rendered
 from provisioning.render.context import DeviceData, build_context
@@ -32,6 +34,25 @@ def spec_for(catalog: Catalog, model_id: str, matches: list[FileMatch]) -> FileS
     return None
 
 
+def firmware_url(settings: Settings, family: Family, model: Model) -> str:
+    """URL of the newest image matching the model's `firmware` glob in `firmware/<family>/`."""
+    if model.firmware is None:
+        return ""
+    folder = settings.firmware_dir / family.name
+    images = sorted(
+        (p for p in folder.glob(model.firmware) if p.is_file() and not p.name.startswith(".")),
+        key=lambda p: _natural(p.name),
+    )
+    if not images:
+        return ""
+    return f"{settings.base_url}/firmware/{family.name}/{quote(images[-1].name)}"
+
+
+def _natural(name: str) -> list[tuple[int, int | str]]:
+    # "…-108.86.0.9.rom" < "…-108.86.0.20.rom": compare digit runs as numbers.
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
 def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
 
@@ -42,7 +63,12 @@ def render_file(
     family = renderer.catalog.family_of(data.model_id)
     model = family.models[data.model_id]
     context = build_context(
-        data, family, model, base_url=settings.base_url, poll_interval=settings.poll_interval
+        data,
+        family,
+        model,
+        base_url=settings.base_url,
+        poll_interval=settings.poll_interval,
+        firmware_url=firmware_url(settings, family, model),
     )
     body = renderer.render(family, spec, context)
     return Rendered(body=body, etag=etag_of(body), content_type=spec.content_type)
