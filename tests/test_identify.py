@@ -87,7 +87,7 @@ def test_user_agents(
 
 @pytest.mark.parametrize(
     "ua",
-    ["Unknown", "", "curl/8.5.0", "FileTransport PolycomVVX-VVX_400-UA/4.1.4.7430", "Mozilla/5.0"],
+    ["Unknown", "", "curl/8.5.0", "Mozilla/5.0", "python-requests/2.31"],
 )
 def test_other_user_agents_are_not_claimed(catalog: Catalog, ua: str) -> None:
     assert parse_user_agent(catalog, ua) is None

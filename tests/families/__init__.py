@@ -1,0 +1,1 @@
+"""Per-family tests: real requests, rendered keys per slot."""
