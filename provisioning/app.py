@@ -35,7 +35,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             sessions=make_session_factory(engine),
             read_sessions=make_session_factory(engine, read_only=True),
             catalog=catalog,
-            renderer=Renderer(catalog),
+            renderer=Renderer(catalog, settings.templates_override_dir),
             cipher=cipher,
             cache=RenderCache(settings.render_cache_size),
             authorize=authorizer or default_authorizer(settings),

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from provisioning import accounts
+from provisioning import accounts, overrides
 from provisioning.crypto import Cipher, SecretKeyError, generate_key
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import is_current, upgrade
-from provisioning.db.models import Account, Device, Line
+from provisioning.db.models import Account, Device, Line, SettingOverride
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, CatalogError, load_catalog
 from provisioning.devices.unknown import list_unknown
@@ -28,7 +28,7 @@ from provisioning.errors import DomainError, NotFound
 from provisioning.render.check import check_templates
 from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
-from provisioning.render.snapshot import device_data, find_device
+from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.settings import Settings, SettingsError
 
 EXIT_ERROR = 1
@@ -332,13 +332,35 @@ async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(human or "no devices", views)
 
 
+def override_view(row: SettingOverride) -> dict[str, Any]:
+    return {"scope": row.scope, "target": row.target, "key": row.key, "value": row.value}
+
+
+async def cmd_override_set(ctx: Context, session: AsyncSession) -> None:
+    a = ctx.args
+    row = await overrides.set_override(session, ctx.catalog, a.scope, a.target, a.key, a.value)
+    ctx.emit(f"{row.scope} {row.target}: {row.key} = {row.value}", override_view(row))
+
+
+async def cmd_override_unset(ctx: Context, session: AsyncSession) -> None:
+    a = ctx.args
+    await overrides.unset_override(session, ctx.catalog, a.scope, a.target, a.key)
+    ctx.emit(f"{a.scope} {a.target}: {a.key} removed", {"removed": True})
+
+
+async def cmd_override_list(ctx: Context, session: AsyncSession) -> None:
+    rows = await overrides.list_overrides(session, ctx.args.scope, ctx.args.target)
+    human = "\n".join(f"{r.scope} {r.target}\t{r.key} = {r.value}" for r in rows)
+    ctx.emit(human or "no overrides", [override_view(r) for r in rows])
+
+
 async def cmd_render(ctx: Context, session: AsyncSession) -> None:
     mac = inventory.parse_mac(ctx.args.mac)
     device = await find_device(session, mac=mac)
     if device is None:
         raise NotFound(f"device {mac} not found")
-    data = device_data(device, ctx.cipher, ctx.settings)
-    renderer = Renderer(ctx.catalog)
+    data = await load_device_data(session, device, ctx.cipher, ctx.settings)
+    renderer = Renderer(ctx.catalog, ctx.settings.templates_override_dir)
     files = device_files(ctx.catalog, device.model_id, device.mac)
     if ctx.args.file:
         files = [(name, spec) for name, spec in files if name.lower() == ctx.args.file.lower()]
@@ -519,6 +541,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(device, "list", with_session(cmd_device_list), "list devices")
     p.add_argument("--account", type=_positive)
     p.add_argument("--unknown", action="store_true", help="devices seen but not registered")
+
+    override = sub.add_parser("override", help="settings merged over the templates")
+    override_sub = override.add_subparsers(dest="o", required=True)
+    scopes = list(overrides.SCOPES)
+    p = command(override_sub, "set", with_session(cmd_override_set), "set a setting override")
+    p.add_argument("scope", choices=scopes)
+    p.add_argument("target", help="model id, account id or device MAC")
+    p.add_argument("key", help="`key` (key = value formats) or XML path `a/b[@name='x']@attr`")
+    p.add_argument("value")
+    p = command(override_sub, "unset", with_session(cmd_override_unset), "remove an override")
+    p.add_argument("scope", choices=scopes)
+    p.add_argument("target")
+    p.add_argument("key")
+    p = command(override_sub, "list", with_session(cmd_override_list), "list overrides")
+    p.add_argument("--scope", choices=scopes)
+    p.add_argument("--target")
 
     p = command(sub, "render", with_session(cmd_render), "print what the phone would get")
     p.add_argument("mac")

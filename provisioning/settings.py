@@ -84,6 +84,8 @@ class Settings:
     allow_mac_only: bool = False
     poll_interval: int = MAX_POLL_INTERVAL
     templates_dir: Path = PROJECT_ROOT / "templates" / "devices"
+    # An operator's template files, `<family>/<template>`, used instead of the shipped ones.
+    templates_override_dir: Path | None = None
     firmware_dir: Path = PROJECT_ROOT / "firmware"
     default_registrar: Registrar = Registrar("sip.example.net")
     default_transport: str = "udp"
@@ -162,7 +164,7 @@ def _convert(name: str, text: str) -> Any:
         return _parse_networks(key, text)
     if name == "secret_key_file":
         return Path(text)
-    if name in {"templates_dir", "firmware_dir"}:
+    if name in {"templates_dir", "firmware_dir", "templates_override_dir"}:
         path = Path(text)
         if not path.is_dir():
             raise SettingsError(f"{key}: {text} is not a directory")

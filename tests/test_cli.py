@@ -131,3 +131,26 @@ def test_templates_check(cli: Cli) -> None:
 
 def test_usage_error_exit_code(cli: Cli) -> None:
     assert cli.run("device", "frobnicate", ok=False).returncode == 2
+
+
+def test_overrides(cli: Cli) -> None:
+    account_id = cli.run("account", "add", "A").stdout.strip()
+    cli.run("device", "add", "001565000001", "yealink-t46u", account_id)
+    row = cli.json("override", "set", "model", "yealink-t46u", "lang.gui", "English")
+    assert row == {
+        "scope": "model",
+        "target": "yealink-t46u",
+        "key": "lang.gui",
+        "value": "English",
+    }
+    cli.run("override", "set", "device", "00:15:65:00:00:01", "lang.gui", "German")
+    assert "lang.gui = German" in cli.run("render", "001565000001", "001565000001.cfg").stdout
+    listed = cli.json("override", "list")
+    assert [(r["scope"], r["target"]) for r in listed] == [
+        ("device", "001565000001"),
+        ("model", "yealink-t46u"),
+    ]
+    cli.run("override", "unset", "device", "001565000001", "lang.gui")
+    assert "lang.gui = English" in cli.run("render", "001565000001", "001565000001.cfg").stdout
+    bad = cli.run("override", "set", "model", "yealink-t46u", "a b", "1", ok=False)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: key:")

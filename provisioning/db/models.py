@@ -204,6 +204,26 @@ class LineSlot(Base):
     line: Mapped[Line] = relationship(back_populates="slot", viewonly=True)
 
 
+class SettingOverride(Base):
+    """An operator's setting for one model, account or device, merged over the family's output
+    in that order (device wins). Keys are in the family's own terms: `key` for `key = value`
+    formats, an XML path (`path/to/element` or `path@attribute`) for XML formats."""
+
+    __tablename__ = "setting_overrides"
+    __table_args__ = (
+        UniqueConstraint("scope", "target", "key"),
+        CheckConstraint("scope IN ('model', 'account', 'device')", name="scope"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    # Model id, account id or device MAC, as text: one table for the three scopes.
+    target: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(200))
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class UnknownDevice(Base):
     """A phone that asked for its files but is not registered: what an operator needs to claim
     it. Only requests that look like a real phone are kept (see `phones.unknown`)."""
@@ -244,6 +264,7 @@ __all__ = [
     "Line",
     "LineSlot",
     "Model",
+    "SettingOverride",
     "Sighting",
     "UnknownDevice",
     "utcnow",

@@ -25,7 +25,7 @@ from provisioning.phones.client import client_ip, peer_address, user_agent
 from provisioning.phones.sightings import SightingFacts, record_sighting
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
-from provisioning.render.snapshot import device_data, find_device
+from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
             key = (device.id, device.config_revision, file_name)
             rendered = services.cache.get(key)
             if rendered is None:
-                data = device_data(device, services.cipher, settings)
+                data = await load_device_data(session, device, services.cipher, settings)
                 rendered = render_file(services.renderer, settings, data, spec)
                 services.cache.put(key, rendered)
             device_id, revision = device.id, device.config_revision

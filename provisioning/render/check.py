@@ -6,6 +6,7 @@ too."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from provisioning.devices.catalog import Catalog
 from provisioning.render.context import DeviceData, LineData
@@ -54,9 +55,23 @@ def sample_device(model_id: str, slots: int, used: int) -> DeviceData:
     )
 
 
+def _stray_overrides(catalog: Catalog, override_dir: Path | None) -> list[CheckResult]:
+    """An override file that replaces no shipped template is most likely a typo."""
+    if override_dir is None:
+        return []
+    stray = []
+    for path in sorted(override_dir.glob("*/*")):
+        family = catalog.families.get(path.parent.name)
+        if family is None or not (family.path / path.name).is_file():
+            result = CheckResult(path.parent.name, "-", path.name)
+            result.problems.append(f"override {path} replaces no shipped template")
+            stray.append(result)
+    return stray
+
+
 def check_templates(catalog: Catalog, settings: Settings) -> list[CheckResult]:
-    renderer = Renderer(catalog)
-    results = []
+    renderer = Renderer(catalog, settings.templates_override_dir)
+    results = _stray_overrides(catalog, settings.templates_override_dir)
     for family in catalog:
         for model in family.models.values():
             # Full phone, and one line only (the other slots must be written disabled).

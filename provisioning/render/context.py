@@ -21,7 +21,7 @@ names for every family, documented here in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,6 +56,8 @@ class DeviceData:
     timezone: str
     language: str
     lines: dict[int, LineData]
+    # Operator settings merged into the per-device files (see render.overrides).
+    overrides: dict[str, str] = field(default_factory=dict)
 
 
 def utc_offset_minutes(timezone: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -21,9 +22,10 @@ class Renderer:
     and a typo in a variable name fails loudly (StrictUndefined) instead of writing an empty
     setting to a phone."""
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, override_dir: Path | None = None) -> None:
         self.catalog = catalog
-        self._envs = {family.name: _environment(family) for family in catalog}
+        self.override_dir = override_dir
+        self._envs = {family.name: _environment(family, override_dir) for family in catalog}
 
     def render(self, family: Family, spec: FileSpec, context: Mapping[str, Any]) -> bytes:
         env = self._envs[family.name]
@@ -42,9 +44,14 @@ def sip_quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _environment(family: Family) -> jinja2.Environment:
+def _environment(family: Family, override_dir: Path | None = None) -> jinja2.Environment:
+    # An operator's file of the same name wins over the shipped one; includes resolve the same
+    # way, so overriding one partial is enough.
+    folders = [family.path]
+    if override_dir is not None:
+        folders.insert(0, override_dir / family.name)
     env = ImmutableSandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(family.path),
+        loader=jinja2.FileSystemLoader(folders),
         undefined=jinja2.StrictUndefined,
         autoescape=AUTOESCAPE[family.format],
         finalize=FINALIZERS[family.format],

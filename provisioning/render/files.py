@@ -12,6 +12,7 @@ from provisioning.devices.identify import FileMatch
 from provisioning.render.cache import Rendered
 from provisioning.render.context import DeviceData, build_context
 from provisioning.render.environment import Renderer
+from provisioning.render.overrides import apply_overrides
 from provisioning.settings import Settings
 
 
@@ -71,4 +72,7 @@ def render_file(
         firmware_url=firmware_url(settings, family, model),
     )
     body = renderer.render(family, spec, context)
+    if spec.secret and data.overrides:
+        # Per-device files only: common files are shared by every phone of the model.
+        body = apply_overrides(family.format, body, data.overrides)
     return Rendered(body=body, etag=etag_of(body), content_type=spec.content_type)

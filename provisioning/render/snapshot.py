@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from provisioning.crypto import Cipher
 from provisioning.db.models import Account, Device, LineSlot
+from provisioning.overrides import overrides_for
 from provisioning.render.context import DeviceData, LineData
 from provisioning.settings import Settings
 
@@ -31,7 +32,18 @@ async def find_device(
     return (await session.scalars(query)).one_or_none()
 
 
-def device_data(device: Device, cipher: Cipher, settings: Settings) -> DeviceData:
+async def load_device_data(
+    session: AsyncSession, device: Device, cipher: Cipher, settings: Settings
+) -> DeviceData:
+    return device_data(device, cipher, settings, await overrides_for(session, device))
+
+
+def device_data(
+    device: Device,
+    cipher: Cipher,
+    settings: Settings,
+    overrides: dict[str, str] | None = None,
+) -> DeviceData:
     account: Account | None = device.account
     lines = {}
     for slot in device.slots:
@@ -56,4 +68,5 @@ def device_data(device: Device, cipher: Cipher, settings: Settings) -> DeviceDat
         timezone=account.timezone if account else settings.default_timezone,
         language=account.language if account else settings.default_language,
         lines=lines,
+        overrides=overrides or {},
     )
