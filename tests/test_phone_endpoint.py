@@ -260,3 +260,18 @@ async def test_firmware_url_when_an_image_is_present(
     assert f"static.firmware.url = {url}" in body
     image = await client.get(url.removeprefix("http://phones.test:8080"))
     assert image.status == 200
+
+
+async def test_disagreeing_macs_are_logged(
+    client: TestClient, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="provisioning.phones.files"):
+        resp = await get(
+            client,
+            f"/{world.yealink_token}/0015654aa937.cfg",
+            **{"User-Agent": "Yealink SIP-T46U 108.86.0.20 00:15:65:00:00:01"},
+        )
+    assert resp.status == 404 and await resp.read() == b""
+    (record,) = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert "0015654aa937" in record.getMessage() and "001565000001" in record.getMessage()
+    assert world.yealink_token not in record.getMessage()

@@ -76,6 +76,7 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
             )
             spec = spec_for(services.catalog, device.model_id, matches)
             if spec is None or not services.authorize(evidence):
+                _log_refusal(request, evidence, file_name)
                 return not_found()
             key = (device.id, device.config_revision, file_name)
             rendered = services.cache.get(key)
@@ -130,6 +131,20 @@ async def _maybe_unknown(
     )
     # The answer is 404 either way; bookkeeping must not change it.
     await _write_behind(request, "unknown device", lambda s: record_unknown(s, facts))
+
+
+def _log_refusal(request: web.Request, evidence: Evidence, file_name: str) -> None:
+    stated = {mac for mac in (evidence.path_mac, evidence.ua_mac) if mac}
+    if stated - {evidence.device_mac}:
+        # A phone (or someone) claiming another MAC than the device it reached: worth a look.
+        log.warning(
+            "phone fetch refused: %s asked %s as %s; MAC in path %s, in User-Agent %s",
+            _client_ip(request),
+            file_name,
+            evidence.device_mac,
+            evidence.path_mac or "-",
+            evidence.ua_mac or "-",
+        )
 
 
 def _client_ip(request: web.Request) -> str:
