@@ -224,6 +224,52 @@ class SettingOverride(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class ApiToken(Base):
+    """A bearer token of the JSON API. Only its SHA-256 is stored: shown once at creation."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        CheckConstraint("role IN ('operator', 'customer')", name="role"),
+        # A customer token is bound to exactly one account; an operator token to none.
+        CheckConstraint(
+            "(role = 'customer' AND account_id IS NOT NULL) "
+            "OR (role = 'operator' AND account_id IS NULL)",
+            name="role_account",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditEvent(Base):
+    """Who changed what, when, from where, with the state before and after (never a secret)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_account", "account_id", "id"),
+        Index("ix_audit_events_device", "device_mac", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(BigId)
+    device_mac: Mapped[str | None] = mapped_column(String(12))
+    before: Mapped[str | None] = mapped_column(Text)
+    after: Mapped[str | None] = mapped_column(Text)
+
+
 class UnknownDevice(Base):
     """A phone that asked for its files but is not registered: what an operator needs to claim
     it. Only requests that look like a real phone are kept (see `phones.unknown`)."""
@@ -259,6 +305,8 @@ __all__ = [
     "DEVICE_STATES",
     "TRANSPORTS",
     "Account",
+    "ApiToken",
+    "AuditEvent",
     "Base",
     "Device",
     "Line",
