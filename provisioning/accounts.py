@@ -14,11 +14,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from provisioning.audit import SYSTEM, Actor, record
 from provisioning.crypto import Cipher
 from provisioning.db.models import Account, Device, Line, LineSlot
 from provisioning.errors import InvalidInput, LineExists, NotFound
 from provisioning.render.escaping import check_text
 from provisioning.settings import Registrar, Settings, SettingsError
+from provisioning.views import account_view, line_view
 
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
 # RFC 3261 user part, restricted to what every phone's config syntax carries without quoting.
@@ -67,6 +69,7 @@ async def create_account(
     address: Address | None = None,
     timezone: str | None = None,
     language: str | None = None,
+    actor: Actor = SYSTEM,
 ) -> Account:
     timezone = timezone or settings.default_timezone
     if timezone not in available_timezones():
@@ -86,6 +89,10 @@ async def create_account(
     )
     session.add(account)
     await session.flush()
+    await record(
+        session, actor, "account.create", "account", account.id,
+        account_id=account.id, after=account_view(account),
+    )  # fmt: skip
     return account
 
 
@@ -113,6 +120,7 @@ async def create_line(
     display_name: str = "",
     registrar: str | None = None,
     transport: str | None = None,
+    actor: Actor = SYSTEM,
 ) -> Line:
     await get_account(session, account_id)
     number = number.strip()
@@ -158,6 +166,10 @@ async def create_line(
             f"a line with SIP username {username} already exists on {target.host}",
             field="username",
         ) from None
+    await record(
+        session, actor, "line.create", "line", line.id,
+        account_id=account_id, after=line_view(line),
+    )  # fmt: skip
     return line
 
 
@@ -183,7 +195,7 @@ async def list_lines(session: AsyncSession, account_id: int | None = None) -> li
 
 
 async def set_line_password(
-    session: AsyncSession, cipher: Cipher, line_id: int, password: str
+    session: AsyncSession, cipher: Cipher, line_id: int, password: str, *, actor: Actor = SYSTEM
 ) -> Line:
     """Change a line's SIP password; the phone carrying it gets a new config revision."""
     _check_password(password)
@@ -191,6 +203,11 @@ async def set_line_password(
     line.password_enc = cipher.encrypt(password)
     await bump_revision_of_line(session, line_id)
     await session.flush()
+    # The event says that the password changed, never what it is.
+    await record(
+        session, actor, "line.password", "line", line.id,
+        account_id=line.account_id, after={"password": "changed"},
+    )  # fmt: skip
     return line
 
 

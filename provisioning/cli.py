@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import sys
@@ -16,11 +17,12 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from provisioning import accounts, overrides
+from provisioning import accounts, audit, overrides, tokens, views
+from provisioning.audit import Actor
 from provisioning.crypto import Cipher, SecretKeyError, generate_key
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.migrate import is_current, upgrade
-from provisioning.db.models import Account, Device, Line, SettingOverride
+from provisioning.db.models import Device, Line
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, CatalogError, load_catalog
 from provisioning.devices.unknown import list_unknown
@@ -29,6 +31,7 @@ from provisioning.render.check import check_templates
 from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
 from provisioning.render.snapshot import find_device, load_device_data
+from provisioning.rotation import rotate_secrets
 from provisioning.settings import Settings, SettingsError
 
 EXIT_ERROR = 1
@@ -56,6 +59,10 @@ class Context:
     @property
     def cipher(self) -> Cipher:
         return Cipher(self.settings.secret_key)
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(f"cli:{_user()}")
 
     def emit(self, human: str, data: Any) -> None:
         if getattr(self.args, "json", False):
@@ -131,59 +138,21 @@ def with_session(
     return run
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 # -- views ----------------------------------------------------------------------------------
 
 
-def account_view(account: Account) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "address": {
-            "street": account.street,
-            "postcode": account.postcode,
-            "town": account.town,
-            "country": account.country,
-        },
-        "timezone": account.timezone,
-        "language": account.language,
-    }
-
-
-def line_view(line: Line, device_mac: str | None = None, slot: int | None = None) -> dict[str, Any]:
-    return {
-        "id": line.id,
-        "account_id": line.account_id,
-        "number": line.number,
-        "username": line.sip_username,
-        "auth_username": line.auth_username,
-        "display_name": line.display_name,
-        "registrar": f"{line.registrar_host}:{line.registrar_port}",
-        "transport": line.transport,
-        "device": device_mac,
-        "slot": slot,
-    }
-
-
 def device_view(ctx: Context, device: Device) -> dict[str, Any]:
-    return {
-        "mac": device.mac,
-        "model": device.model_id,
-        "account_id": device.account_id,
-        "state": device.state,
-        "config_revision": device.config_revision,
-        "url": inventory.provisioning_url(ctx.settings.base_url, ctx.cipher, device),
-        "files": [name for name, _ in device_files(ctx.catalog, device.model_id, device.mac)],
-        "slots": [
-            {"slot": s.slot, "line_id": s.line_id, "number": s.line.number} for s in device.slots
-        ],
-        "last_seen": {
-            "at": device.last_seen_at.isoformat() if device.last_seen_at else None,
-            "ip": device.last_ip,
-            "user_agent": device.last_user_agent,
-            "firmware": device.last_firmware,
-            "revision_served": device.last_revision_served,
-        },
-    }
+    view = views.device_view(device)
+    view["url"] = inventory.provisioning_url(ctx.settings.base_url, ctx.cipher, device)
+    view["files"] = [name for name, _ in device_files(ctx.catalog, device.model_id, device.mac)]
+    return view
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -193,20 +162,26 @@ async def cmd_account_add(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
     address = accounts.Address.parse(a.address) if a.address else None
     account = await accounts.create_account(
-        session, ctx.settings, a.name, address=address, timezone=a.timezone, language=a.language
+        session,
+        ctx.settings,
+        a.name,
+        address=address,
+        timezone=a.timezone,
+        language=a.language,
+        actor=ctx.actor,
     )
-    ctx.emit(str(account.id), account_view(account))
+    ctx.emit(str(account.id), views.account_view(account))
 
 
 async def cmd_account_list(ctx: Context, session: AsyncSession) -> None:
     rows = await accounts.list_accounts(session)
     human = "\n".join(f"{r.id}\t{r.name}\t{r.postcode} {r.town}".rstrip() for r in rows)
-    ctx.emit(human or "no accounts", [account_view(r) for r in rows])
+    ctx.emit(human or "no accounts", [views.account_view(r) for r in rows])
 
 
 async def cmd_account_show(ctx: Context, session: AsyncSession) -> None:
     account = await accounts.get_account(session, ctx.args.account_id)
-    view = account_view(account)
+    view = views.account_view(account)
     ctx.emit(_human(view), view)
 
 
@@ -224,8 +199,9 @@ async def cmd_line_add(ctx: Context, session: AsyncSession) -> None:
         display_name=a.display_name or "",
         registrar=a.registrar,
         transport=a.transport,
+        actor=ctx.actor,
     )
-    ctx.emit(str(line.id), line_view(line))
+    ctx.emit(str(line.id), views.line_view(line))
 
 
 async def cmd_line_list(ctx: Context, session: AsyncSession) -> None:
@@ -246,7 +222,7 @@ async def cmd_line_show(ctx: Context, session: AsyncSession) -> None:
 
 async def cmd_line_password(ctx: Context, session: AsyncSession) -> None:
     line = await accounts.set_line_password(
-        session, ctx.cipher, ctx.args.line_id, ctx.args.password
+        session, ctx.cipher, ctx.args.line_id, ctx.args.password, actor=ctx.actor
     )
     ctx.emit(f"password of line {line.id} changed", {"id": line.id, "changed": True})
 
@@ -254,15 +230,15 @@ async def cmd_line_password(ctx: Context, session: AsyncSession) -> None:
 async def _line_with_device(session: AsyncSession, line: Line) -> dict[str, Any]:
     await session.refresh(line, ["slot"])
     if line.slot is None:
-        return line_view(line)
+        return views.line_view(line)
     device = await session.get(Device, line.slot.device_id)
-    return line_view(line, device.mac if device else None, line.slot.slot)
+    return views.line_view(line, device.mac if device else None, line.slot.slot)
 
 
 async def cmd_device_add(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
     device, token = await inventory.add_device(
-        session, ctx.catalog, ctx.cipher, a.mac, a.model, a.account_id
+        session, ctx.catalog, ctx.cipher, a.mac, a.model, a.account_id, actor=ctx.actor
     )
     url = f"{ctx.settings.base_url}/{token}/"
     ctx.emit(url, {"mac": device.mac, "model": device.model_id, "url": url})
@@ -270,7 +246,7 @@ async def cmd_device_add(ctx: Context, session: AsyncSession) -> None:
 
 async def cmd_device_assign(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
-    slot = await inventory.assign_line(session, a.mac, a.line_id, a.slot)
+    slot = await inventory.assign_line(session, a.mac, a.line_id, a.slot, actor=ctx.actor)
     ctx.emit(
         f"line {a.line_id} in slot {slot.slot} of {inventory.parse_mac(a.mac)}",
         {"mac": inventory.parse_mac(a.mac), "line_id": a.line_id, "slot": slot.slot},
@@ -279,7 +255,7 @@ async def cmd_device_assign(ctx: Context, session: AsyncSession) -> None:
 
 async def cmd_device_unassign(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
-    slot = await inventory.unassign_line(session, a.mac, a.line_id)
+    slot = await inventory.unassign_line(session, a.mac, a.line_id, actor=ctx.actor)
     mac = inventory.parse_mac(a.mac)
     ctx.emit(
         f"line {a.line_id} removed from slot {slot} of {mac}",
@@ -332,26 +308,74 @@ async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(human or "no devices", views)
 
 
-def override_view(row: SettingOverride) -> dict[str, Any]:
-    return {"scope": row.scope, "target": row.target, "key": row.key, "value": row.value}
-
-
 async def cmd_override_set(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
-    row = await overrides.set_override(session, ctx.catalog, a.scope, a.target, a.key, a.value)
-    ctx.emit(f"{row.scope} {row.target}: {row.key} = {row.value}", override_view(row))
+    row = await overrides.set_override(
+        session, ctx.catalog, a.scope, a.target, a.key, a.value, actor=ctx.actor
+    )
+    ctx.emit(f"{row.scope} {row.target}: {row.key} = {row.value}", views.override_view(row))
 
 
 async def cmd_override_unset(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
-    await overrides.unset_override(session, ctx.catalog, a.scope, a.target, a.key)
+    await overrides.unset_override(session, ctx.catalog, a.scope, a.target, a.key, actor=ctx.actor)
     ctx.emit(f"{a.scope} {a.target}: {a.key} removed", {"removed": True})
 
 
 async def cmd_override_list(ctx: Context, session: AsyncSession) -> None:
     rows = await overrides.list_overrides(session, ctx.args.scope, ctx.args.target)
     human = "\n".join(f"{r.scope} {r.target}\t{r.key} = {r.value}" for r in rows)
-    ctx.emit(human or "no overrides", [override_view(r) for r in rows])
+    ctx.emit(human or "no overrides", [views.override_view(r) for r in rows])
+
+
+async def cmd_token_create(ctx: Context, session: AsyncSession) -> None:
+    a = ctx.args
+    row, secret = await tokens.create_token(
+        session,
+        a.role,
+        account_id=a.account_id,
+        name=a.name or "",
+        expires_days=a.expires_days,
+        actor=ctx.actor,
+    )
+    ctx.emit(secret, {**tokens.token_view(row), "token": secret})
+
+
+async def cmd_token_list(ctx: Context, session: AsyncSession) -> None:
+    rows = [tokens.token_view(r) for r in await tokens.list_tokens(session)]
+    human = "\n".join(
+        f"{r['id']}\t{r['role']}\taccount {r['account_id'] or '-'}\t{r['name']}\t"
+        f"{'revoked' if r['revoked_at'] else 'expires ' + str(r['expires_at'] or 'never')}"
+        for r in rows
+    )
+    ctx.emit(human or "no tokens", rows)
+
+
+async def cmd_token_revoke(ctx: Context, session: AsyncSession) -> None:
+    row = await tokens.revoke_token(session, ctx.args.token_id, actor=ctx.actor)
+    ctx.emit(f"token {row.id} revoked", tokens.token_view(row))
+
+
+async def cmd_audit(ctx: Context, session: AsyncSession) -> None:
+    mac = inventory.parse_mac(ctx.args.device) if ctx.args.device else None
+    events = await audit.list_events(
+        session, account_id=ctx.args.account, device_mac=mac, limit=ctx.args.limit
+    )
+    rows = [audit.event_view(e) for e in events]
+    human = "\n".join(
+        f"{r['at']}\t{r['actor']}\t{r['action']}\t{r['object']['type']} {r['object']['id']}"
+        for r in rows
+    )
+    ctx.emit(human or "no events", rows)
+
+
+async def cmd_secret_rotate(ctx: Context, session: AsyncSession) -> None:
+    counts = await rotate_secrets(session, ctx.cipher, actor=ctx.actor)
+    ctx.emit(
+        f"re-encrypted {counts['lines']} line password(s) and {counts['devices']} device "
+        "token(s) with the first key",
+        counts,
+    )
 
 
 async def cmd_render(ctx: Context, session: AsyncSession) -> None:
@@ -490,6 +514,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     secret = sub.add_parser("secret", help="secret keys").add_subparsers(dest="s", required=True)
     command(secret, "generate", cmd_secret_generate, "print a new PROVISIONING_SECRET_KEY")
+    command(
+        secret,
+        "rotate",
+        with_session(cmd_secret_rotate),
+        "re-encrypt every stored secret with the first key of PROVISIONING_SECRET_KEY",
+    )
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="tk", required=True)
+    p = command(token, "create", with_session(cmd_token_create), "create a bearer token")
+    p.add_argument("role", choices=["operator", "customer"])
+    p.add_argument("account_id", type=_positive, nargs="?", help="for a customer token")
+    p.add_argument("--name")
+    p.add_argument("--expires-days", type=_positive)
+    command(token, "list", with_session(cmd_token_list), "list tokens (never their secret)")
+    p = command(token, "revoke", with_session(cmd_token_revoke), "revoke a token")
+    p.add_argument("token_id", type=_positive)
+
+    p = command(sub, "audit", with_session(cmd_audit), "list the audit trail, newest first")
+    p.add_argument("--account", type=_positive)
+    p.add_argument("--device")
+    p.add_argument("--limit", type=_positive, default=100)
 
     catalog = sub.add_parser("catalog", help="models").add_subparsers(dest="c", required=True)
     command(catalog, "list", cmd_catalog_list, "list the models of every family")

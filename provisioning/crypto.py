@@ -26,6 +26,16 @@ class Cipher:
     def encrypt(self, text: str) -> str:
         return self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
 
+    def rotate(self, token: str) -> str:
+        """Re-encrypt with the first key (the stored plaintext never leaves this call)."""
+        try:
+            return self._fernet.rotate(token.encode("ascii")).decode("ascii")
+        except InvalidToken:
+            raise SecretKeyError(
+                "a stored secret cannot be decrypted: PROVISIONING_SECRET_KEY does not hold "
+                "the key it was encrypted with"
+            ) from None
+
     def decrypt(self, token: str) -> str:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")

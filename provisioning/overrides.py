@@ -3,10 +3,13 @@ API. Each change bumps the config revision of every device it affects."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.accounts import get_account
+from provisioning.audit import SYSTEM, Actor, record
 from provisioning.db.models import Device, SettingOverride
 from provisioning.devices.catalog import Catalog
 from provisioning.devices.inventory import get_device, parse_mac
@@ -37,7 +40,14 @@ async def _resolve(
 
 
 async def set_override(
-    session: AsyncSession, catalog: Catalog, scope: str, target: str, key: str, value: str
+    session: AsyncSession,
+    catalog: Catalog,
+    scope: str,
+    target: str,
+    key: str,
+    value: str,
+    *,
+    actor: Actor = SYSTEM,
 ) -> SettingOverride:
     target, formats, devices = await _resolve(session, catalog, scope, target)
     if not any(valid_key(fmt, key) for fmt in formats):
@@ -55,29 +65,75 @@ async def set_override(
             SettingOverride.key == key,
         )
     )
+    before = None if row is None else _audited(key, row.value)
     if row is None:
         row = SettingOverride(scope=scope, target=target, key=key, value=value)
         session.add(row)
     row.value = value
     await session.flush()
     await _bump(session, devices)
+    await _record(session, actor, "override.set", scope, target, key, before, value)
     return row
 
 
 async def unset_override(
-    session: AsyncSession, catalog: Catalog, scope: str, target: str, key: str
+    session: AsyncSession,
+    catalog: Catalog,
+    scope: str,
+    target: str,
+    key: str,
+    *,
+    actor: Actor = SYSTEM,
 ) -> None:
     target, _, devices = await _resolve(session, catalog, scope, target)
-    result = await session.execute(
+    row = await session.scalar(
+        select(SettingOverride).where(
+            SettingOverride.scope == scope,
+            SettingOverride.target == target,
+            SettingOverride.key == key,
+        )
+    )
+    if row is None:
+        raise NotFound(f"no override {key[:60]!r} on {scope} {target}")
+    value = row.value
+    await session.execute(
         delete(SettingOverride).where(
             SettingOverride.scope == scope,
             SettingOverride.target == target,
             SettingOverride.key == key,
         )
     )
-    if not getattr(result, "rowcount", 0):
-        raise NotFound(f"no override {key[:60]!r} on {scope} {target}")
     await _bump(session, devices)
+    await _record(session, actor, "override.unset", scope, target, key, value, None)
+
+
+_SECRET_KEY = re.compile(r"(?i)pass|secret|token|key|pwd|pin")
+
+
+def _audited(key: str, value: str | None) -> dict[str, str] | None:
+    # An override may set a credential of the phone (a web UI password): never in the trail.
+    if value is None:
+        return None
+    return {"key": key, "value": "***" if _SECRET_KEY.search(key) else value}
+
+
+async def _record(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    scope: str,
+    target: str,
+    key: str,
+    before: str | dict[str, str] | None,
+    after: str | None,
+) -> None:
+    await record(
+        session, actor, action, "override", f"{scope}:{target}:{key}",
+        account_id=int(target) if scope == "account" else None,
+        device_mac=target if scope == "device" else None,
+        before=before if isinstance(before, dict) else _audited(key, before),
+        after=_audited(key, after),
+    )  # fmt: skip
 
 
 async def list_overrides(

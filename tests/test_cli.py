@@ -154,3 +154,36 @@ def test_overrides(cli: Cli) -> None:
     assert "lang.gui = English" in cli.run("render", "001565000001", "001565000001.cfg").stdout
     bad = cli.run("override", "set", "model", "yealink-t46u", "a b", "1", ok=False)
     assert bad.returncode == 1 and bad.stderr.startswith("error: key:")
+
+
+def test_tokens_audit_and_key_rotation(cli: Cli) -> None:
+    account_id = cli.run("account", "add", "A").stdout.strip()
+    line = cli.json("line", "add", account_id, "+33100000001", "--password", "pw-rotate")
+    cli.run("device", "add", "001565000001", "yealink-t46u", account_id)
+    cli.run("device", "assign", "001565000001", str(line["id"]))
+    created = cli.json("token", "create", "customer", account_id, "--name", "alice app")
+    assert created["token"].startswith("pp_") and created["role"] == "customer"
+    assert cli.run("token", "create", "customer", ok=False).returncode == 1
+    listed = cli.json("token", "list")
+    assert created["token"] not in json.dumps(listed)
+    revoked = cli.json("token", "revoke", str(created["id"]))
+    assert revoked["revoked_at"] is not None
+
+    events = cli.json("audit", "--account", account_id)
+    actions = [e["action"] for e in events]
+    assert actions[::-1][:4] == ["account.create", "line.create", "device.create", "device.assign"]
+    assert all(e["actor"].startswith("cli:") for e in events)
+    trail = json.dumps(cli.json("audit", "--limit", "500"))
+    assert "pw-rotate" not in trail and created["token"] not in trail
+    device_events = cli.json("audit", "--device", "00:15:65:00:00:01")
+    assert {e["action"] for e in device_events} == {"device.create", "device.assign"}
+
+    from provisioning.crypto import generate_key
+
+    old_key = cli.env["PROVISIONING_SECRET_KEY"]
+    new_key = generate_key()
+    cli.env["PROVISIONING_SECRET_KEY"] = f"{new_key},{old_key}"
+    rotated = cli.json("secret", "rotate")
+    assert rotated == {"lines": 1, "devices": 1}
+    cli.env["PROVISIONING_SECRET_KEY"] = new_key  # the old key is gone: everything still reads
+    assert "account.1.password = pw-rotate" in cli.run("render", "001565000001", "001565000001.cfg").stdout

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from provisioning.accounts import get_account, get_line
+from provisioning.audit import SYSTEM, Actor, record
 from provisioning.crypto import Cipher, new_device_token, token_hash
 from provisioning.db.models import Device, LineSlot, Model, UnknownDevice
 from provisioning.devices.catalog import Catalog
@@ -31,6 +32,7 @@ from provisioning.errors import (
     UnknownModel,
     WrongAccount,
 )
+from provisioning.views import device_summary
 
 
 def parse_mac(text: str) -> str:
@@ -64,6 +66,8 @@ async def add_device(
     mac: str,
     model_id: str,
     account_id: int | None,
+    *,
+    actor: Actor = SYSTEM,
 ) -> tuple[Device, str]:
     """Register a device; returns it with its URL token (shown once here, kept encrypted)."""
     mac = parse_mac(mac)
@@ -88,6 +92,10 @@ async def add_device(
     except IntegrityError:
         raise DeviceExists(f"a device with MAC {mac} already exists", field="mac") from None
     await session.execute(delete(UnknownDevice).where(UnknownDevice.mac == mac))
+    await record(
+        session, actor, "device.create", "device", mac,
+        account_id=account_id, device_mac=mac, after=device_summary(device),
+    )  # fmt: skip
     return device, token
 
 
@@ -128,7 +136,12 @@ def provisioning_url(base_url: str, cipher: Cipher, device: Device) -> str:
 
 
 async def assign_line(
-    session: AsyncSession, mac: str, line_id: int, slot: int | None = None
+    session: AsyncSession,
+    mac: str,
+    line_id: int,
+    slot: int | None = None,
+    *,
+    actor: Actor = SYSTEM,
 ) -> LineSlot:
     """Put a line in a slot of a device (the first free slot unless one is given)."""
     device = await get_device(session, mac, lock=True)
@@ -170,10 +183,17 @@ async def assign_line(
             f"slot {slot} of device {device.mac} or line {line_id} was just taken"
         ) from None
     await _bump(session, device.id)
+    await record(
+        session, actor, "device.assign", "device", device.mac,
+        account_id=device.account_id, device_mac=device.mac,
+        after={"line_id": line_id, "slot": slot},
+    )  # fmt: skip
     return assignment
 
 
-async def unassign_line(session: AsyncSession, mac: str, line_id: int) -> int:
+async def unassign_line(
+    session: AsyncSession, mac: str, line_id: int, *, actor: Actor = SYSTEM
+) -> int:
     """Take a line off a device; returns the slot it occupied (now written disabled)."""
     device = await get_device(session, mac, lock=True)
     assignment = await session.scalar(
@@ -185,6 +205,11 @@ async def unassign_line(session: AsyncSession, mac: str, line_id: int) -> int:
     await session.delete(assignment)
     await session.flush()
     await _bump(session, device.id)
+    await record(
+        session, actor, "device.unassign", "device", device.mac,
+        account_id=device.account_id, device_mac=device.mac,
+        before={"line_id": line_id, "slot": slot},
+    )  # fmt: skip
     return slot
 
 
