@@ -10,17 +10,35 @@ from provisioning import audit
 from provisioning.crypto import Cipher
 from provisioning.db.models import Device, Line
 
+BATCH = 500
+
 
 async def rotate_secrets(
     session: AsyncSession, cipher: Cipher, *, actor: audit.Actor = audit.SYSTEM
 ) -> dict[str, int]:
     counts = {"lines": 0, "devices": 0}
-    for line in (await session.scalars(select(Line).execution_options(yield_per=500))).all():
-        line.password_enc = cipher.rotate(line.password_enc)
-        counts["lines"] += 1
-    for device in (await session.scalars(select(Device).execution_options(yield_per=500))).all():
-        device.token_enc = cipher.rotate(device.token_enc)
-        counts["devices"] += 1
-    await session.flush()
+    # In batches by id, so a million devices never sit in memory at once.
+    last = 0
+    while lines := (
+        await session.scalars(select(Line).where(Line.id > last).order_by(Line.id).limit(BATCH))
+    ).all():
+        for line in lines:
+            line.password_enc = cipher.rotate(line.password_enc)
+        counts["lines"] += len(lines)
+        last = lines[-1].id
+        await session.flush()
+        session.expunge_all()
+    last = 0
+    while devices := (
+        await session.scalars(
+            select(Device).where(Device.id > last).order_by(Device.id).limit(BATCH)
+        )
+    ).all():
+        for device in devices:
+            device.token_enc = cipher.rotate(device.token_enc)
+        counts["devices"] += len(devices)
+        last = devices[-1].id
+        await session.flush()
+        session.expunge_all()
     await audit.record(session, actor, "secrets.rotate", "secrets", "all", after=counts)
     return counts
