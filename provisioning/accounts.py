@@ -10,9 +10,10 @@ import re
 from dataclasses import dataclass
 from zoneinfo import available_timezones
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from provisioning.audit import SYSTEM, Actor, record
 from provisioning.crypto import Cipher
@@ -187,11 +188,30 @@ async def get_line(session: AsyncSession, line_id: int) -> Line:
     return line
 
 
-async def list_lines(session: AsyncSession, account_id: int | None = None) -> list[Line]:
-    query = select(Line).order_by(Line.id)
+def lines_query(account_id: int | None = None) -> Select[Line]:
+    query = select(Line).order_by(Line.id).options(selectinload(Line.slot))
     if account_id is not None:
         query = query.where(Line.account_id == account_id)
-    return list((await session.scalars(query)).all())
+    return query
+
+
+async def list_lines(session: AsyncSession, account_id: int | None = None) -> list[Line]:
+    return list((await session.scalars(lines_query(account_id))).all())
+
+
+async def set_line_display_name(
+    session: AsyncSession, line_id: int, display_name: str, *, actor: Actor = SYSTEM
+) -> Line:
+    line = await get_line(session, line_id)
+    before = line_view(line)
+    line.display_name = clean_text(display_name, "display_name", max_length=100, required=False)
+    await bump_revision_of_line(session, line_id)
+    await session.flush()
+    await record(
+        session, actor, "line.update", "line", line.id,
+        account_id=line.account_id, before=before, after=line_view(line),
+    )  # fmt: skip
+    return line
 
 
 async def set_line_password(

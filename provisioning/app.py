@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from provisioning.api.app import PREFIX as API_PREFIX
+from provisioning.api.app import create_api
 from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.devices.catalog import load_catalog
@@ -44,5 +46,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         await engine.dispose()
 
     app.cleanup_ctx.append(services_ctx)
+    # The API first: the phone endpoint ends with a catch-all route.
+    app.add_subapp(API_PREFIX, create_api())
     add_phone_routes(app)
     return app

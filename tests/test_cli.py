@@ -186,4 +186,7 @@ def test_tokens_audit_and_key_rotation(cli: Cli) -> None:
     rotated = cli.json("secret", "rotate")
     assert rotated == {"lines": 1, "devices": 1}
     cli.env["PROVISIONING_SECRET_KEY"] = new_key  # the old key is gone: everything still reads
-    assert "account.1.password = pw-rotate" in cli.run("render", "001565000001", "001565000001.cfg").stdout
+    assert (
+        "account.1.password = pw-rotate"
+        in cli.run("render", "001565000001", "001565000001.cfg").stdout
+    )

@@ -27,7 +27,7 @@ USER_AGENTS = [
     (
         "Yealink SIP-T56A  58.80.0.25 001565f429a4",
         "yealink",
-        "yealink-t58",
+        "yealink-t56a",
         "58.80.0.25",
         "001565f429a4",
     ),
@@ -56,12 +56,18 @@ USER_AGENTS = [
     (
         "Yealink SIP VP-T49G 51.80.0.10 00:15:65:00:00:49",
         "yealink",
-        None,
+        "yealink-t49g",
         "51.80.0.10",
         "001565000049",
     ),
-    ("Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc", "yealink", None, "77.81.0.35", "805ec009abdc"),
-    ("W52P 25.30.0.2 00:15:65:44:b3:7c", "yealink", None, "25.30.0.2", "00156544b37c"),
+    (
+        "Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc",
+        "yealink",
+        "yealink-w60b",
+        "77.81.0.35",
+        "805ec009abdc",
+    ),
+    ("W52P 25.30.0.2 00:15:65:44:b3:7c", "yealink", "yealink-w52p", "25.30.0.2", "00156544b37c"),
     ("Linphone/5.1.65 (belle-sip/5.1.0)", "linphone", "linphone-softphone", "5.1.65", None),
     (
         "LinphoneAndroid/4.6.0 (Pixel) LinphoneSDK/5.1.0",
@@ -97,11 +103,12 @@ def test_other_user_agents_are_not_claimed(catalog: Catalog, ua: str) -> None:
     ("name", "families", "mac"),
     [
         ("0015654aa937.boot", {"yealink"}, "0015654aa937"),
-        ("0015654AA937.cfg", {"yealink"}, "0015654aa937"),
+        # Several families ask for <mac>.cfg: the device record decides which one renders it.
+        ("0015654AA937.cfg", {"yealink", "polycom", "fanvil"}, "0015654aa937"),
         ("y000000000028.cfg", {"yealink"}, None),
         ("linphone.xml", {"linphone"}, None),
         ("linphone-020000c0ffee.xml", {"linphone"}, "020000c0ffee"),
-        ("000000000000.cfg", set(), None),
+        ("000000000000.cfg", {"polycom"}, None),  # Polycom's master file, not a MAC
         ("0015654aa937.txt", set(), None),
     ],
 )

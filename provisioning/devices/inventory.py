@@ -8,7 +8,9 @@ in an IntegrityError mapped to the same error.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from datetime import datetime
+
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -116,9 +118,13 @@ async def get_device(session: AsyncSession, mac: str, *, lock: bool = False) -> 
     return device
 
 
-async def list_devices(
-    session: AsyncSession, *, account_id: int | None = None, model_id: str | None = None
-) -> list[Device]:
+def devices_query(
+    *,
+    account_id: int | None = None,
+    model_id: str | None = None,
+    state: str | None = None,
+    seen_since: datetime | None = None,
+) -> Select[Device]:
     query = (
         select(Device)
         .order_by(Device.id)
@@ -128,6 +134,17 @@ async def list_devices(
         query = query.where(Device.account_id == account_id)
     if model_id is not None:
         query = query.where(Device.model_id == model_id)
+    if state is not None:
+        query = query.where(Device.state == state)
+    if seen_since is not None:
+        query = query.where(Device.last_seen_at >= seen_since)
+    return query
+
+
+async def list_devices(
+    session: AsyncSession, *, account_id: int | None = None, model_id: str | None = None
+) -> list[Device]:
+    query = devices_query(account_id=account_id, model_id=model_id)
     return list((await session.scalars(query)).all())
 
 
@@ -174,14 +191,13 @@ async def assign_line(
         account_id=device.account_id,
         slot_count=device.slot_count,
     )
+    mac = device.mac  # a failed flush expires the object: no lazy load after it
     session.add(assignment)
     try:
         await session.flush()
     except IntegrityError:
         # Lost a race the checks above could not see (another instance, no row lock).
-        raise SlotTaken(
-            f"slot {slot} of device {device.mac} or line {line_id} was just taken"
-        ) from None
+        raise SlotTaken(f"slot {slot} of device {mac} or line {line_id} was just taken") from None
     await _bump(session, device.id)
     await record(
         session, actor, "device.assign", "device", device.mac,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 from provisioning.devices.catalog import Catalog, Family, FileSpec, Model
 from provisioning.devices.identify import FileMatch
@@ -52,6 +53,19 @@ def firmware_url(settings: Settings, family: Family, model: Model) -> str:
 def _natural(name: str) -> list[tuple[int, int | str]]:
     # "…-108.86.0.9.rom" < "…-108.86.0.20.rom": compare digit runs as numbers.
     return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+
+
+MASK = "********"
+
+
+def masked(body: bytes, data: DeviceData) -> str:
+    """The file as text with every secret replaced, in raw and XML-escaped spellings."""
+    text = body.decode("utf-8")
+    secrets = {data.token} | {line.password for line in data.lines.values()}
+    for secret in sorted(secrets, key=len, reverse=True):
+        for spelling in {secret, escape(secret), escape(secret, {'"': "&#34;", "'": "&#39;"})}:
+            text = text.replace(spelling, MASK)
+    return text
 
 
 def etag_of(body: bytes) -> str:

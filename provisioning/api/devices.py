@@ -1,0 +1,183 @@
+"""Devices, their line slots, their rendered configuration, unknown devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from provisioning import audit
+from provisioning.api.access import actor, check_account, require_operator, scope_account
+from provisioning.api.bodies import (
+    int_id,
+    json_body,
+    page,
+    path_id,
+    query_datetime,
+    query_int,
+    required,
+)
+from provisioning.db.models import DEVICE_STATES, Device, Line
+from provisioning.db.paging import page_view, paged
+from provisioning.devices import inventory
+from provisioning.devices.unknown import list_unknown
+from provisioning.errors import InvalidInput, NotFound
+from provisioning.render.files import device_files, masked, render_file
+from provisioning.render.snapshot import find_device, load_device_data
+from provisioning.state import SERVICES, Services
+from provisioning.views import device_view
+
+routes = web.RouteTableDef()
+
+
+def _view(services: Services, device: Device) -> dict[str, Any]:
+    view = device_view(device)
+    view["current_revision"] = device.config_revision
+    view["files"] = [n for n, _ in device_files(services.catalog, device.model_id, device.mac)]
+    return view
+
+
+async def _visible(request: web.Request, session: Any, *, lock: bool = False) -> Device:
+    mac = inventory.parse_mac(request.match_info["mac"])
+    device = await inventory.get_device(session, mac, lock=lock)
+    check_account(request, device.account_id, f"device {mac}")
+    return device
+
+
+@routes.get("/devices")
+async def list_devices(request: web.Request) -> web.Response:
+    limit, offset = page(request)
+    state = request.query.get("state")
+    if state is not None and state not in DEVICE_STATES:
+        raise InvalidInput(f"state: one of {', '.join(DEVICE_STATES)}", field="state")
+    query = inventory.devices_query(
+        account_id=scope_account(request, query_int(request, "account", None, 1, 2**62)),
+        model_id=request.query.get("model") or None,
+        state=state,
+        seen_since=query_datetime(request, "seen_since"),
+    )
+    services = request.config_dict[SERVICES]
+    async with services.read_sessions() as session:
+        rows, total = await paged(session, query, limit, offset)
+        items = [_view(services, d) for d in rows]
+    return web.json_response(page_view(items, total, limit, offset))
+
+
+@routes.post("/devices")
+async def create_device(request: web.Request) -> web.Response:
+    require_operator(request)
+    body = await json_body(request, {"mac": str, "model": str, "account_id": int})
+    services = request.config_dict[SERVICES]
+    account_id = body.get("account_id")
+    async with services.sessions() as session, session.begin():
+        device, token = await inventory.add_device(
+            session,
+            services.catalog,
+            services.cipher,
+            required(body, "mac"),
+            required(body, "model"),
+            int_id(account_id, "account_id") if account_id is not None else None,
+            actor=actor(request),
+        )
+        mac = device.mac
+    async with services.read_sessions() as session:
+        view = _view(services, await inventory.get_device(session, mac))
+    # The only time the provisioning URL's token is handed out by the API.
+    view["url"] = f"{services.settings.base_url}/{token}/"
+    return web.json_response(view, status=201)
+
+
+@routes.get("/devices/unknown")
+async def unknown_devices(request: web.Request) -> web.Response:
+    require_operator(request)
+    limit = query_int(request, "limit", 100, 1, 1000)
+    assert limit is not None
+    async with request.config_dict[SERVICES].read_sessions() as session:
+        rows = await list_unknown(session, limit)
+    items = [
+        {
+            "mac": u.mac,
+            "family": u.family,
+            "model_guess": u.ua_model,
+            "first_seen": u.first_seen_at.isoformat(),
+            "last_seen": u.last_seen_at.isoformat(),
+            "ip": u.last_ip,
+            "user_agent": u.last_user_agent,
+            "file": u.last_file,
+            "requests": u.requests,
+        }
+        for u in rows
+    ]
+    return web.json_response({"items": items})
+
+
+@routes.get("/devices/{mac}")
+async def get_device(request: web.Request) -> web.Response:
+    services = request.config_dict[SERVICES]
+    async with services.read_sessions() as session:
+        return web.json_response(_view(services, await _visible(request, session)))
+
+
+@routes.post("/devices/{mac}/lines")
+async def assign_line(request: web.Request) -> web.Response:
+    body = await json_body(request, {"line_id": int, "slot": int})
+    line_id = int_id(required(body, "line_id"), "line_id")
+    slot = body.get("slot")
+    services = request.config_dict[SERVICES]
+    async with services.sessions() as session, session.begin():
+        device = await _visible(request, session, lock=True)
+        line = await session.get(Line, line_id)
+        if line is None:
+            raise NotFound(f"line {line_id} not found")
+        check_account(request, line.account_id, f"line {line_id}")
+        assignment = await inventory.assign_line(
+            session,
+            device.mac,
+            line_id,
+            int_id(slot, "slot") if slot is not None else None,
+            actor=actor(request),
+        )
+        result = {"mac": device.mac, "line_id": line_id, "slot": assignment.slot}
+    return web.json_response(result, status=201)
+
+
+@routes.delete("/devices/{mac}/lines/{line_id}")
+async def unassign_line(request: web.Request) -> web.Response:
+    line_id = path_id(request, "line_id")
+    services = request.config_dict[SERVICES]
+    async with services.sessions() as session, session.begin():
+        device = await _visible(request, session, lock=True)
+        await inventory.unassign_line(session, device.mac, line_id, actor=actor(request))
+    return web.Response(status=204)
+
+
+@routes.get("/devices/{mac}/config")
+async def preview_config(request: web.Request) -> web.Response:
+    """The files the phone would get; secrets masked unless `reveal=true` with a `reason`,
+    which is written to the audit trail."""
+    reveal = request.query.get("reveal", "false")
+    if reveal not in ("true", "false"):
+        raise InvalidInput("reveal: true or false", field="reveal")
+    reason = request.query.get("reason", "").strip()
+    if reveal == "true" and not 3 <= len(reason) <= 200:
+        raise InvalidInput(
+            "reason: say why the secrets are needed (3 to 200 characters)", field="reason"
+        )
+    services = request.config_dict[SERVICES]
+    async with services.sessions() as session, session.begin():
+        device = await _visible(request, session)
+        found = await find_device(session, mac=device.mac)
+        assert found is not None
+        data = await load_device_data(session, found, services.cipher, services.settings)
+        files = {}
+        for name, spec in device_files(services.catalog, found.model_id, found.mac):
+            body = render_file(services.renderer, services.settings, data, spec).body
+            files[name] = body.decode("utf-8") if reveal == "true" else masked(body, data)
+        if reveal == "true":
+            await audit.record(
+                session, actor(request), "config.reveal", "device", found.mac,
+                account_id=found.account_id, device_mac=found.mac, after={"reason": reason},
+            )  # fmt: skip
+    return web.json_response(
+        {"mac": device.mac, "revision": data.revision, "masked": reveal != "true", "files": files}
+    )

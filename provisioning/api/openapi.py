@@ -1,0 +1,389 @@
+"""The OpenAPI 3.1 document of /api/v1, checked in the tests against the real responses
+(openapi-spec-validator for the document, schemathesis for the live server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioning.db.models import DEVICE_STATES
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(required: list[str], **props: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [kind, "null"], **extra}
+
+
+def _page(item: str) -> dict[str, Any]:
+    return _obj(
+        ["items", "total", "limit", "offset"],
+        items={"type": "array", "items": _ref(item)},
+        total={"type": "integer", "minimum": 0},
+        limit={"type": "integer"},
+        offset={"type": "integer"},
+    )
+
+
+ID = {"type": "integer", "minimum": 1}
+MAC = {"type": "string", "minLength": 1, "maxLength": 64}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "field": {"type": "string"},
+        },
+    },
+    "Address": _obj(
+        ["street", "postcode", "town", "country"],
+        street={"type": "string"},
+        postcode={"type": "string"},
+        town={"type": "string"},
+        country={"type": "string"},
+    ),
+    "Account": _obj(
+        ["id", "name", "address", "timezone", "language"],
+        id=ID,
+        name={"type": "string"},
+        address=_ref("Address"),
+        timezone={"type": "string"},
+        language={"type": "string"},
+    ),
+    "AccountCreate": _obj(
+        ["name"],
+        name={"type": "string"},
+        address={"type": "string", "description": "street, postcode town"},
+        timezone={"type": "string"},
+        language={"type": "string"},
+    ),
+    "Line": _obj(
+        [
+            "id",
+            "account_id",
+            "number",
+            "username",
+            "auth_username",
+            "display_name",
+            "registrar",
+            "transport",
+            "device",
+            "slot",
+        ],
+        id=ID,
+        account_id=ID,
+        number={"type": "string"},
+        username={"type": "string"},
+        auth_username=_nullable("string"),
+        display_name={"type": "string"},
+        registrar={"type": "string"},
+        transport={"enum": ["udp", "tcp", "tls"]},
+        device=_nullable("string"),
+        slot=_nullable("integer"),
+    ),
+    "LineCreate": _obj(
+        ["account_id", "number", "password"],
+        account_id=ID,
+        number={"type": "string"},
+        password={"type": "string", "writeOnly": True},
+        username={"type": "string"},
+        auth_username={"type": "string"},
+        display_name={"type": "string"},
+        registrar={"type": "string"},
+        transport={"enum": ["udp", "tcp", "tls"]},
+    ),
+    "LinePatch": _obj(
+        [],
+        display_name={"type": "string"},
+        password={"type": "string", "writeOnly": True},
+    ),
+    "Slot": _obj(["slot", "line_id", "number"], slot=ID, line_id=ID, number={"type": "string"}),
+    "LastSeen": _obj(
+        ["at", "ip", "user_agent", "firmware", "revision_served"],
+        at=_nullable("string", format="date-time"),
+        ip=_nullable("string"),
+        user_agent=_nullable("string"),
+        firmware=_nullable("string"),
+        revision_served=_nullable("integer"),
+    ),
+    "Device": _obj(
+        [
+            "mac",
+            "model",
+            "account_id",
+            "state",
+            "config_revision",
+            "current_revision",
+            "slots",
+            "last_seen",
+            "files",
+        ],
+        mac={"type": "string", "pattern": "^[0-9a-f]{12}$"},
+        model={"type": "string"},
+        account_id=_nullable("integer"),
+        state={"enum": list(DEVICE_STATES)},
+        config_revision={"type": "integer"},
+        current_revision={"type": "integer"},
+        slots={"type": "array", "items": _ref("Slot")},
+        last_seen=_ref("LastSeen"),
+        files={"type": "array", "items": {"type": "string"}},
+    ),
+    "DeviceCreate": _obj(["mac", "model"], mac=MAC, model={"type": "string"}, account_id=ID),
+    "Assignment": _obj(["mac", "line_id", "slot"], mac={"type": "string"}, line_id=ID, slot=ID),
+    "AssignmentCreate": _obj(["line_id"], line_id=ID, slot=ID),
+    "ConfigPreview": _obj(
+        ["mac", "revision", "masked", "files"],
+        mac={"type": "string"},
+        revision={"type": "integer"},
+        masked={"type": "boolean"},
+        files={"type": "object", "additionalProperties": {"type": "string"}},
+    ),
+    "Model": _obj(
+        ["id", "vendor", "family", "label", "slots", "orderable", "price_cents"],
+        id={"type": "string"},
+        vendor={"type": "string"},
+        family={"type": "string"},
+        label={"type": "string"},
+        slots=ID,
+        orderable={"type": "boolean"},
+        price_cents=_nullable("integer"),
+    ),
+    "UnknownDevice": _obj(
+        [
+            "mac",
+            "family",
+            "model_guess",
+            "first_seen",
+            "last_seen",
+            "ip",
+            "user_agent",
+            "file",
+            "requests",
+        ],
+        mac={"type": "string"},
+        family={"type": "string"},
+        model_guess=_nullable("string"),
+        first_seen={"type": "string", "format": "date-time"},
+        last_seen={"type": "string", "format": "date-time"},
+        ip={"type": "string"},
+        user_agent={"type": "string"},
+        file={"type": "string"},
+        requests={"type": "integer"},
+    ),
+    "AuditEvent": _obj(
+        [
+            "id",
+            "at",
+            "actor",
+            "ip",
+            "action",
+            "object",
+            "account_id",
+            "device",
+            "before",
+            "after",
+        ],
+        id=ID,
+        at={"type": "string", "format": "date-time"},
+        actor={"type": "string"},
+        ip=_nullable("string"),
+        action={"type": "string"},
+        object=_obj(["type", "id"], type={"type": "string"}, id={"type": "string"}),
+        account_id=_nullable("integer"),
+        device=_nullable("string"),
+        before=_nullable("object"),
+        after=_nullable("object"),
+    ),
+    "AccountPage": _page("Account"),
+    "LinePage": _page("Line"),
+    "DevicePage": _page("Device"),
+    "ModelList": _obj(["items"], items={"type": "array", "items": _ref("Model")}),
+    "UnknownDeviceList": _obj(["items"], items={"type": "array", "items": _ref("UnknownDevice")}),
+    "AuditPage": _obj(
+        ["items", "limit", "offset"],
+        items={"type": "array", "items": _ref("AuditEvent")},
+        limit={"type": "integer"},
+        offset={"type": "integer"},
+    ),
+}
+SCHEMAS["DeviceCreated"] = {
+    **SCHEMAS["Device"],
+    "required": [*SCHEMAS["Device"]["required"], "url"],
+    "properties": {**SCHEMAS["Device"]["properties"], "url": {"type": "string"}},
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schema}
+    if description:
+        param["description"] = description
+    return param
+
+
+def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+PAGING = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+    _query("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}),
+]
+
+
+def _op(
+    summary: str,
+    status: int,
+    schema: str | None,
+    *,
+    params: list[dict[str, Any]] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "default": {
+            "description": "a problem (RFC 9457)",
+            "content": {PROBLEM: {"schema": _ref("Problem")}},
+        }
+    }
+    if schema is None:
+        responses[str(status)] = {"description": "done"}
+    else:
+        responses[str(status)] = {
+            "description": "success",
+            "content": {JSON: {"schema": _ref(schema)}},
+        }
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if params:
+        operation["parameters"] = params
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": _ref(body)}},
+        }
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    account = [_path("account_id", ID)]
+    line = [_path("line_id", ID)]
+    mac = [_path("mac", MAC)]
+    filters = [_query("account", ID)]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Plug & Phone provisioning API",
+            "version": "1",
+            "description": (
+                "Operators see every account; a customer token sees one account, and another "
+                "account's objects answer like missing ones (404)."
+            ),
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/catalog/models": {"get": _op("List the catalog's models", 200, "ModelList")},
+            "/accounts": {
+                "get": _op("List accounts", 200, "AccountPage", params=PAGING),
+                "post": _op("Create an account (operator)", 201, "Account", body="AccountCreate"),
+            },
+            "/accounts/{account_id}": {
+                "get": _op("Show an account", 200, "Account", params=account)
+            },
+            "/lines": {
+                "get": _op("List lines", 200, "LinePage", params=[*PAGING, *filters]),
+                "post": _op("Create a line (operator)", 201, "Line", body="LineCreate"),
+            },
+            "/lines/{line_id}": {
+                "get": _op("Show a line", 200, "Line", params=line),
+                "patch": _op(
+                    "Change a line's display name or password",
+                    200,
+                    "Line",
+                    params=line,
+                    body="LinePatch",
+                ),
+            },
+            "/devices": {
+                "get": _op(
+                    "List devices",
+                    200,
+                    "DevicePage",
+                    params=[
+                        *PAGING,
+                        *filters,
+                        _query("model", {"type": "string"}),
+                        _query("state", {"enum": list(DEVICE_STATES)}),
+                        _query("seen_since", {"type": "string", "format": "date-time"}),
+                    ],
+                ),
+                "post": _op(
+                    "Register a device (operator); the answer carries its provisioning URL",
+                    201,
+                    "DeviceCreated",
+                    body="DeviceCreate",
+                ),
+            },
+            "/devices/unknown": {
+                "get": _op(
+                    "Recent unknown devices (operator)",
+                    200,
+                    "UnknownDeviceList",
+                    params=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+                )
+            },
+            "/devices/{mac}": {"get": _op("Show a device", 200, "Device", params=mac)},
+            "/devices/{mac}/lines": {
+                "post": _op(
+                    "Put a line in a slot of the device",
+                    201,
+                    "Assignment",
+                    params=mac,
+                    body="AssignmentCreate",
+                )
+            },
+            "/devices/{mac}/lines/{line_id}": {
+                "delete": _op("Take a line off the device", 204, None, params=[*mac, *line])
+            },
+            "/devices/{mac}/config": {
+                "get": _op(
+                    "Preview the device's files (secrets masked unless revealed with a reason)",
+                    200,
+                    "ConfigPreview",
+                    params=[
+                        *mac,
+                        _query("reveal", {"enum": ["true", "false"]}),
+                        _query("reason", {"type": "string", "maxLength": 200}),
+                    ],
+                )
+            },
+            "/audit": {
+                "get": _op(
+                    "The audit trail, newest first",
+                    200,
+                    "AuditPage",
+                    params=[*PAGING, *filters, _query("device", MAC)],
+                )
+            },
+        },
+    }

@@ -1,0 +1,309 @@
+"""Gigaset IP DECT bases (N510 IP PRO; N670 / N870 IP PRO): identification from real requests,
+and what the rendered `<MAC>.xml` tells each generation (vendor-formats.md section 6)."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from provisioning.devices.catalog import load_catalog
+from provisioning.devices.identify import match_file, parse_user_agent
+from provisioning.render.check import SAMPLE_TOKEN, sample_device
+from provisioning.render.context import DeviceData
+from provisioning.render.environment import Renderer
+from provisioning.render.files import device_files, render_file
+from provisioning.settings import PROJECT_ROOT, Settings
+
+CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
+FAMILY = CATALOG.families["gigaset"]
+RENDERER = Renderer(CATALOG)
+SETTINGS = Settings(public_url="http://prov.example.net", secret_key=())
+GOLDEN = Path(__file__).parent.parent / "golden" / "gigaset"
+MAC = "7c2f804df9a9"
+N510, N670, N870 = "gigaset-n510", "gigaset-n670", "gigaset-n870"
+
+# (User-Agent, model id or None, firmware, MAC or None).
+USER_AGENTS = [
+    # From the reference.
+    ("N510 IP PRO/42.245.00.000.000;7C2F804DF9A9", N510, "42.245.00.000.000", "7c2f804df9a9"),
+    ("Gigaset N870 IP PRO/83.V2.11.0+build.a546b91;7C2F80E0D605", N870, "83.V2.11.0", "7c2f80e0d605"),
+    # Quoted, with the handset suffix the reference mentions.
+    ('"Gigaset N870 IP PRO/83.V2.48.0+build.3c2a5e1;7C2F80E0D605;Handset=3"', N870, "83.V2.48.0", "7c2f80e0d605"),
+    ("Gigaset N670 IP PRO/83.V2.39.0+build.f1e2d3c;7C2F80A1B2C3", N670, "83.V2.39.0", "7c2f80a1b2c3"),
+    # Older N510 software sends no MAC.
+    ("N510 IP PRO/42.258.00.000.000", N510, "42.258.00.000.000", None),
+    # Gigaset bases the catalog does not list: the family is known, the model is not.
+    ("Gigaset N720 DM PRO/70.089.00.000.000;7C2F80CA21E4", None, "70.089.00.000.000", "7c2f80ca21e4"),
+    ("N720-DM-PRO/70.040.00.000.000", None, "70.040.00.000.000", None),
+    ("Gigaset N870E IP PRO/83.V2.65.0+build.d1d6a22;7C2F80000E01", None, "83.V2.65.0", "7c2f80000e01"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("ua", "model", "firmware", "mac"), USER_AGENTS)
+def test_user_agents(ua: str, model: str | None, firmware: str, mac: str | None) -> None:
+    info = parse_user_agent(CATALOG, ua)
+    assert info is not None
+    assert info.family is FAMILY
+    assert (info.model.id if info.model else None) == model
+    assert info.firmware == firmware
+    assert info.mac == mac
+
+
+@pytest.mark.parametrize(
+    "ua",
+    [
+        "Yealink SIP-T46G 28.72.0.1 00:15:65:4a:a9:37",
+        "N510 IP PRO",
+        "Gigaset",
+        "Mozilla/5.0 (X11; Linux x86_64) N510/1.0",
+        "curl/8.5.0",
+    ],
+)
+def test_other_user_agents_are_not_gigaset(ua: str) -> None:
+    info = parse_user_agent(CATALOG, ua)
+    assert info is None or info.family is not FAMILY
+
+
+@pytest.mark.parametrize(
+    ("name", "mac"),
+    [("7C2F804DF9A9.xml", MAC), ("7c2f804df9a9.xml", MAC), ("7C2f804Df9A9.xml", MAC)],
+)
+def test_file_names(name: str, mac: str) -> None:
+    (match,) = [m for m in match_file(CATALOG, name) if m.family is FAMILY]
+    assert match.mac == mac
+
+
+@pytest.mark.parametrize(
+    "name", ["000000000000.xml", "7C2F804DF9A9.cfg", "7C2F804DF9A9.xml.bak", "master.bin"]
+)
+def test_other_file_names_are_not_gigaset(name: str) -> None:
+    assert all(m.family is not FAMILY for m in match_file(CATALOG, name))
+
+
+def test_catalog() -> None:
+    models = FAMILY.models
+    assert {m.id: m.slots for m in models.values()} == {N510: 6, N670: 20, N870: 250}
+    # The reference confirms none of the account counts.
+    assert not any(m.confirmed for m in models.values())
+    assert {m.id: m.code for m in models.values()} == {N510: "42", N670: "83", N870: "83"}
+    assert FAMILY.notify_event == "check-sync;reboot=false"
+    for model_id in models:
+        names = [(name, spec.secret) for name, spec in device_files(CATALOG, model_id, MAC)]
+        assert names == [("7C2F804DF9A9.xml", True)]
+
+
+def device(model_id: str, lines: int = 2, **changes: str) -> DeviceData:
+    model = FAMILY.models[model_id]
+    return replace(sample_device(model_id, model.slots, lines), mac=MAC, **changes)
+
+
+def render(data: DeviceData, settings: Settings = SETTINGS) -> str:
+    ((_, spec),) = device_files(CATALOG, data.model_id, data.mac)
+    return render_file(RENDERER, settings, data, spec).body.decode("utf-8")
+
+
+# --- N510 IP PRO: <ProviderFrame> of SYMB_ITEMs
+
+
+def n510_items(text: str) -> tuple[ET.Element, dict[str, str]]:
+    root = ET.fromstring(text)
+    assert root.tag == "ProviderFrame"
+    (provider,) = root
+    items: dict[str, str] = {}
+    for item in provider.iter("SYMB_ITEM"):
+        assert item.get("class") == "symb_item"
+        key = item.attrib["ID"]
+        assert key not in items, f"{key} set twice"
+        items[key] = item.attrib["value"]
+    return provider, items
+
+
+def quoted(value: str) -> str:
+    """The N510 writes strings inside double quotes."""
+    assert value.startswith('"') and value.endswith('"') and len(value) >= 2, value
+    return value[1:-1]
+
+
+def test_n510_two_lines() -> None:
+    data = device(N510)
+    provider, items = n510_items(render(data))
+    assert provider.find("MAC_ADDRESS").attrib["value"] == "7C2F804DF9A9"  # type: ignore[union-attr]
+    for slot, suffix in ((1, ""), (2, "_2")):
+        line = data.lines[slot]
+        assert items[f"BS_IP_Data1.ucB_SIP_ACCOUNT_IS_ACTIVE_{slot}"] == "0x1"
+        assert quoted(items[f"BS_IP_Data1.aucS_SIP_ACCOUNT_NAME_{slot}"]) == line.number
+        # A double quote would end the device's string: the name's are turned into apostrophes.
+        display = quoted(items[f"BS_IP_Data1.aucS_SIP_DISPLAYNAME{suffix}"])
+        assert display == line.display_name.replace('"', "'")
+        assert quoted(items[f"BS_IP_Data1.aucS_SIP_USER_ID{suffix}"]) == line.user
+        assert quoted(items[f"BS_IP_Data3.aucS_SIP_LOGIN_ID{suffix}"]) == line.auth_user
+        assert quoted(items[f"BS_IP_Data1.aucS_SIP_PASSWORD{suffix}"]) == line.password
+        for key in ("DOMAIN", "SERVER", "REGISTRAR"):
+            assert quoted(items[f"BS_IP_Data1.aucS_SIP_{key}{suffix}"]) == line.registrar_host
+        assert items[f"BS_IP_Data1.uiI_SIP_SERVER_PORT{suffix}"] == "0x13c4"  # 5060
+        assert items[f"BS_IP_Data1.uiI_SIP_REGISTRAR_PORT{suffix}"] == "0x13c4"
+        mask = hex(1 << (slot - 1))
+        assert items[f"BS_Accounts.astAccounts[{slot - 1}].uiSendMask"] == mask
+        assert items[f"BS_Accounts.astAccounts[{slot - 1}].uiReceiveMask"] == mask
+    assert "BS_IP_Data1.aucS_SIP_USER_ID_1" not in items  # account 1 has no suffix
+    for slot in range(3, 7):
+        assert items[f"BS_IP_Data1.ucB_SIP_ACCOUNT_IS_ACTIVE_{slot}"] == "0x0"
+        assert items[f"BS_IP_Data1.aucS_SIP_ACCOUNT_NAME_{slot}"] == '""'
+        for key in ("DISPLAYNAME", "USER_ID", "PASSWORD", "DOMAIN", "SERVER", "REGISTRAR"):
+            assert items[f"BS_IP_Data1.aucS_SIP_{key}_{slot}"] == '""'
+        assert items[f"BS_IP_Data3.aucS_SIP_LOGIN_ID_{slot}"] == '""'
+        assert items[f"BS_Accounts.astAccounts[{slot - 1}].uiSendMask"] == "0x0"
+        assert items[f"BS_Accounts.astAccounts[{slot - 1}].uiReceiveMask"] == "0x0"
+    assert "BS_IP_Data1.ucB_SIP_ACCOUNT_IS_ACTIVE_7" not in items
+
+
+def test_n510_polling_timezone_language() -> None:
+    _, items = n510_items(render(device(N510)))
+    # No periodic re-check interval key is known for the N510: profile updates are switched on,
+    # the check-sync NOTIFY does the rest (family.toml, _n510.xml.j2).
+    assert items["BS_IP_Data.ucB_AUTO_UPDATE_PROFILE"] == "0x1"
+    assert items["BS_IP_Data1.uiI_TIME_TIMEZONE"] == "0x1b"  # Europe/Paris, GMT+1
+    assert items["BS_IP_Data1.ucB_TIME_USE_AUTOMATIC_DST"] == "0x1"
+    assert items["BS_IP_Data1.ucI_HTTPLANGUAGE"] == "0x9"  # French
+    _, us = n510_items(render(device(N510, timezone="America/New_York", language="de")))
+    assert us["BS_IP_Data1.uiI_TIME_TIMEZONE"] == "0x0d"
+    assert us["BS_IP_Data1.ucI_HTTPLANGUAGE"] == "0x2"
+    # An offset without a zone number both sources agree on, an unknown language: left alone.
+    _, other = n510_items(render(device(N510, timezone="Asia/Kolkata", language="xx")))
+    assert "BS_IP_Data1.uiI_TIME_TIMEZONE" not in other
+    assert "BS_IP_Data1.ucB_TIME_USE_AUTOMATIC_DST" not in other
+    assert "BS_IP_Data1.ucI_HTTPLANGUAGE" not in other
+
+
+def test_n510_firmware(tmp_path: Path) -> None:
+    settings = Settings(public_url="http://prov.example.net", secret_key=(), firmware_dir=tmp_path)
+    provider, _ = n510_items(render(device(N510), settings))
+    assert provider.find("S_SPECIAL_DATA_SRV") is None
+    (tmp_path / "gigaset").mkdir()
+    for name in ("N510-42.245.bin", "N510-42.258.bin", "Gigaset-Nx70-V2.65.0-build.d1d6a22.bin"):
+        (tmp_path / "gigaset" / name).write_bytes(b"x")
+    provider, _ = n510_items(render(device(N510), settings))
+    server = provider.find("S_SPECIAL_DATA_SRV")
+    assert server is not None
+    assert server.attrib["class"] == "string"
+    url = "http://prov.example.net/firmware/gigaset/N510-42.258.bin"
+    assert quoted(server.attrib["value"]) == url
+
+
+HOSTILE_NAMES = ['a"b', "it's", "<b>&amp;</b>", "-->", "]]>", '"; x="', "\u00e9 \u4e2d \U0001f600"]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_n510_hostile_display_names(name: str) -> None:
+    data = device(N510)
+    lines = {slot: replace(line, display_name=name) for slot, line in data.lines.items()}
+    evil = replace(data, lines=lines)
+    _, items = n510_items(render(evil))
+    _, plain = n510_items(render(data))
+    assert list(items) == list(plain)
+    for suffix in ("", "_2"):
+        value = quoted(items[f"BS_IP_Data1.aucS_SIP_DISPLAYNAME{suffix}"])
+        assert '"' not in value
+        assert value == name.replace('"', "'")
+
+
+# --- Nx70 (N670 / N870 IP PRO): <provisioning><nvm><param name value/>
+
+
+def nx70_params(text: str) -> tuple[ET.Element, dict[str, str]]:
+    root = ET.fromstring(text)
+    assert root.tag == "provisioning"
+    assert (root.get("version"), root.get("productID")) == ("1.1", "e2")
+    (nvm,) = root.iter("nvm")
+    params: dict[str, str] = {}
+    for param in nvm.iter("param"):
+        key = param.attrib["name"]
+        assert key not in params, f"{key} set twice"
+        params[key] = param.attrib["value"]
+    return root, params
+
+
+@pytest.mark.parametrize("model_id", [N670, N870])
+def test_nx70_two_lines(model_id: str) -> None:
+    data = device(model_id)
+    _, params = nx70_params(render(data))
+    server_url = f"http://prov.example.net/{SAMPLE_TOKEN}/"
+    assert params["Provisioning.global.ProvisioningServer"] == server_url
+    for slot, transport in ((1, "2"), (2, "3")):  # the sample's slot 1 is TCP, slot 2 TLS
+        line = data.lines[slot]
+        account = f"SipAccount.{slot:05d}."
+        assert params[account + "DisplayName"] == line.display_name
+        assert params[account + "UserName"] == line.user
+        assert params[account + "AuthName"] == line.auth_user
+        assert params[account + "AuthPassword"] == line.password
+        provider = f"SipProvider.{params[account + 'ProviderId']}."
+        assert params[provider + "Domain"] == line.registrar_host
+        assert params[provider + "RegServerAddress"] == line.registrar_host
+        assert params[provider + "RegServerPort"] == str(line.registrar_port)
+        assert params[provider + "ProxyServerAddress"] == line.registrar_host
+        assert params[provider + "ProxyServerPort"] == str(line.registrar_port)
+        assert params[provider + "TransportProtocol"] == transport
+    assert params["SipAccount.00001.ProviderId"] != params["SipAccount.00002.ProviderId"]
+    slots = FAMILY.models[model_id].slots
+    for slot in range(3, slots + 1):
+        account = f"SipAccount.{slot:05d}."
+        for key in ("DisplayName", "UserName", "AuthName", "AuthPassword"):
+            assert params[account + key] == ""
+        assert account + "ProviderId" not in params
+    assert not any(key.startswith(f"SipAccount.{slots + 1:05d}.") for key in params)
+
+
+def test_nx70_lines_share_a_provider() -> None:
+    data = device(N870, 3)
+    lines = {slot: replace(line, transport="udp") for slot, line in data.lines.items()}
+    lines[3] = replace(lines[3], registrar_host="pbx2.example.net", registrar_port=5080)
+    _, params = nx70_params(render(replace(data, lines=lines)))
+    ids = [params[f"SipAccount.{slot:05d}.ProviderId"] for slot in (1, 2, 3)]
+    assert ids == ["0", "0", "1"]
+    assert not any(key.startswith("SipProvider.2.") for key in params)
+    for provider in (0, 1):
+        assert params[f"SipProvider.{provider}.TransportProtocol"] == "1"
+    assert params["SipProvider.1.RegServerAddress"] == "pbx2.example.net"
+    assert params["SipProvider.1.RegServerPort"] == "5080"
+
+
+def test_nx70_timezone_and_language() -> None:
+    _, params = nx70_params(render(device(N670)))
+    assert params["DmGlobal.0.TimeZone"] == "Europe/Paris"
+    _, other = nx70_params(render(device(N670, timezone="Pacific/Chatham", language="de")))
+    assert "DmGlobal.0.TimeZone" not in other  # not a zone the base knows: left alone
+    # No language and no periodic re-check key is known for Nx70 (family.toml, _nx70.xml.j2).
+    assert not any("Language" in key or "Period" in key for key in other)
+
+
+def test_nx70_firmware(tmp_path: Path) -> None:
+    settings = Settings(public_url="http://prov.example.net", secret_key=(), firmware_dir=tmp_path)
+    root, _ = nx70_params(render(device(N870), settings))
+    assert root.find("firmware") is None
+    (tmp_path / "gigaset").mkdir()
+    for name in (
+        "Gigaset-Nx70-V2.62.1-build.e2b41a8.bin",
+        "Gigaset-Nx70-V2.65.0-build.d1d6a22.bin",
+        "N510-42.258.bin",
+    ):
+        (tmp_path / "gigaset" / name).write_bytes(b"x")
+    root, _ = nx70_params(render(device(N870), settings))
+    (image,) = root.iter("file")
+    assert image.attrib == {
+        "version": "2.65.0",
+        "url": "http://prov.example.net/firmware/gigaset/Gigaset-Nx70-V2.65.0-build.d1d6a22.bin",
+    }
+
+
+def test_n510_golden() -> None:
+    """The generic golden files show the N870 (most slots); this one shows the N510 format."""
+    body = render(device(N510))
+    golden = GOLDEN / "gigaset-n510-2-lines--7C2F804DF9A9.xml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(body, encoding="utf-8")
+    assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
+    assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"

@@ -1,0 +1,252 @@
+"""Grandstream GXP/GRP/DP: real requests, and the P-values per account."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from provisioning.devices.catalog import Catalog, load_catalog
+from provisioning.devices.identify import match_file, parse_user_agent
+from provisioning.render.check import SAMPLE_TOKEN, sample_device
+from provisioning.render.context import DeviceData
+from provisioning.render.environment import Renderer, RenderError
+from provisioning.render.files import device_files, render_file
+from provisioning.settings import PROJECT_ROOT, Settings
+
+CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
+FAMILY = CATALOG.families["grandstream"]
+RENDERER = Renderer(CATALOG)
+SETTINGS = Settings(public_url="http://prov.example.net", secret_key=())
+MAC = "0015654aa937"
+FILE = f"cfg{MAC}.xml"
+
+# (User-Agent, model id or None, firmware, MAC or None). From vendor-formats.md section 5 and
+# Wazo's examples, plus realistic ones of the same shapes.
+USER_AGENTS = [
+    (
+        "Grandstream Model HW GXP2135 SW 1.0.7.97 DevId 000b828aa872",
+        "grandstream-gxp2135",
+        "1.0.7.97",
+        "000b828aa872",
+    ),
+    (
+        "Grandstream Model HW GXP1628 SW 1.0.4.138 DevId c074ad2bd859",
+        "grandstream-gxp1628",
+        "1.0.4.138",
+        "c074ad2bd859",
+    ),
+    (
+        "Grandstream Model HW GRP2614 SW 1.0.5.15 DevId c074ad0b63ee",
+        "grandstream-grp2614",
+        "1.0.5.15",
+        "c074ad0b63ee",
+    ),
+    (
+        "Grandstream Model HW GXP2170 V1.5A SW 1.0.11.79 DevId c074ad1a2b3c",
+        "grandstream-gxp2170",
+        "1.0.11.79",
+        "c074ad1a2b3c",
+    ),
+    (
+        "Grandstream Model HW GXP2100 SW 1.0.8.6 DevId 000B82123456",
+        "grandstream-gxp2100",
+        "1.0.8.6",
+        "000b82123456",
+    ),
+    (
+        "Grandstream Model HW DP750 SW 1.0.13.0 DevId 000b82aabbcc",
+        "grandstream-dp750",
+        "1.0.13.0",
+        "000b82aabbcc",
+    ),
+    ("Grandstream Model HW GXP2120 SW 1.0.8.6", "grandstream-gxp2120", "1.0.8.6", None),
+    # Grandstream devices outside the catalog: the family is known, the model is not.
+    (
+        "Grandstream Model HW HT801 V1.1A SW 1.0.17.5 DevId c074ad273a10",
+        None,
+        "1.0.17.5",
+        "c074ad273a10",
+    ),
+    (
+        "Grandstream Model HW GXV3350  V1.3A SW 1.0.1.8 DevId c074ad150b88",
+        None,
+        "1.0.1.8",
+        "c074ad150b88",
+    ),
+    (
+        "Grandstream GXP2000 (gxp2000e.bin:1.2.5.3/boot55e.bin:1.1.6.9) DevId 000b822726c8",
+        None,
+        "1.2.5.3",
+        "000b822726c8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ua", "model", "firmware", "mac"), USER_AGENTS)
+def test_user_agents(ua: str, model: str | None, firmware: str, mac: str | None) -> None:
+    info = parse_user_agent(CATALOG, ua)
+    assert info is not None
+    assert info.family.name == "grandstream"
+    assert (info.model.id if info.model else None) == model
+    assert info.firmware == firmware
+    assert info.mac == mac
+
+
+@pytest.mark.parametrize(
+    ("name", "mac"),
+    [("cfg000b828aa872.xml", "000b828aa872"), ("cfg000B828AA872.xml", "000b828aa872")],
+)
+def test_file_names(name: str, mac: str) -> None:
+    (match,) = [m for m in match_file(CATALOG, name) if m.family is FAMILY]
+    assert match.mac == mac
+
+
+# The binary file, the per-model and the global fallbacks are not served (404 for them).
+@pytest.mark.parametrize(
+    "name",
+    ["cfg000b828aa872", "cfg000b828aa872.bin", "cfggxp2135.xml", "cfg.xml", "cfg000000000000.xml"],
+)
+def test_not_our_file_names(name: str) -> None:
+    assert not [m for m in match_file(CATALOG, name) if m.family is FAMILY]
+
+
+# Account counts: the reference has GXP2100/2110/2120; the rest are leads. None above 6, the
+# accounts with known P-values.
+SLOTS = {
+    "gxp1610": 1, "gxp1615": 1, "gxp1620": 2, "gxp1625": 2, "gxp1628": 2, "gxp1630": 3,
+    "gxp2100": 4, "gxp2110": 4, "gxp2120": 6, "gxp2130": 3, "gxp2135": 4, "gxp2140": 4,
+    "gxp2160": 6, "gxp2170": 6, "grp2612": 2, "grp2613": 3, "grp2614": 4, "grp2615": 6,
+    "grp2616": 6, "dp750": 6, "dp752": 6,
+}  # fmt: skip
+CONFIRMED = {"gxp2100", "gxp2110", "gxp2120"}
+
+
+def test_catalog() -> None:
+    models = FAMILY.models
+    assert {m.id.removeprefix("grandstream-"): m.slots for m in models.values()} == SLOTS
+    assert {m.id.removeprefix("grandstream-") for m in models.values() if m.confirmed} == (
+        CONFIRMED
+    )
+    assert FAMILY.notify_event == "resync"
+
+
+def render(data: DeviceData, settings: Settings = SETTINGS) -> ET.Element:
+    ((name, spec),) = device_files(CATALOG, data.model_id, data.mac)
+    assert name == FILE
+    assert spec.secret
+    return ET.fromstring(render_file(RENDERER, settings, data, spec).body)
+
+
+def p(root: ET.Element, key: str) -> str | None:
+    """The text of a P-value ("" when empty), None when absent."""
+    found = root.findall(f"config/{key}")
+    assert len(found) <= 1, f"{key} set twice"
+    return (found[0].text or "") if found else None
+
+
+def two_lines(model_id: str = "grandstream-gxp2120") -> DeviceData:
+    model = CATALOG.model(model_id)
+    assert model is not None
+    return sample_device(model_id, model.slots, 2)
+
+
+# Per account: active, account name, display name, user, auth id, password, server, transport.
+KEYS = {
+    1: ("P271", "P270", "P3", "P35", "P36", "P34", "P47", "P130"),
+    2: ("P401", "P417", "P407", "P404", "P405", "P406", "P402", "P448"),
+    3: ("P501", "P517", "P507", "P504", "P505", "P506", "P502", "P548"),
+    4: ("P601", "P617", "P607", "P604", "P605", "P606", "P602", "P648"),
+    5: ("P1701", "P1717", "P1707", "P1704", "P1705", "P1706", "P1702", "P1748"),
+    6: ("P1801", "P1817", "P1807", "P1804", "P1805", "P1806", "P1802", "P1848"),
+}
+TRANSPORT = {"udp": "0", "tcp": "1", "tls": "2"}
+
+
+def test_accounts() -> None:
+    data = two_lines()
+    root = render(data)
+    assert root.tag == "gs_provision"
+    assert root.findtext("mac") == MAC  # the phone refuses a file naming another MAC
+    config = root.find("config")
+    assert config is not None and config.get("version") == "1"
+    for slot, (active, name, display, user, auth, password, server, transport) in KEYS.items():
+        line = data.lines.get(slot)
+        if line is None:
+            assert p(root, active) == "0"
+            for key in (name, display, user, auth, password, server):
+                assert p(root, key) == "", key
+            assert p(root, transport) is None
+            continue
+        assert p(root, active) == "1"
+        assert p(root, name) == line.number
+        assert p(root, display) == line.display_name
+        assert p(root, user) == line.user
+        assert p(root, auth) == line.auth_user
+        assert p(root, password) == line.password
+        assert p(root, server) == f"{line.registrar_host}:{line.registrar_port}"
+        assert p(root, transport) == TRANSPORT[line.transport]
+    # "Allow SIP Reset" (a NOTIFY could factory-reset the phone) stays off where its key is known.
+    for key in ("P26015", "P26415", "P26515", "P26615"):
+        assert p(root, key) == "0"
+
+
+def test_seventh_account_fails_loudly() -> None:
+    """No P-values are known beyond account 6: a model given 7 slots must not render."""
+    model = replace(FAMILY.models["grandstream-gxp2170"], slots=7)
+    catalog = Catalog({"grandstream": replace(FAMILY, models={model.id: model})})
+    data = sample_device(model.id, 7, 7)
+    ((_, spec),) = device_files(catalog, model.id, MAC)
+    with pytest.raises(RenderError):
+        render_file(Renderer(catalog), SETTINGS, data, spec)
+
+
+def test_provisioning() -> None:
+    root = render(two_lines())
+    assert p(root, "P212") == "1"  # HTTP
+    assert p(root, "P237") == f"prov.example.net/{SAMPLE_TOKEN}"
+    assert p(root, "P234") == "" and p(root, "P235") == ""  # exactly cfg<mac>.xml again
+    assert p(root, "P194") == "1"
+    # 300 s asked, but the phone's minimum interval is 60 minutes.
+    assert p(root, "P193") == "60"
+    assert p(root, "P192") is None  # no firmware image: the phone's own setting stays
+
+
+def test_provisioning_over_https_with_a_path() -> None:
+    settings = replace(SETTINGS, public_url="https://example.net:8443/prov/")
+    root = render(two_lines(), settings)
+    assert p(root, "P212") == "2"
+    assert p(root, "P237") == f"example.net:8443/prov/{SAMPLE_TOKEN}"
+
+
+def test_time_and_language() -> None:
+    root = render(two_lines())
+    assert p(root, "P64") == "CET-1CEST-2,M3.5.0/02:00:00,M10.5.0/03:00:00"
+    assert p(root, "P1362") == "fr"
+
+
+@pytest.mark.parametrize(
+    ("timezone", "expected"),
+    [("America/St_Johns", "UTC+3:30"), ("Asia/Kolkata", "UTC-5:30"), ("UTC", "UTC0")],
+)
+def test_time_zone_without_a_rule(timezone: str, expected: str) -> None:
+    root = render(replace(two_lines(), timezone=timezone, language="xx"))
+    assert p(root, "P64") == expected
+    assert p(root, "P1362") is None
+
+
+def test_firmware(tmp_path: Path) -> None:
+    folder = tmp_path / "grandstream"
+    folder.mkdir()
+    (folder / "gxp2100fw.bin").write_bytes(b"image")
+    root = render(two_lines(), replace(SETTINGS, firmware_dir=tmp_path))
+    # The phone names the image itself: P192 is the folder, without the scheme.
+    assert p(root, "P192") == "prov.example.net/firmware/grandstream"
+    assert p(root, "P6767") == "1"
+    assert p(root, "P232") == "" and p(root, "P233") == ""
+    assert p(root, "P238") == "0"
+    # An image of another model does not count.
+    other = render(two_lines("grandstream-gxp1628"), replace(SETTINGS, firmware_dir=tmp_path))
+    assert p(other, "P192") is None
