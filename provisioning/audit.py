@@ -42,7 +42,7 @@ async def record(
             ip=actor.ip,
             action=action,
             object_type=object_type,
-            object_id=str(object_id),
+            object_id=str(object_id)[:64],
             account_id=account_id,
             device_mac=device_mac,
             before=_dump(before),

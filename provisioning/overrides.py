@@ -128,7 +128,7 @@ async def _record(
     after: str | None,
 ) -> None:
     await record(
-        session, actor, action, "override", f"{scope}:{target}:{key}",
+        session, actor, action, "override", f"{scope}:{target}",
         account_id=int(target) if scope == "account" else None,
         device_mac=target if scope == "device" else None,
         before=before if isinstance(before, dict) else _audited(key, before),

@@ -9,6 +9,7 @@ import sys
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from provisioning import demo as demo_data
 from provisioning.app import create_app
@@ -38,6 +39,23 @@ class AccessLogger(AbstractAccessLogger):
         )
 
 
+class BadRequestLogFilter(logging.Filter):
+    """aiohttp logs a malformed request (a scanner, a fuzzer) as an error with a traceback; it
+    is bad input answered with a 400, so one warning line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HttpProcessingError):
+            error = record.exc_info[1]
+            original = record.getMessage()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = "%s: bad HTTP request answered %s (%s)"
+            reason = str(getattr(error, "message", "")).splitlines()
+            record.args = (original, error.code, reason[0][:120] if reason else "")
+        return True
+
+
 async def _prepare(settings: Settings, demo: bool) -> list[demo_data.DemoDevice]:
     from provisioning.cli import prepare_database
 
@@ -55,6 +73,7 @@ async def _prepare(settings: Settings, demo: bool) -> list[demo_data.DemoDevice]
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.server").addFilter(BadRequestLogFilter())
     devices = asyncio.run(_prepare(settings, demo))
     for device in devices:
         print(f"\n{device.label} ({device.mac}), User-Agent {device.user_agent!r}:")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
+from provisioning.settings import Settings
 from tests.conftest import World
 
 OTHER_MAC = "001565bbbbbb"
@@ -323,3 +325,32 @@ async def test_race_for_the_same_line_on_two_devices(
     assert sorted(status for status, _ in results) == [201, 409]
     _status, shown = await api.call("GET", f"/lines/{line}", api.operator)
     assert shown["device"] in {api.world.yealink_mac, "001565000003"}
+
+
+async def test_cli_and_api_give_the_same_result(
+    api: Api, settings: Settings, sessions: SessionFactory, tmp_path: Path
+) -> None:
+    """Both paths call the same domain functions: the same device view comes out of each."""
+    from tests.test_cli import Cli
+
+    cli = Cli(settings, tmp_path)
+    w = api.world
+    await asyncio.to_thread(cli.run, "device", "assign", w.yealink_mac, str(w.line_ids[2]))
+    _, after_cli = await api.call("GET", f"/devices/{w.yealink_mac}", api.operator)
+    await api.call("DELETE", f"/devices/{w.yealink_mac}/lines/{w.line_ids[2]}", api.operator)
+    status, _ = await api.call(
+        "POST", f"/devices/{w.yealink_mac}/lines", api.operator, {"line_id": w.line_ids[2]}
+    )
+    assert status == 201
+    _, after_api = await api.call("GET", f"/devices/{w.yealink_mac}", api.operator)
+    shown = json.loads(
+        (await asyncio.to_thread(cli.run, "device", "show", w.yealink_mac, "--json")).stdout
+    )
+    assert after_cli["slots"] == after_api["slots"] == shown["slots"]
+    assert after_api["config_revision"] == after_cli["config_revision"] + 2
+    assert {k: v for k, v in shown.items() if k not in ("url", "current_revision")} == {
+        k: v for k, v in after_api.items() if k != "current_revision"
+    }
+    status, trail = await api.call("GET", "/audit", api.operator, device=w.yealink_mac)
+    actors = [e["actor"] for e in trail["items"] if e["action"] == "device.assign"][:2]
+    assert actors[0] == "operator:ops" and actors[1].startswith("cli:")
