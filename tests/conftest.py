@@ -29,7 +29,8 @@ from provisioning.settings import PROJECT_ROOT, Registrar, Settings
 pytest_plugins = ["tests.peers.plugin"]
 
 TEST_KEY = generate_key()
-PG_TEST_DB = "provisioning_test"
+# Several suites may share one PostgreSQL server (parallel work trees): each names its database.
+PG_TEST_DB = os.environ.get("PROVISIONING_TEST_PG_DATABASE", "provisioning_test")
 
 
 def _test_database_url(tmp_dir: Path) -> str:
