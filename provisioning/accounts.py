@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from zoneinfo import available_timezones
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -19,6 +19,7 @@ from provisioning.audit import SYSTEM, Actor, record
 from provisioning.crypto import Cipher
 from provisioning.db.models import Account, Device, Line, LineSlot
 from provisioning.errors import InvalidInput, LineExists, NotFound
+from provisioning.push.changes import devices_changed
 from provisioning.render.escaping import check_text
 from provisioning.settings import Registrar, Settings, SettingsError
 from provisioning.views import account_view, line_view
@@ -205,7 +206,7 @@ async def set_line_display_name(
     line = await get_line(session, line_id)
     before = line_view(line)
     line.display_name = clean_text(display_name, "display_name", max_length=100, required=False)
-    await bump_revision_of_line(session, line_id)
+    await bump_revision_of_line(session, line_id, "line")
     await session.flush()
     await record(
         session, actor, "line.update", "line", line.id,
@@ -221,7 +222,7 @@ async def set_line_password(
     _check_password(password)
     line = await get_line(session, line_id)
     line.password_enc = cipher.encrypt(password)
-    await bump_revision_of_line(session, line_id)
+    await bump_revision_of_line(session, line_id, "password")
     await session.flush()
     # The event says that the password changed, never what it is.
     await record(
@@ -231,8 +232,6 @@ async def set_line_password(
     return line
 
 
-async def bump_revision_of_line(session: AsyncSession, line_id: int) -> None:
+async def bump_revision_of_line(session: AsyncSession, line_id: int, reason: str) -> None:
     holder = select(LineSlot.device_id).where(LineSlot.line_id == line_id).scalar_subquery()
-    await session.execute(
-        update(Device).where(Device.id == holder).values(config_revision=Device.config_revision + 1)
-    )
+    await devices_changed(session, Device.id == holder, reason)

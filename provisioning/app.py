@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -14,10 +16,13 @@ from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.devices.catalog import load_catalog
 from provisioning.phones.auth import Authorizer, default_authorizer
 from provisioning.phones.routes import add_routes as add_phone_routes
+from provisioning.push.worker import PushWorker
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
 from provisioning.settings import Settings
 from provisioning.state import SERVICES, Services
+
+PUSH_WORKER: web.AppKey[PushWorker] = web.AppKey("push_worker", PushWorker)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,22 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         yield
         await engine.dispose()
 
+    async def push_ctx(app: web.Application) -> AsyncIterator[None]:
+        if not settings.push_enabled:
+            yield
+            return
+        worker = PushWorker(app[SERVICES])
+        await worker.start()
+        task = asyncio.create_task(worker.run())
+        app[PUSH_WORKER] = worker
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.stop()
+
     app.cleanup_ctx.append(services_ctx)
+    app.cleanup_ctx.append(push_ctx)
     # The API first: the phone endpoint ends with a catch-all route.
     app.add_subapp(API_PREFIX, create_api())
     add_phone_routes(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.accounts import get_account
@@ -14,6 +14,7 @@ from provisioning.db.models import Device, SettingOverride
 from provisioning.devices.catalog import Catalog
 from provisioning.devices.inventory import get_device, parse_mac
 from provisioning.errors import InvalidInput, NotFound, UnknownModel
+from provisioning.push.changes import devices_changed
 from provisioning.render.overrides import valid_key, valid_value
 
 SCOPES = ("model", "account", "device")
@@ -71,7 +72,7 @@ async def set_override(
         session.add(row)
     row.value = value
     await session.flush()
-    await _bump(session, devices)
+    await devices_changed(session, devices, "override")
     await _record(session, actor, "override.set", scope, target, key, before, value)
     return row
 
@@ -103,7 +104,7 @@ async def unset_override(
             SettingOverride.key == key,
         )
     )
-    await _bump(session, devices)
+    await devices_changed(session, devices, "override")
     await _record(session, actor, "override.unset", scope, target, key, value, None)
 
 
@@ -168,12 +169,3 @@ async def overrides_for(session: AsyncSession, device: Device) -> dict[str, str]
         for row in sorted((r for r in rows if r.scope == scope), key=lambda r: r.id):
             merged[row.key] = row.value
     return merged
-
-
-async def _bump(session: AsyncSession, devices: object) -> None:
-    await session.execute(
-        update(Device)
-        .where(devices)  # type: ignore[arg-type]
-        .values(config_revision=Device.config_revision + 1)
-        .execution_options(synchronize_session=False)
-    )

@@ -92,6 +92,20 @@ class Settings:
     default_timezone: str = "Europe/Paris"
     default_language: str = "fr"
     render_cache_size: int = 10_000
+    # Pushes: check-sync NOTIFYs sent by a worker in each server instance.
+    push_enabled: bool = True
+    # "proxy": to the line's registrar (or push_proxy), which relays to the phone's contact;
+    # "direct": to the address the phone last fetched from, on push_direct_port.
+    push_route: str = "proxy"
+    push_proxy: Registrar | None = None
+    push_direct_port: int = 5060
+    # NOTIFYs per second at most, so a bulk change does not start a boot storm.
+    push_rate: int = 50
+    # Where the NOTIFY sender's UDP socket binds; the host is also what Via and Contact carry.
+    push_sip_host: str = "127.0.0.1"
+    push_sip_port: int = 0
+    # SIP transaction timer T1 in milliseconds (RFC 3261: 500); Timer F is 64 x T1.
+    push_t1_ms: int = 500
 
     @property
     def base_url(self) -> str:
@@ -152,8 +166,28 @@ def _convert(name: str, text: str) -> Any:
         return text
     if name == "secret_key":
         return _parse_secret_keys(key, text)
-    if name in {"port"}:
+    if name in {"port", "push_direct_port"}:
         return _parse_int(key, text, 1, 65535)
+    if name == "push_sip_port":
+        return _parse_int(key, text, 0, 65535)
+    if name == "push_rate":
+        return _parse_int(key, text, 1, 10_000)
+    if name == "push_t1_ms":
+        return _parse_int(key, text, 10, 5000)
+    if name == "push_enabled":
+        return _parse_bool(key, text)
+    if name == "push_route":
+        if text not in {"proxy", "direct"}:
+            raise SettingsError(f"{key}: expected proxy or direct, got {text!r}")
+        return text
+    if name == "push_proxy":
+        return Registrar.parse(key, text) if text else None
+    if name == "push_sip_host":
+        try:
+            netaddr.IPAddress(text)
+        except (netaddr.AddrFormatError, ValueError):
+            raise SettingsError(f"{key}: expected an IP address, got {text!r}") from None
+        return text
     if name == "poll_interval":
         return _parse_int(key, text, 30, MAX_POLL_INTERVAL)
     if name == "render_cache_size":

@@ -91,6 +91,8 @@ def settings(database_url: str, firmware_dir: Path) -> Settings:
         public_url="http://phones.test:8080",
         firmware_dir=firmware_dir,
         default_registrar=Registrar("sip.example.net", 5060),
+        # Tests of pushes turn the worker on; elsewhere it would only add noise.
+        push_enabled=False,
     )
 
 

@@ -270,6 +270,47 @@ class AuditEvent(Base):
     after: Mapped[str | None] = mapped_column(Text)
 
 
+class Push(Base):
+    """ "Device D must fetch revision R (or a later one) before T": one per change. Applied is
+    proven by a fetch that delivered R or later, never by a NOTIFY's 200."""
+
+    __tablename__ = "pushes"
+    __table_args__ = (
+        CheckConstraint("state IN ('pending', 'notified', 'applied', 'overdue')", name="state"),
+        Index("ix_pushes_due", "state", "next_attempt_at"),
+        Index("ix_pushes_device", "device_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    target_revision: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_result: Mapped[str | None] = mapped_column(String(64))
+
+
+class Association(Base):
+    """A customer's "put this line on my phone": its status is its push's."""
+
+    __tablename__ = "associations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id", ondelete="CASCADE"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    slot: Mapped[int] = mapped_column(Integer)
+    push_id: Mapped[int] = mapped_column(ForeignKey("pushes.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    push: Mapped[Push] = relationship(viewonly=True)
+
+
 class UnknownDevice(Base):
     """A phone that asked for its files but is not registered: what an operator needs to claim
     it. Only requests that look like a real phone are kept (see `phones.unknown`)."""
@@ -306,12 +347,14 @@ __all__ = [
     "TRANSPORTS",
     "Account",
     "ApiToken",
+    "Association",
     "AuditEvent",
     "Base",
     "Device",
     "Line",
     "LineSlot",
     "Model",
+    "Push",
     "SettingOverride",
     "Sighting",
     "UnknownDevice",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -34,6 +34,7 @@ from provisioning.errors import (
     UnknownModel,
     WrongAccount,
 )
+from provisioning.push.changes import devices_changed
 from provisioning.views import device_summary
 
 
@@ -198,7 +199,7 @@ async def assign_line(
     except IntegrityError:
         # Lost a race the checks above could not see (another instance, no row lock).
         raise SlotTaken(f"slot {slot} of device {mac} or line {line_id} was just taken") from None
-    await _bump(session, device.id)
+    await devices_changed(session, Device.id == device.id, "assign")
     await record(
         session, actor, "device.assign", "device", device.mac,
         account_id=device.account_id, device_mac=device.mac,
@@ -220,7 +221,7 @@ async def unassign_line(
     slot = assignment.slot
     await session.delete(assignment)
     await session.flush()
-    await _bump(session, device.id)
+    await devices_changed(session, Device.id == device.id, "unassign")
     await record(
         session, actor, "device.unassign", "device", device.mac,
         account_id=device.account_id, device_mac=device.mac,
@@ -231,12 +232,3 @@ async def unassign_line(
 
 async def count_devices(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(Device)) or 0)
-
-
-async def _bump(session: AsyncSession, device_id: int) -> None:
-    await session.execute(
-        update(Device)
-        .where(Device.id == device_id)
-        .values(config_revision=Device.config_revision + 1)
-        .execution_options(synchronize_session=False)
-    )

@@ -9,6 +9,7 @@ from sqlalchemy import case, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.db.models import Device, Sighting
+from provisioning.push.changes import mark_applied
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ async def record_sighting(session: AsyncSession, facts: SightingFacts) -> None:
         )
         .execution_options(synchronize_session=False)
     )
+    # The proof of delivery: pushes this fetch satisfies are applied.
+    await mark_applied(session, facts.device_id, facts.revision, facts.seen_at)
     await session.execute(
         insert(Sighting).values(
             device_id=facts.device_id,

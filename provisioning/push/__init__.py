@@ -1,0 +1,1 @@
+"""Pushing changes to phones: the durable queue, the check-sync NOTIFY, proof of delivery."""
