@@ -51,14 +51,17 @@ def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL_KEY]
 
 
-def actor(request: web.Request) -> Actor:
-    who = principal(request)
-    ip = client_ip(
+def caller_ip(request: web.Request) -> str:
+    return client_ip(
         peer_address(request),
         request.headers.get("X-Forwarded-For"),
         request.config_dict[SERVICES].settings.trusted_proxies,
     )
-    return Actor(f"{who.role}:{who.name}", ip)
+
+
+def actor(request: web.Request) -> Actor:
+    who = principal(request)
+    return Actor(f"{who.role}:{who.name}", caller_ip(request))
 
 
 def require_operator(request: web.Request) -> None:

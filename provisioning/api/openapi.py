@@ -224,6 +224,63 @@ SCHEMAS: dict[str, Any] = {
         offset={"type": "integer"},
     ),
 }
+SCHEMAS.update(
+    {
+        "Candidate": _obj(
+            ["mac", "model", "label", "free_slots", "public_ip", "last_seen", "same_network"],
+            mac={"type": "string"},
+            model={"type": "string"},
+            label={"type": "string"},
+            free_slots={"type": "array", "items": ID},
+            public_ip=_nullable("string"),
+            last_seen=_nullable("string", format="date-time"),
+            same_network={"type": "boolean"},
+        ),
+        "CompatibleDevices": _obj(
+            ["line_id", "items"], line_id=ID, items={"type": "array", "items": _ref("Candidate")}
+        ),
+        "AssociationCreate": _obj(["line_id", "mac"], line_id=ID, mac=MAC),
+        "Association": _obj(
+            [
+                "id", "line_id", "mac", "slot", "status", "created_at", "deadline",
+                "notified_at", "applied_at", "seconds_to_apply", "target_revision",
+                "last_result",
+            ],
+            id=ID,
+            line_id=ID,
+            mac={"type": "string"},
+            slot=ID,
+            status={"enum": ["pending", "notified", "applied", "overdue"]},
+            created_at={"type": "string", "format": "date-time"},
+            deadline={"type": "string", "format": "date-time"},
+            notified_at=_nullable("string", format="date-time"),
+            applied_at=_nullable("string", format="date-time"),
+            seconds_to_apply=_nullable("number"),
+            target_revision={"type": "integer"},
+            last_result=_nullable("string"),
+        ),
+        "PushOverview": _obj(
+            ["counts", "overdue"],
+            counts={"type": "object", "additionalProperties": {"type": "integer"}},
+            overdue={
+                "type": "array",
+                "items": _obj(
+                    [
+                        "id", "device_id", "target_revision", "reason", "deadline",
+                        "last_result", "attempts",
+                    ],
+                    id=ID,
+                    device_id=ID,
+                    target_revision={"type": "integer"},
+                    reason={"type": "string"},
+                    deadline={"type": "string", "format": "date-time"},
+                    last_result=_nullable("string"),
+                    attempts={"type": "integer"},
+                ),
+            },
+        ),
+    }
+)  # fmt: skip
 SCHEMAS["DeviceCreated"] = {
     **SCHEMAS["Device"],
     "required": [*SCHEMAS["Device"]["required"], "url"],
@@ -377,6 +434,31 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/lines/{line_id}/compatible-devices": {
+                "get": _op(
+                    "Phones of the line's account that can take it (same public IP first)",
+                    200,
+                    "CompatibleDevices",
+                    params=line,
+                )
+            },
+            "/associations": {
+                "post": _op(
+                    "Put a line on a phone of the account; followed until the phone applied it",
+                    202,
+                    "Association",
+                    body="AssociationCreate",
+                )
+            },
+            "/associations/{association_id}": {
+                "get": _op(
+                    "An association's status: pending, notified, applied or overdue",
+                    200,
+                    "Association",
+                    params=[_path("association_id", ID)],
+                )
+            },
+            "/pushes": {"get": _op("Pushes by state and the overdue ones", 200, "PushOverview")},
             "/audit": {
                 "get": _op(
                     "The audit trail, newest first",
