@@ -1,0 +1,1 @@
+"""Lab tools: the handset emulator and the storm generator."""
