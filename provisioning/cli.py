@@ -27,6 +27,9 @@ from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, CatalogError, load_catalog
 from provisioning.devices.unknown import list_unknown
 from provisioning.errors import DomainError, NotFound
+from provisioning.lab.parsers import PARSERS
+from provisioning.lab.phone import EmulatedPhone
+from provisioning.lab.storm import StormDevice, storm
 from provisioning.render.check import check_templates
 from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
@@ -378,6 +381,57 @@ async def cmd_secret_rotate(ctx: Context, session: AsyncSession) -> None:
     )
 
 
+async def cmd_lab_phone(ctx: Context) -> None:
+    a = ctx.args
+    mac = inventory.parse_mac(a.mac)
+    model = ctx.catalog.model(a.model)
+    if model is None:
+        raise CliError(f"unknown model {a.model!r}")
+    family = ctx.catalog.family_of(model.id)
+    try:
+        phone = EmulatedPhone(
+            a.url, mac, family, model, say=lambda text: print(text, flush=True),
+            answer_notify=not a.ignore_notify, poll_seconds=a.poll,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    await phone.start(a.sip_host)
+    sip_host, sip_port = phone.endpoint.address
+    print(f"{len(phone.lines)} line(s); SIP at {sip_host}:{sip_port}", flush=True)
+    try:
+        if a.duration:
+            await asyncio.sleep(a.duration)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        await phone.stop()
+    if ctx.args.json:
+        ctx.emit("", vars(phone.stats))
+
+
+async def cmd_lab_storm(ctx: Context, session: AsyncSession) -> None:
+    a = ctx.args
+    families = set(PARSERS)
+    rows = await inventory.list_devices(session)
+    chosen = [d for d in rows if ctx.catalog.family_of(d.model_id).name in families][: a.count]
+    if len(chosen) < a.count:
+        raise CliError(
+            f"only {len(chosen)} device(s) of the families the emulator plays "
+            f"({', '.join(sorted(families))}); add more with `device add`"
+        )
+    devices = [
+        StormDevice(inventory.provisioning_url(ctx.settings.base_url, ctx.cipher, d), d.mac,
+                    d.model_id)
+        for d in chosen
+    ]  # fmt: skip
+    await session.commit()
+    summary = await storm(
+        ctx.catalog, devices, concurrency=a.concurrency, duration=a.duration,
+        progress=not a.json,
+    )  # fmt: skip
+    ctx.emit("\n".join(f"{k}: {v}" for k, v in summary.items()), summary)
+
+
 async def cmd_render(ctx: Context, session: AsyncSession) -> None:
     mac = inventory.parse_mac(ctx.args.mac)
     device = await find_device(session, mac=mac)
@@ -603,6 +657,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", choices=scopes)
     p.add_argument("--target")
 
+    lab = sub.add_parser("lab", help="emulated phones").add_subparsers(dest="lab", required=True)
+    p = command(lab, "phone", cmd_lab_phone, "run one emulated handset")
+    p.add_argument("url", help="the device's provisioning URL (with its token)")
+    p.add_argument("--mac", required=True)
+    p.add_argument("--model", required=True, help="model id, e.g. yealink-t46u")
+    p.add_argument("--poll", type=float, help="seconds between re-checks (default: the config's)")
+    p.add_argument("--ignore-notify", action="store_true", help="never answer NOTIFYs")
+    p.add_argument("--duration", type=float, default=0, help="seconds to run (default: forever)")
+    p.add_argument("--sip-host", default="127.0.0.1")
+    p = command(lab, "storm", with_session(cmd_lab_storm), "boot N emulated phones at once")
+    p.add_argument("--count", type=_positive, default=100)
+    p.add_argument("--concurrency", type=_positive, default=50)
+    p.add_argument("--duration", type=float, default=0, help="seconds to keep them up")
+
     p = command(sub, "render", with_session(cmd_render), "print what the phone would get")
     p.add_argument("mac")
     p.add_argument("file", nargs="?")
@@ -621,7 +689,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "serve", False):
             cmd_serve(args)
             return 0
-        needs_key = args.handler not in (cmd_secret_generate, cmd_templates_check, cmd_catalog_list)
+        needs_key = args.handler not in (
+            cmd_secret_generate,
+            cmd_templates_check,
+            cmd_catalog_list,
+            cmd_lab_phone,
+        )
         if needs_key:
             settings = load_settings(create_key=args.handler is cmd_db_upgrade)
         else:
