@@ -15,8 +15,8 @@ demo: $(BIN)/provisioning
 	$(BIN)/provisioning serve --demo
 
 lint: $(BIN)/provisioning
-	$(BIN)/ruff check provisioning tests
-	$(BIN)/ruff format --check provisioning tests
+	$(BIN)/ruff check provisioning tests benchmarks
+	$(BIN)/ruff format --check provisioning tests benchmarks
 	$(BIN)/mypy provisioning
 
 test: lint

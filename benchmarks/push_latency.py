@@ -26,18 +26,18 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from provisioning import accounts  # noqa: E402
-from provisioning.app import create_app  # noqa: E402
-from provisioning.crypto import Cipher, generate_key  # noqa: E402
-from provisioning.db.engine import make_engine, make_session_factory  # noqa: E402
-from provisioning.db.migrate import upgrade  # noqa: E402
-from provisioning.devices import inventory  # noqa: E402
-from provisioning.devices.catalog import load_catalog  # noqa: E402
-from provisioning.lab.phone import EmulatedPhone  # noqa: E402
-from provisioning.push import associations  # noqa: E402
-from provisioning.settings import Settings  # noqa: E402
-from tests.peers.kamailio import Kamailio  # noqa: E402
-from tests.peers.require import free_port  # noqa: E402
+from provisioning import accounts
+from provisioning.app import create_app
+from provisioning.crypto import Cipher, generate_key
+from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.migrate import upgrade
+from provisioning.devices import inventory
+from provisioning.devices.catalog import load_catalog
+from provisioning.lab.phone import EmulatedPhone
+from provisioning.push import associations
+from provisioning.settings import Settings
+from tests.peers.kamailio import Kamailio
+from tests.peers.require import free_port
 
 RESULTS = Path(__file__).parent / "results" / "push_latency.json"
 
@@ -94,9 +94,13 @@ async def run_round(
     model = family.models["yealink-t46u"]
     emulated = [
         EmulatedPhone(
-            f"http://127.0.0.1:{port}/{token}/", mac, family, model,
-            answer_notify=answer_notify, poll_seconds=poll,
-        )  # fmt: skip
+            f"http://127.0.0.1:{port}/{token}/",
+            mac,
+            family,
+            model,
+            answer_notify=answer_notify,
+            poll_seconds=poll,
+        )
         for mac, token, _ in devices
     ]
     try:
