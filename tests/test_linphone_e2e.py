@@ -85,3 +85,62 @@ async def test_linphone_with_a_wrong_token_gets_nothing(
     assert phone.registered_identities() == []
     assert phone.account_states() == {}
     assert await asyncio.to_thread(kamailio.registered_users) == []
+
+
+async def test_linphone_answers_the_notify_but_only_a_fetch_applies_the_change(
+    aiohttp_client,  # type: ignore[no-untyped-def]
+    settings: Settings,
+    sessions: SessionFactory,
+    catalog: Catalog,
+    kamailio: Kamailio,
+    linphone_factory: LinphoneFactory,
+) -> None:
+    from dataclasses import replace
+
+    from provisioning.db.models import Push
+    from provisioning.push import associations
+
+    push_settings = replace(settings, push_enabled=True, push_t1_ms=100)
+    cipher = Cipher(settings.secret_key)
+    registrar = f"127.0.0.1:{kamailio.sip_port}"
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Alice Martin")
+        _, token = await inventory.add_device(
+            session, catalog, cipher, MAC, "linphone-softphone", account.id
+        )
+        line_ids = []
+        for user, password in USERS.items():
+            line = await accounts.create_line(
+                session, settings, cipher, account.id, f"+331234567{len(line_ids)}",
+                username=user, password=password, registrar=registrar,
+            )  # fmt: skip
+            line_ids.append(line.id)
+        await inventory.assign_line(session, MAC, line_ids[0])
+    for user, password in USERS.items():
+        await asyncio.to_thread(kamailio.add_user, user, password)
+    client = await aiohttp_client(create_app(push_settings))
+    url = str(client.make_url(f"/{token}/linphone.xml"))
+    phone = await asyncio.to_thread(linphone_factory, url, USER_AGENT)
+    await asyncio.to_thread(phone.wait_registrations, 1, 20)
+
+    async with sessions() as session, session.begin():
+        association = await associations.associate(session, line_ids[1], MAC)
+    for _ in range(100):
+        async with sessions() as session:
+            push = await session.get(Push, association.push_id)
+            assert push is not None
+            if push.last_result is not None:
+                break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    async with sessions() as session:
+        push = await session.get(Push, association.push_id)
+        assert push is not None
+        # Linphone said 200 through kamailio, and did not fetch: not applied.
+        assert (push.last_result, push.state, push.applied_at) == ("200", "notified", None)
+    # Its next start is its only re-check: that fetch is the proof.
+    again = await asyncio.to_thread(linphone_factory, url, USER_AGENT)
+    await asyncio.to_thread(again.wait_registrations, 2, 20)
+    async with sessions() as session:
+        push = await session.get(Push, association.push_id)
+        assert push is not None and push.state == "applied"
