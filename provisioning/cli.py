@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy import and_, true
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -30,6 +31,8 @@ from provisioning.errors import DomainError, NotFound
 from provisioning.lab.parsers import PARSERS
 from provisioning.lab.phone import EmulatedPhone
 from provisioning.lab.storm import StormDevice, storm
+from provisioning.push.changes import counts as push_counts
+from provisioning.push.changes import devices_changed
 from provisioning.render.check import check_templates
 from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
@@ -432,6 +435,31 @@ async def cmd_lab_storm(ctx: Context, session: AsyncSession) -> None:
     ctx.emit("\n".join(f"{k}: {v}" for k, v in summary.items()), summary)
 
 
+async def cmd_push_devices(ctx: Context, session: AsyncSession) -> None:
+    a = ctx.args
+    if not (a.model or a.family or a.account or a.all):
+        raise CliError("say which devices: --model, --family, --account or --all")
+    conditions = []
+    if a.model:
+        if ctx.catalog.model(a.model) is None:
+            raise CliError(f"unknown model {a.model!r}")
+        conditions.append(Device.model_id == a.model)
+    if a.family:
+        if a.family not in ctx.catalog.families:
+            raise CliError(f"unknown family {a.family!r}")
+        conditions.append(Device.model_id.startswith(a.family + "-"))
+    if a.account:
+        conditions.append(Device.account_id == a.account)
+    where = and_(*conditions) if conditions else true()
+    ids = await devices_changed(session, where, a.reason)
+    ctx.emit(f"{len(ids)} push(es) queued", {"queued": len(ids)})
+
+
+async def cmd_push_status(ctx: Context, session: AsyncSession) -> None:
+    by_state = await push_counts(session)
+    ctx.emit("\n".join(f"{k}: {v}" for k, v in sorted(by_state.items())) or "no pushes", by_state)
+
+
 async def cmd_render(ctx: Context, session: AsyncSession) -> None:
     mac = inventory.parse_mac(ctx.args.mac)
     device = await find_device(session, mac=mac)
@@ -670,6 +698,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive, default=100)
     p.add_argument("--concurrency", type=_positive, default=50)
     p.add_argument("--duration", type=float, default=0, help="seconds to keep them up")
+
+    push = sub.add_parser("push", help="config pushes").add_subparsers(dest="pu", required=True)
+    p = command(
+        push, "devices", with_session(cmd_push_devices),
+        "give devices a new revision and queue their pushes (after a template change)",
+    )  # fmt: skip
+    p.add_argument("--model")
+    p.add_argument("--family")
+    p.add_argument("--account", type=_positive)
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--reason", default="template", choices=["template", "manual"])
+    command(push, "status", with_session(cmd_push_status), "pushes by state")
 
     p = command(sub, "render", with_session(cmd_render), "print what the phone would get")
     p.add_argument("mac")

@@ -190,3 +190,15 @@ def test_tokens_audit_and_key_rotation(cli: Cli) -> None:
         "account.1.password = pw-rotate"
         in cli.run("render", "001565000001", "001565000001.cfg").stdout
     )
+
+
+def test_push_after_a_template_change(cli: Cli) -> None:
+    account_id = cli.run("account", "add", "A").stdout.strip()
+    for mac, model in (("001565000001", "yealink-t46u"), ("001565000002", "yealink-t54w")):
+        cli.run("device", "add", mac, model, account_id)
+    assert cli.run("push", "devices", ok=False).returncode == 1
+    assert cli.json("push", "devices", "--model", "yealink-t46u") == {"queued": 1}
+    assert cli.json("push", "devices", "--family", "yealink") == {"queued": 2}
+    assert cli.json("push", "status") == {"pending": 3}
+    shown = cli.json("device", "show", "001565000001")
+    assert shown["config_revision"] == 3
