@@ -62,14 +62,18 @@ def test_sip_parse_compact_headers() -> None:
 
 
 async def _world(
-    sessions: SessionFactory, settings: Settings, catalog: Catalog, registrar: str
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    registrar: str,
+    transport: str = "udp",
 ) -> dict[str, Any]:
     cipher = Cipher(settings.secret_key)
     async with sessions() as session, session.begin():
         account = await accounts.create_account(session, settings, "Alice")
         first = await accounts.create_line(
             session, settings, cipher, account.id, "+33100000001",
-            username="alice", password="pw-alice", registrar=registrar,
+            username="alice", password="pw-alice", registrar=registrar, transport=transport,
         )  # fmt: skip
         second = await accounts.create_line(
             session, settings, cipher, account.id, "+33100000002",
@@ -102,11 +106,16 @@ def push_settings(settings: Settings) -> Settings:
     return replace(settings, push_enabled=True, push_t1_ms=100)
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
 async def test_association_is_applied_through_kamailio_in_seconds(
     aiohttp_client: Any, push_settings: Settings, sessions: SessionFactory, catalog: Catalog,
-    kamailio: Kamailio,
+    kamailio: Kamailio, transport: str,
 ) -> None:  # fmt: skip
-    world = await _world(sessions, push_settings, catalog, f"127.0.0.1:{kamailio.sip_port}")
+    """The NOTIFY goes to kamailio over the first line's transport; kamailio relays it to the
+    phone's registered contact."""
+    world = await _world(
+        sessions, push_settings, catalog, f"127.0.0.1:{kamailio.sip_port}", transport
+    )
     for user, password in (("alice", "pw-alice"), ("alice2", "pw-alice2")):
         await asyncio.to_thread(kamailio.add_user, user, password)
     client = await aiohttp_client(create_app(push_settings))
@@ -273,3 +282,38 @@ def _services(settings: Settings, catalog: Catalog) -> Services:
         catalog=catalog, renderer=Renderer(catalog), cipher=Cipher(settings.secret_key),
         cache=RenderCache(0), authorize=lambda _e: True,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(("password", "expected"), [("pw-alice", "200"), ("wrong", "403")])
+async def test_notify_answers_a_digest_challenge_with_the_line_credentials(
+    aiohttp_client: Any, push_settings: Settings, sessions: SessionFactory, catalog: Catalog,
+    password: str, expected: str,
+) -> None:  # fmt: skip
+    sipp = require_binary("sipp")
+    port = free_port("udp")
+    world = await _world(sessions, push_settings, catalog, "127.0.0.1:5099")
+    if password != "pw-alice":
+        async with sessions() as session, session.begin():
+            await accounts.set_line_password(
+                session, Cipher(push_settings.secret_key), world["first"], password
+            )
+    direct = replace(push_settings, push_route="direct", push_direct_port=port)
+    client = await aiohttp_client(create_app(direct))
+    assert (await client.get(f"/{world['token']}/{MAC}.cfg")).status == 200
+    scenario = Path(__file__).parent / "peers" / "sipp_notify_auth_uas.xml"
+    proc = await asyncio.create_subprocess_exec(
+        sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+        "-timeout", "15", "-nostdin",
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    await asyncio.sleep(0.5)
+    async with sessions() as session, session.begin():
+        await inventory.assign_line(session, MAC, world["second"])
+    await asyncio.wait_for(proc.communicate(), 20)
+    for _ in range(100):
+        async with sessions() as session:
+            push = (await session.scalars(select(Push).order_by(Push.id.desc()))).first()
+        if push is not None and push.last_result is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert push is not None and push.last_result == expected
