@@ -283,22 +283,9 @@ async def cmd_device_url(ctx: Context, session: AsyncSession) -> None:
 async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
     if ctx.args.unknown:
         unknown = await list_unknown(session)
-        views_u = [
-            {
-                "mac": u.mac,
-                "family": u.family,
-                "ua_model": u.ua_model,
-                "first_seen": u.first_seen_at.isoformat(),
-                "last_seen": u.last_seen_at.isoformat(),
-                "ip": u.last_ip,
-                "user_agent": u.last_user_agent,
-                "file": u.last_file,
-                "requests": u.requests,
-            }
-            for u in unknown
-        ]
+        views_u = [views.unknown_view(u) for u in unknown]
         human_u = "\n".join(
-            f"{v['mac']}\t{v['family']} {v['ua_model'] or ''}\t{v['ip']}\t"
+            f"{v['mac']}\t{v['family']} {v['model_guess'] or ''}\t{v['ip']}\t"
             f"last seen {v['last_seen']}\t{v['requests']} request(s)"
             for v in views_u
         )

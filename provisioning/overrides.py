@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.accounts import get_account
@@ -59,13 +59,7 @@ async def set_override(
         )
     if not valid_value(value):
         raise InvalidInput("value: at most 2000 characters, no control characters", field="value")
-    row = await session.scalar(
-        select(SettingOverride).where(
-            SettingOverride.scope == scope,
-            SettingOverride.target == target,
-            SettingOverride.key == key,
-        )
-    )
+    row = await _find(session, scope, target, key)
     before = None if row is None else _audited(key, row.value)
     if row is None:
         row = SettingOverride(scope=scope, target=target, key=key, value=value)
@@ -87,25 +81,24 @@ async def unset_override(
     actor: Actor = SYSTEM,
 ) -> None:
     target, _, devices = await _resolve(session, catalog, scope, target)
-    row = await session.scalar(
+    row = await _find(session, scope, target, key)
+    if row is None:
+        raise NotFound(f"no override {key[:60]!r} on {scope} {target}")
+    value = row.value
+    await session.delete(row)
+    await session.flush()
+    await devices_changed(session, devices, "override")
+    await _record(session, actor, "override.unset", scope, target, key, value, None)
+
+
+async def _find(session: AsyncSession, scope: str, target: str, key: str) -> SettingOverride | None:
+    return await session.scalar(
         select(SettingOverride).where(
             SettingOverride.scope == scope,
             SettingOverride.target == target,
             SettingOverride.key == key,
         )
     )
-    if row is None:
-        raise NotFound(f"no override {key[:60]!r} on {scope} {target}")
-    value = row.value
-    await session.execute(
-        delete(SettingOverride).where(
-            SettingOverride.scope == scope,
-            SettingOverride.target == target,
-            SettingOverride.key == key,
-        )
-    )
-    await devices_changed(session, devices, "override")
-    await _record(session, actor, "override.unset", scope, target, key, value, None)
 
 
 _SECRET_KEY = re.compile(r"(?i)pass|secret|token|key|pwd|pin")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from provisioning.db.models import Account, Device, Line, SettingOverride
+from provisioning.db.models import Account, Device, Line, SettingOverride, UnknownDevice
 
 
 def account_view(account: Account) -> dict[str, Any]:
@@ -67,3 +67,17 @@ def device_view(device: Device) -> dict[str, Any]:
 
 def override_view(row: SettingOverride) -> dict[str, Any]:
     return {"scope": row.scope, "target": row.target, "key": row.key, "value": row.value}
+
+
+def unknown_view(row: UnknownDevice) -> dict[str, Any]:
+    return {
+        "mac": row.mac,
+        "family": row.family,
+        "model_guess": row.ua_model,
+        "first_seen": row.first_seen_at.isoformat(),
+        "last_seen": row.last_seen_at.isoformat(),
+        "ip": row.last_ip,
+        "user_agent": row.last_user_agent,
+        "file": row.last_file,
+        "requests": row.requests,
+    }

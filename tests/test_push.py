@@ -101,6 +101,18 @@ async def _wait_status(
         await asyncio.sleep(0.05)
 
 
+async def _latest_push_with_result(sessions: SessionFactory) -> Push | None:
+    """The newest push once the worker has recorded what the phone answered."""
+    push = None
+    for _ in range(100):
+        async with sessions() as session:
+            push = (await session.scalars(select(Push).order_by(Push.id.desc()))).first()
+        if push is not None and push.last_result is not None:
+            break
+        await asyncio.sleep(0.05)
+    return push
+
+
 @pytest.fixture
 def push_settings(settings: Settings) -> Settings:
     return replace(settings, push_enabled=True, push_t1_ms=100)
@@ -215,9 +227,8 @@ async def test_notify_on_the_wire_to_a_real_sipp_phone(
     assert proc.returncode == 0, out.decode(errors="replace")[-2000:] + wire[-2000:]
     assert f"NOTIFY sip:alice@127.0.0.1:{port} SIP/2.0" in wire
     assert "Event: check-sync;reboot=false" in wire
-    async with sessions() as session:
-        push = (await session.scalars(select(Push).order_by(Push.id.desc()))).first()
-        assert push is not None and push.last_result == "200" and push.state == "notified"
+    push = await _latest_push_with_result(sessions)
+    assert push is not None and push.last_result == "200" and push.state == "notified"
 
 
 async def test_every_change_queues_a_push_and_a_fetch_applies_it(
@@ -310,10 +321,5 @@ async def test_notify_answers_a_digest_challenge_with_the_line_credentials(
     async with sessions() as session, session.begin():
         await inventory.assign_line(session, MAC, world["second"])
     await asyncio.wait_for(proc.communicate(), 20)
-    for _ in range(100):
-        async with sessions() as session:
-            push = (await session.scalars(select(Push).order_by(Push.id.desc()))).first()
-        if push is not None and push.last_result is not None:
-            break
-        await asyncio.sleep(0.05)
+    push = await _latest_push_with_result(sessions)
     assert push is not None and push.last_result == expected

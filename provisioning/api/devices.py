@@ -25,7 +25,7 @@ from provisioning.errors import InvalidInput, NotFound
 from provisioning.render.files import device_files, masked, render_file
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES, Services
-from provisioning.views import device_view
+from provisioning.views import device_view, unknown_view
 
 routes = web.RouteTableDef()
 
@@ -94,20 +94,7 @@ async def unknown_devices(request: web.Request) -> web.Response:
     assert limit is not None
     async with request.config_dict[SERVICES].read_sessions() as session:
         rows = await list_unknown(session, limit)
-    items = [
-        {
-            "mac": u.mac,
-            "family": u.family,
-            "model_guess": u.ua_model,
-            "first_seen": u.first_seen_at.isoformat(),
-            "last_seen": u.last_seen_at.isoformat(),
-            "ip": u.last_ip,
-            "user_agent": u.last_user_agent,
-            "file": u.last_file,
-            "requests": u.requests,
-        }
-        for u in rows
-    ]
+    items = [unknown_view(u) for u in rows]
     return web.json_response({"items": items})
 
 
