@@ -12,7 +12,7 @@ from aiohttp import web
 from provisioning.api.app import PREFIX as API_PREFIX
 from provisioning.api.app import create_api
 from provisioning.crypto import Cipher
-from provisioning.db.engine import make_engine, make_session_factory
+from provisioning.db.engine import make_engine, make_session_factory, make_writer_engine
 from provisioning.devices.catalog import load_catalog
 from provisioning.phones.auth import Authorizer, default_authorizer
 from provisioning.phones.routes import add_routes as add_phone_routes
@@ -36,10 +36,11 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
+        writer = make_writer_engine(settings.database_url) or engine
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(engine),
+            sessions=make_session_factory(writer),
             read_sessions=make_session_factory(engine, read_only=True),
             catalog=catalog,
             renderer=Renderer(catalog, settings.templates_override_dir),
@@ -49,6 +50,8 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         )
         yield
         await engine.dispose()
+        if writer is not engine:
+            await writer.dispose()
 
     async def push_ctx(app: web.Application) -> AsyncIterator[None]:
         if not settings.push_enabled:

@@ -25,6 +25,15 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+def make_writer_engine(url: str) -> AsyncEngine | None:
+    """SQLite has one writer at a time. Several pooled connections racing for the write lock
+    spend their time in SQLite's busy handler, which sleeps; one writer connection makes them
+    queue in the pool instead, without sleeping. PostgreSQL needs no such thing (None)."""
+    if not url.startswith("sqlite"):
+        return None
+    return make_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN; we issue BEGIN IMMEDIATE ourselves so
     # that check-then-write sequences are serialised instead of failing on lock upgrade.
