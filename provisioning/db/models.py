@@ -398,9 +398,7 @@ class LineHandover(Base):
     new_device_id: Mapped[int] = mapped_column(
         ForeignKey("devices.id", ondelete="CASCADE"), index=True
     )
-    old_device_id: Mapped[int | None] = mapped_column(
-        ForeignKey("devices.id", ondelete="SET NULL")
-    )
+    old_device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
     slot: Mapped[int] = mapped_column(Integer)
 
 
