@@ -281,6 +281,8 @@ def _op(
 
 
 def openapi_document() -> dict[str, Any]:
+    from provisioning.api.openapi_orders import ORDER_SCHEMAS, order_paths
+
     account = [_path("account_id", ID)]
     line = [_path("line_id", ID)]
     mac = [_path("mac", MAC)]
@@ -298,7 +300,7 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **ORDER_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
@@ -385,5 +387,6 @@ def openapi_document() -> dict[str, Any]:
                     params=[*PAGING, *filters, _query("device", MAC)],
                 )
             },
+            **order_paths(),
         },
     }
