@@ -27,6 +27,7 @@ from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, CatalogError, load_catalog
 from provisioning.devices.unknown import list_unknown
 from provisioning.errors import DomainError, NotFound
+from provisioning.orders import commands as order_commands
 from provisioning.render.check import check_templates
 from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
@@ -602,6 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(override_sub, "list", with_session(cmd_override_list), "list overrides")
     p.add_argument("--scope", choices=scopes)
     p.add_argument("--target")
+
+    order_commands.register(sub, command, with_session, _positive)
 
     p = command(sub, "render", with_session(cmd_render), "print what the phone would get")
     p.add_argument("mac")

@@ -17,7 +17,7 @@ from provisioning.orders import fulfilment, orders
 from provisioning.orders.carriers import Carriers
 from provisioning.orders.money import PriceLine, basis_points, vat_cents
 from provisioning.orders.relay_points import point_view
-from provisioning.orders.views import order_view
+from provisioning.orders.views import order_view, shipment_view
 from provisioning.state import SERVICES
 
 routes = web.RouteTableDef()
@@ -236,20 +236,3 @@ async def ship(request: web.Request) -> web.Response:
         view = shipment_view(shipment, services.settings.base_url)
         view["order"] = order_view(shipment.order, now)
     return web.json_response(view, status=201)
-
-
-def shipment_view(shipment: fulfilment.Shipment, base_url: str) -> dict[str, Any]:
-    device = shipment.device
-    return {
-        "device": {
-            "mac": device.mac,
-            "model": device.model_id,
-            "account_id": device.account_id,
-            "state": device.state,
-            "config_revision": device.config_revision,
-        },
-        # The only time this phone's token is handed out: to write into the phone.
-        "url": f"{base_url}/{shipment.token}/",
-        "tracking": shipment.order.tracking,
-        "handovers": [{"line_id": line, "slot": slot} for line, slot in shipment.handovers],
-    }

@@ -4,10 +4,13 @@ trail. Money is integer cents with a decimal string beside it, never a float."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from provisioning.db.models import DeviceReturn, Order
 from provisioning.orders.money import Prices
+
+if TYPE_CHECKING:
+    from provisioning.orders.fulfilment import Shipment
 
 
 def _at(value: datetime | None) -> str | None:
@@ -70,4 +73,21 @@ def return_view(row: DeviceReturn) -> dict[str, Any]:
         "state": row.state,
         "created_at": _at(row.created_at),
         "received_at": _at(row.received_at),
+    }
+
+
+def shipment_view(shipment: Shipment, base_url: str) -> dict[str, Any]:
+    device = shipment.device
+    return {
+        "device": {
+            "mac": device.mac,
+            "model": device.model_id,
+            "account_id": device.account_id,
+            "state": device.state,
+            "config_revision": device.config_revision,
+        },
+        # The only time this phone's token is handed out: to write into the phone.
+        "url": f"{base_url}/{shipment.token}/",
+        "tracking": shipment.order.tracking,
+        "handovers": [{"line_id": line, "slot": slot} for line, slot in shipment.handovers],
     }
