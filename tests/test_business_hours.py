@@ -63,4 +63,4 @@ def test_a_warehouse_in_moselle_also_rests_on_good_friday() -> None:
 
 def test_naive_datetimes_are_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
-        ship_by(datetime(2026, 11, 27, 18, 0))  # noqa: DTZ001
+        ship_by(datetime(2026, 11, 27, 18, 0))
