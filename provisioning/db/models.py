@@ -351,7 +351,10 @@ class Order(Base):
     )
     replaced_mac: Mapped[str | None] = mapped_column(String(12))
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
+    # Labels as the customer saw them when validating (the catalog may be renamed later).
+    model_label: Mapped[str] = mapped_column(String(128))
     carrier: Mapped[str] = mapped_column(String(32))
+    carrier_label: Mapped[str] = mapped_column(String(64))
     relay_point_id: Mapped[str | None] = mapped_column(String(32))
     delivery_name: Mapped[str] = mapped_column(String(200))
     delivery_street: Mapped[str] = mapped_column(String(200))

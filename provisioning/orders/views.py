@@ -21,9 +21,9 @@ def order_prices(order: Order) -> Prices:
     """The prices frozen on the order (VAT per item is a function of cents and rate, and the
     database checks that the stored totals add up)."""
     return Prices.compute(
-        order.model_id,
+        order.model_label,
         order.model_price_cents,
-        f"Shipping ({order.carrier})",
+        f"Shipping ({order.carrier_label})",
         order.shipping_cents,
         order.vat_rate_bp,
     )
@@ -39,8 +39,10 @@ def order_view(order: Order, now: datetime) -> dict[str, Any]:
         "line_id": order.line_id,
         "replaced_device": order.replaced_mac,
         "model": order.model_id,
+        "model_label": order.model_label,
         "shipping": {
             "carrier": order.carrier,
+            "carrier_label": order.carrier_label,
             "relay_point": order.relay_point_id,
             "delivery": {
                 "name": order.delivery_name,
