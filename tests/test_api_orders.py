@@ -164,18 +164,19 @@ async def test_a_double_click_creates_one_order(api: Api) -> None:
     assert page["total"] == 1
 
 
+@pytest.mark.parametrize("kind", ["new", "replacement"])
 @pytest.mark.parametrize("same_key", [True, False])
 async def test_concurrent_submissions_create_one_order(
-    api: Api, sessions: SessionFactory, same_key: bool
+    api: Api, sessions: SessionFactory, same_key: bool, kind: str
 ) -> None:
     def headers(n: int) -> dict[str, str]:
         return {"Idempotency-Key": "dbl-click" if same_key else f"tab-{n}"}
 
+    body = new_order(api)
+    if kind == "replacement":
+        body = new_order(api, line_id=api.world.line_ids[0], kind="replacement")
     results = await asyncio.gather(
-        *(
-            api.call("POST", "/orders", api.alice, new_order(api), headers=headers(n))
-            for n in range(4)
-        )
+        *(api.call("POST", "/orders", api.alice, body, headers=headers(n)) for n in range(4))
     )
     statuses = sorted(status for status, _, _ in results)
     if same_key:

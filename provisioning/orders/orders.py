@@ -319,7 +319,13 @@ async def place_order(
             field="accept_contract",
         )
     now = now or utcnow()
-    quote = await quote_order(session, settings, catalog, carriers, request, now=now, lock=True)
+    try:
+        quote = await quote_order(session, settings, catalog, carriers, request, now=now, lock=True)
+    except OrderPending:
+        # A concurrent request with this key may have committed while we waited for the lock.
+        if key is not None and (existing := await _by_key(session, account_id, key)) is not None:
+            return _replay(existing, fingerprint), True
+        raise
     prices = quote.prices
     order = Order(
         account_id=account_id,
