@@ -215,6 +215,7 @@ async def test_quote_to_another_address(
          "address.country"),
         ({"street": "1 rue X", "postcode": "75002", "town": "Paris", "floor": 3}, "address.floor"),
         ({"street": 12, "postcode": "75002", "town": "Paris"}, "address.street"),
+        ({"street": "1 rue \ud800", "postcode": "75002", "town": "Paris"}, "address.street"),
     ],
 )  # fmt: skip
 async def test_bad_delivery_addresses(

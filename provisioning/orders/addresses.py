@@ -40,9 +40,18 @@ def _text(value: object, field: str, max_length: int) -> str:
         raise InvalidAddress(f"{field}: required for a delivery address", field=field)
     if len(value) > max_length:
         raise InvalidAddress(f"{field}: at most {max_length} characters", field=field)
-    if not check_text(value):
+    # Lone surrogates (valid in JSON escapes, not in UTF-8) would fail in the database driver.
+    if not check_text(value) or not _encodable(value):
         raise InvalidAddress(f"{field}: must not contain control characters", field=field)
     return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def validate_address(
