@@ -485,3 +485,61 @@ async def test_cancel(
     # The line can be ordered for again.
     again, _ = await place(sessions, settings, catalog, carriers, dhl(alice.line_ids[2]))
     assert again.id != order.id
+
+
+# -- carriers are plug-ins --------------------------------------------------------------------
+
+
+class ExpressCarrier:
+    """What a real carrier's plug-in looks like: the same small interface."""
+
+    name = "dhl"
+    label = "DHL Express"
+    to_relay_point = False
+
+    async def quote(self, destination: Any) -> int:
+        return 1490
+
+    async def relay_points(self, postcode: str | None, city: str | None, limit: int) -> Any:
+        raise InvalidInput("no pick-up points")
+
+    async def relay_point(self, point_id: str) -> None:
+        return None
+
+    async def create_shipment(self, shipment: Any) -> str:
+        return f"EXP-{shipment.order_id}"
+
+
+class _Entry:
+    def __init__(self, name: str, factory: Any) -> None:
+        self.name, self._factory = name, factory
+
+    def load(self) -> Any:
+        return self._factory
+
+
+async def test_a_carrier_plug_in_replaces_the_embedded_one_without_touching_order_code(
+    monkeypatch: pytest.MonkeyPatch,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    alice: World,
+) -> None:
+    from provisioning.orders import carriers as carriers_module
+
+    seen: list[str] = []
+
+    def entry_points(group: str) -> list[_Entry]:
+        seen.append(group)
+        return [_Entry("express", ExpressCarrier)]
+
+    monkeypatch.setattr(carriers_module, "entry_points", entry_points)
+    loaded = load_carriers()
+    assert seen == ["provisioning.carriers"]
+    assert loaded.names() == ["dhl", "mondial-relay"] and loaded.get("dhl").label == "DHL Express"
+    order, _ = await place(sessions, settings, catalog, loaded, dhl(alice.line_ids[2]))
+    assert (order.shipping_cents, order.carrier_label) == (1490, "DHL Express")
+
+    monkeypatch.setattr(carriers_module, "entry_points", lambda group: [_Entry("bad", object)])
+    with pytest.raises(TypeError, match="not a Carrier"):
+        load_carriers()
