@@ -31,6 +31,7 @@ from provisioning.errors import DomainError, NotFound
 from provisioning.lab.parsers import PARSERS
 from provisioning.lab.phone import EmulatedPhone
 from provisioning.lab.storm import StormDevice, storm
+from provisioning.orders import commands as order_commands
 from provisioning.push.changes import counts as push_counts
 from provisioning.push.changes import devices_changed
 from provisioning.render.check import check_templates
@@ -697,6 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
     p.add_argument("--reason", default="template", choices=["template", "manual"])
     command(push, "status", with_session(cmd_push_status), "pushes by state")
+
+    order_commands.register(sub, command, with_session, _positive)
 
     p = command(sub, "render", with_session(cmd_render), "print what the phone would get")
     p.add_argument("mac")

@@ -63,3 +63,62 @@ class WrongAccount(Conflict):
 
 class DeviceHasNoAccount(Conflict):
     code = "device-has-no-account"
+
+
+# -- orders, shipping and returns -----------------------------------------------------------
+
+
+class ContractNotAccepted(InvalidInput):
+    code = "contract-not-accepted"
+
+
+class NotOrderable(InvalidInput):
+    code = "not-orderable"
+
+
+class TooFewSlots(InvalidInput):
+    code = "too-few-slots"
+
+
+class UnknownCarrier(InvalidInput):
+    code = "unknown-carrier"
+
+
+class UnknownRelayPoint(InvalidInput):
+    code = "unknown-relay-point"
+
+
+class InvalidAddress(InvalidInput):
+    code = "invalid-address"
+
+
+class IdempotencyKeyReused(InvalidInput):
+    code = "idempotency-key-reused"
+
+
+class UnknownPlace(NotFound):
+    code = "unknown-place"
+
+
+class LineHasNoPhone(Conflict):
+    code = "line-has-no-phone"
+
+
+class OrderPending(Conflict):
+    code = "order-pending"
+
+
+class OrderNotOpen(Conflict):
+    code = "order-not-open"
+
+
+class ModelMismatch(Conflict):
+    code = "model-mismatch"
+
+
+class DeviceNotReturnable(Conflict):
+    code = "device-not-returnable"
+
+
+class ReturnNotOpen(Conflict):
+    code = "return-not-open"

@@ -9,6 +9,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,10 @@ class Settings:
     push_sip_port: int = 0
     # SIP transaction timer T1 in milliseconds (RFC 3261: 500); Timer F is 64 x T1.
     push_t1_ms: int = 500
+    # Orders: VAT in percent, added to catalog and shipping prices (both excluding VAT).
+    vat_rate: Decimal = Decimal("20")
+    # Countries phones are shipped to (ISO 3166 codes whose postcode format is known).
+    shipping_countries: tuple[str, ...] = ("FR",)
 
     @property
     def base_url(self) -> str:
@@ -192,6 +197,10 @@ def _convert(name: str, text: str) -> Any:
         return _parse_int(key, text, 30, MAX_POLL_INTERVAL)
     if name == "render_cache_size":
         return _parse_int(key, text, 0, 10_000_000)
+    if name == "vat_rate":
+        return _parse_percent(key, text)
+    if name == "shipping_countries":
+        return _parse_countries(key, text)
     if name == "allow_mac_only":
         return _parse_bool(key, text)
     if name == "trusted_proxies":
@@ -229,3 +238,26 @@ def _parse_secret_keys(key: str, text: str) -> tuple[str, ...]:
                 "create one with `provisioning secret generate`"
             ) from None
     return keys
+
+
+def _parse_percent(key: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise SettingsError(f"{key}: expected a percentage such as 20 or 5.5") from None
+    # Basis points are what orders store: two decimals at most.
+    if not value.is_finite() or not 0 <= value <= 100 or value != round(value, 2):
+        raise SettingsError(f"{key}: a percentage from 0 to 100 with at most two decimals")
+    return value
+
+
+def _parse_countries(key: str, text: str) -> tuple[str, ...]:
+    from provisioning.orders.addresses import POSTCODES
+
+    codes = tuple(part.strip().upper() for part in text.split(",") if part.strip())
+    unknown = [code for code in codes if code not in POSTCODES]
+    if not codes or unknown:
+        raise SettingsError(
+            f"{key}: comma-separated country codes among {', '.join(sorted(POSTCODES))}"
+        )
+    return codes

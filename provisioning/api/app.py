@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from provisioning.api import accounts, associations, devices, misc
+from provisioning.api import accounts, associations, devices, misc, orders, relay_points, returns
 from provisioning.api.access import auth_middleware
 from provisioning.api.openapi import openapi_document
 from provisioning.api.problems import problems_middleware
+from provisioning.orders.carriers import load_carriers
 
 PREFIX = "/api/v1"
 
@@ -23,4 +24,8 @@ def create_api() -> web.Application:
     api.add_routes(accounts.routes)
     api.add_routes(devices.routes)
     api.add_routes(associations.routes)
+    api[orders.CARRIERS] = load_carriers()
+    api.add_routes(orders.routes)
+    api.add_routes(relay_points.routes)
+    api.add_routes(returns.routes)
     return api

@@ -338,6 +338,8 @@ def _op(
 
 
 def openapi_document() -> dict[str, Any]:
+    from provisioning.api.openapi_orders import ORDER_SCHEMAS, order_paths
+
     account = [_path("account_id", ID)]
     line = [_path("line_id", ID)]
     mac = [_path("mac", MAC)]
@@ -355,7 +357,7 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **ORDER_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
@@ -467,5 +469,6 @@ def openapi_document() -> dict[str, Any]:
                     params=[*PAGING, *filters, _query("device", MAC)],
                 )
             },
+            **order_paths(),
         },
     }

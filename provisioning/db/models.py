@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -33,7 +34,8 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-DEVICE_STATES = ("stock", "assigned", "active", "returned")
+# `to_return`: given back (or replaced) by its customer, on its way to the warehouse.
+DEVICE_STATES = ("stock", "assigned", "active", "returned", "to_return")
 TRANSPORTS = ("udp", "tcp", "tls")
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -141,7 +143,7 @@ class Device(Base):
         ),
         UniqueConstraint("id", "account_id", "slot_count"),
         CheckConstraint(
-            "state IN ('stock', 'assigned', 'active', 'returned')",
+            "state IN ('stock', 'assigned', 'active', 'returned', 'to_return')",
             name="state",
         ),
         CheckConstraint("length(mac) = 12", name="mac"),
@@ -342,8 +344,145 @@ class Sighting(Base):
     revision: Mapped[int] = mapped_column(Integer)
 
 
+ORDER_KINDS = ("new", "replacement")
+ORDER_STATES = ("validated", "shipped", "delivered", "cancelled")
+RETURN_STATES = ("awaiting", "received")
+
+
+class Order(Base):
+    """A phone ordered for a line: a new one, or a replacement of the phone carrying it. Only
+    validated orders are stored (a quote is a computation). Prices are integer cents excluding
+    VAT with the VAT worked out once, at validation; the database checks that they add up."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("kind IN ('new', 'replacement')", name="kind"),
+        CheckConstraint(
+            "state IN ('validated', 'shipped', 'delivered', 'cancelled')", name="state"
+        ),
+        CheckConstraint(
+            "total_excl_cents = model_price_cents + shipping_cents "
+            "AND total_incl_cents = total_excl_cents + vat_cents "
+            "AND model_price_cents >= 0 AND shipping_cents >= 0 AND vat_cents >= 0",
+            name="totals",
+        ),
+        # A double click (or a retry) with the same Idempotency-Key finds the first order.
+        UniqueConstraint("account_id", "idempotency_key"),
+        # One order being prepared per line, whatever the keys: the second click loses.
+        Index(
+            "ix_orders_open_line",
+            "line_id",
+            unique=True,
+            sqlite_where=text("state = 'validated'"),
+            postgresql_where=text("state = 'validated'"),
+        ),
+        Index("ix_orders_state_ship_by", "state", "ship_by"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="RESTRICT"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="validated")
+    # An order is a record of a sale: it outlives the line and phones it was about.
+    line_id: Mapped[int | None] = mapped_column(ForeignKey("lines.id", ondelete="SET NULL"))
+    replaced_device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL")
+    )
+    replaced_mac: Mapped[str | None] = mapped_column(String(12))
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"))
+    # Labels as the customer saw them when validating (the catalog may be renamed later).
+    model_label: Mapped[str] = mapped_column(String(128))
+    carrier: Mapped[str] = mapped_column(String(32))
+    carrier_label: Mapped[str] = mapped_column(String(64))
+    relay_point_id: Mapped[str | None] = mapped_column(String(32))
+    delivery_name: Mapped[str] = mapped_column(String(200))
+    delivery_street: Mapped[str] = mapped_column(String(200))
+    delivery_postcode: Mapped[str] = mapped_column(String(20))
+    delivery_town: Mapped[str] = mapped_column(String(100))
+    delivery_country: Mapped[str] = mapped_column(String(2))
+    currency: Mapped[str] = mapped_column(String(3), default="EUR")
+    # VAT rate in basis points (2000 = 20 %): exact, whatever the engine.
+    vat_rate_bp: Mapped[int] = mapped_column(Integer)
+    model_price_cents: Mapped[int] = mapped_column(Integer)
+    shipping_cents: Mapped[int] = mapped_column(Integer)
+    total_excl_cents: Mapped[int] = mapped_column(Integer)
+    vat_cents: Mapped[int] = mapped_column(Integer)
+    total_incl_cents: Mapped[int] = mapped_column(Integer)
+    contract_accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # SHA-256 of the request the key was first used with: the same key for another order is
+    # refused rather than answered with the wrong order.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    validated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ship_by: Mapped[datetime] = mapped_column(UTCDateTime())
+    shipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    device_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL"), index=True
+    )
+    mac: Mapped[str | None] = mapped_column(String(12))
+    tracking: Mapped[str | None] = mapped_column(String(64))
+
+
+class LineHandover(Base):
+    """A line that moves from a replaced phone to its replacement at the replacement's first
+    fetch (until then the old phone keeps it: a line sits in one slot only)."""
+
+    __tablename__ = "line_handovers"
+
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    )
+    line_id: Mapped[int] = mapped_column(
+        ForeignKey("lines.id", ondelete="CASCADE"), primary_key=True
+    )
+    new_device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True
+    )
+    old_device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    slot: Mapped[int] = mapped_column(Integer)
+
+
+class DeviceReturn(Base):
+    """A phone on its way back to the warehouse, known by a reference the customer writes on
+    the parcel. Its credential is revoked when the warehouse receives it."""
+
+    __tablename__ = "device_returns"
+    __table_args__ = (
+        CheckConstraint("state IN ('awaiting', 'received')", name="state"),
+        CheckConstraint("reason IN ('return', 'replacement')", name="reason"),
+        # One return under way per phone.
+        Index(
+            "ix_device_returns_open_device",
+            "device_id",
+            unique=True,
+            sqlite_where=text("state = 'awaiting'"),
+            postgresql_where=text("state = 'awaiting'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    mac: Mapped[str] = mapped_column(String(12))
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="RESTRICT"), index=True
+    )
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="awaiting")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 __all__ = [
     "DEVICE_STATES",
+    "ORDER_KINDS",
+    "ORDER_STATES",
+    "RETURN_STATES",
     "TRANSPORTS",
     "Account",
     "ApiToken",
@@ -351,9 +490,12 @@ __all__ = [
     "AuditEvent",
     "Base",
     "Device",
+    "DeviceReturn",
     "Line",
+    "LineHandover",
     "LineSlot",
     "Model",
+    "Order",
     "Push",
     "SettingOverride",
     "Sighting",

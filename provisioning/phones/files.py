@@ -20,6 +20,7 @@ from provisioning.crypto import SecretKeyError, token_hash
 from provisioning.db.models import utcnow
 from provisioning.devices.identify import FileMatch, UserAgentInfo, match_file, parse_user_agent
 from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_unknown
+from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.auth import Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
 from provisioning.phones.sightings import SightingFacts, record_sighting
@@ -78,6 +79,10 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
             if spec is None or not services.authorize(evidence):
                 _log_refusal(request, evidence, file_name)
                 return not_found()
+            if device.last_seen_at is None:
+                # Orders: a shipped phone's first fetch completes its delivery (a replacement
+                # takes over its lines) before anything is rendered for it.
+                device = await at_first_fetch(services.sessions, session, device)
             key = (device.id, device.config_revision, file_name)
             rendered = services.cache.get(key)
             if rendered is None:
