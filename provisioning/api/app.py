@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from provisioning.api import accounts, devices, misc
+from provisioning.api import accounts, devices, misc, security
 from provisioning.api.access import auth_middleware
 from provisioning.api.openapi import openapi_document
 from provisioning.api.problems import problems_middleware
@@ -22,4 +22,5 @@ def create_api() -> web.Application:
     api.add_routes(misc.routes)
     api.add_routes(accounts.routes)
     api.add_routes(devices.routes)
+    api.add_routes(security.routes)
     return api

@@ -182,21 +182,33 @@ async def clear_policy(
     )  # fmt: skip
 
 
+def default_policy_view(settings: Settings, account_id: int | None) -> dict[str, Any]:
+    policy = default_policy(settings)
+    return {
+        "account_id": account_id,
+        "proofs": str(policy.proofs),
+        "binding": policy.binding,
+        "first_contact_days": policy.first_contact_days,
+        "default": True,
+    }
+
+
 async def account_policy(
     session: AsyncSession, settings: Settings, account_id: int
 ) -> dict[str, Any]:
     await get_account(session, account_id)
     row = await session.get(AccountPolicy, account_id)
     if row is None:
-        policy = default_policy(settings)
-        return {
-            "account_id": account_id,
-            "proofs": str(policy.proofs),
-            "binding": policy.binding,
-            "first_contact_days": policy.first_contact_days,
-            "default": True,
-        }
+        return default_policy_view(settings, account_id)
     return {"account_id": account_id, **policy_view(row), "default": False}
+
+
+async def device_policy(
+    session: AsyncSession, settings: Settings, device: Device
+) -> dict[str, Any]:
+    if device.account_id is None:
+        return default_policy_view(settings, None)
+    return await account_policy(session, settings, device.account_id)
 
 
 def policy_view(row: AccountPolicy) -> dict[str, Any]:
