@@ -2,7 +2,7 @@
 
 Revision ID: 0006
 Revises: 0004
-Create Date: 2026-11-26 11:43:15.628572
+Create Date: 2026-11-26 11:59:27.886351
 """
 
 from collections.abc import Sequence
@@ -43,7 +43,7 @@ def upgrade() -> None:
     op.create_table(
         "source_misses",
         sa.Column("source", sa.String(length=64), nullable=False),
-        sa.Column("window", sa.BigInteger(), nullable=False),
+        sa.Column("bucket", sa.BigInteger(), nullable=False),
         sa.Column("points", sa.Integer(), nullable=False),
         sa.Column("previous", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("source", name=op.f("pk_source_misses")),
