@@ -142,7 +142,7 @@ def _write_pair(
 
 
 @dataclass
-class TestCA:
+class VendorCA:
     """A CA of the tests' own (standing for a vendor's factory CA)."""
 
     name: str
@@ -151,7 +151,7 @@ class TestCA:
     pem: Path
 
     @classmethod
-    def create(cls, folder: Path, name: str) -> TestCA:
+    def create(cls, folder: Path, name: str) -> VendorCA:
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name(
             [
@@ -198,7 +198,7 @@ class TestCA:
         return _write_pair(folder, file_name, builder.sign(self.key, hashes.SHA256()), key)
 
 
-def vendor_certificate(ca: TestCA, folder: Path, vendor: str, mac: str) -> Pem:
+def vendor_certificate(ca: VendorCA, folder: Path, vendor: str, mac: str) -> Pem:
     """A client certificate in the shape `vendor` ships (see each family.toml's [certificate]
     comment for which part is from the reference and which is assumed):
 
