@@ -314,3 +314,35 @@ async def test_a_database_failure_while_counting_keeps_the_404(
     finally:
         async with sessions() as session, session.begin():
             await session.execute(text("ALTER TABLE source_misses_away RENAME TO source_misses"))
+
+
+async def test_metrics_count_misses_bans_and_banned_requests(
+    strict: Settings, world: World, sessions: SessionFactory
+) -> None:
+    async with sessions() as session, session.begin():
+        _, operator = await tokens.create_token(session, "operator", name="prometheus")
+    async with running(strict) as server:
+        async with client_from(ATTACKER_ADDRESS) as attacker:
+            for n in range(25):  # 10 bad tokens and 10 bare MACs make the ban; 5 more hit it
+                path = (
+                    f"/{world.yealink_mac}.cfg" if n % 2 else f"/{'D' * 32}/{world.yealink_mac}.cfg"
+                )
+                async with attacker.get(server.url(path)):
+                    pass
+        async with (
+            client_from(PHONE_ADDRESS) as client,
+            client.get(
+                server.url("/api/v1/security/metrics"),
+                headers={"Authorization": f"Bearer {operator}"},
+            ) as resp,
+        ):
+            assert resp.status == 200 and resp.content_type == "text/plain"
+            text = await resp.text()
+    metrics = dict(
+        line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert int(metrics['provisioning_phone_misses_total{reason="bad-token"}']) == 10
+    assert int(metrics['provisioning_phone_misses_total{reason="unknown-mac"}']) == 10
+    assert metrics['provisioning_phone_bans_total{kind="address"}'] == "1"
+    assert metrics["provisioning_phone_banned_requests_total"] == "5"
+    assert metrics["provisioning_phone_bans_active"] == "1"

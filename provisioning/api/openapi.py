@@ -477,6 +477,22 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 ),
             },
+            "/security/metrics": {
+                "get": {
+                    "summary": "Scanner-defence counters of this instance, Prometheus text "
+                    "format (operator)",
+                    "responses": {
+                        "200": {
+                            "description": "success",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "default": {
+                            "description": "a problem (RFC 9457)",
+                            "content": {PROBLEM: {"schema": _ref("Problem")}},
+                        },
+                    },
+                }
+            },
             "/devices/{mac}/security": {
                 "get": _op(
                     "The device's policy, binding and credentials (operator)",

@@ -49,6 +49,13 @@ async def _device_security(services: Services, session: Any, mac: str) -> dict[s
     }
 
 
+@routes.get("/security/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Scanner-defence counts of this instance, for Prometheus (bearer token of an operator)."""
+    require_operator(request)
+    return web.Response(text=request.config_dict[SERVICES].guard.metrics())
+
+
 @routes.get("/devices/{mac}/security")
 async def device_security(request: web.Request) -> web.Response:
     require_operator(request)

@@ -111,6 +111,10 @@ class BanList:
     def __len__(self) -> int:
         return len(self._until)
 
+    def active(self) -> int:
+        now = time.time()
+        return sum(1 for until in self._until.values() if until > now)
+
 
 def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

@@ -15,6 +15,7 @@ The ban check itself runs before any handler (`middleware`), on this instance's 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -117,6 +118,8 @@ class Guard:
         self.default_policy = default_policy(settings)
         self.sync_interval = 2.0  # seconds between reloads of the bans other instances made
         self.factory = factory
+        # This instance's counts since it started, exported by /api/v1/security/metrics.
+        self.counts: Counter[tuple[str, str]] = Counter()
 
     # -- facts about the connection ---------------------------------------------------------
 
@@ -133,7 +136,10 @@ class Guard:
         if not len(self.bans):
             return False
         source = self.source(request)
-        return source is not None and self.bans.banned(source)
+        if source is None or not self.bans.banned(source):
+            return False
+        self.counts["banned_requests", ""] += 1
+        return True
 
     def _from_proxy(self, request: web.Request) -> bool:
         peer = peer_address(request)
@@ -308,6 +314,7 @@ class Guard:
             )
         if refusal.miss is not None and source is not None and not self.rules.exempted(source):
             miss = refusal.miss
+            self.counts["misses", miss.value] += 1
             try:
                 async with self.sessions() as session, session.begin():
                     bans = await record_miss(session, source, miss, self.rules)
@@ -316,7 +323,9 @@ class Guard:
                 bans = []
             for ban in bans:
                 self.bans.add(ban.source, ban.until)
+                self.counts["bans", "network" if "/" in ban.source else "address"] += 1
         if refusal.challenge:
+            self.counts["challenges", ""] += 1
             headers: CIMultiDict[str] = CIMultiDict()
             for value in digest.challenges(
                 self.settings.digest_realm, self.nonces.issue(), stale=refusal.stale
@@ -349,6 +358,31 @@ class Guard:
             device_id, place = found.device.id, found.bind_to
             await self._write_behind("binding", lambda s: bind_first_contact(s, device_id, place))
         return None
+
+    def metrics(self) -> str:
+        """The counts in the Prometheus text format (one instance's view: scrape each)."""
+        help_text = {
+            "misses": ("counter", "Refused requests counted against their source", "reason"),
+            "bans": ("counter", "Bans this instance made", "kind"),
+            "refusals": ("counter", "Proven devices refused for their place or window", "reason"),
+            "challenges": ("counter", "Digest challenges sent", ""),
+            "banned_requests": ("counter", "Requests answered 403 for a ban", ""),
+        }
+        lines = []
+        for name, (kind, text, label) in help_text.items():
+            metric = f"provisioning_phone_{name}_total"
+            lines += [f"# HELP {metric} {text}.", f"# TYPE {metric} {kind}"]
+            values = sorted((k[1], v) for k, v in self.counts.items() if k[0] == name)
+            if not label:
+                lines.append(f"{metric} {sum(v for _, v in values)}")
+            for value, count in values if label else ():
+                lines.append(f'{metric}{{{label}="{value}"}} {count}')
+        lines += [
+            "# HELP provisioning_phone_bans_active Bans in force (this instance's copy).",
+            "# TYPE provisioning_phone_bans_active gauge",
+            f"provisioning_phone_bans_active {self.bans.active()}",
+        ]
+        return "\n".join(lines) + "\n"
 
     async def _write_behind(
         self, what: str, write: Callable[[AsyncSession], Awaitable[None]]
