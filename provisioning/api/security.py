@@ -125,7 +125,7 @@ async def set_policy(request: web.Request) -> web.Response:
     body = await json_body(request, {"proofs": str, "binding": str, "first_contact_days": int})
     services = request.config_dict[SERVICES]
     async with services.sessions() as session, session.begin():
-        await policy.set_policy(
+        row = await policy.set_policy(
             session,
             account_id,
             required(body, "proofs"),
@@ -134,6 +134,8 @@ async def set_policy(request: web.Request) -> web.Response:
             actor=actor(request),
         )
         view = await policy.account_policy(session, services.settings, account_id)
+    # This instance at once; the others at their next synchronisation (seconds).
+    services.guard.policies.put(account_id, row)
     return web.json_response(view)
 
 
@@ -144,4 +146,5 @@ async def clear_policy(request: web.Request) -> web.Response:
     services = request.config_dict[SERVICES]
     async with services.sessions() as session, session.begin():
         await policy.clear_policy(session, account_id, actor=actor(request))
+    services.guard.policies.put(account_id, None)
     return web.Response(status=204)

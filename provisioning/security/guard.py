@@ -39,12 +39,13 @@ from provisioning.security.bans import BanList, BanRules, Miss, record_miss
 from provisioning.security.credentials import digest_secrets, mac_of_previous_token
 from provisioning.security.factory import CertIdentity, FactoryCertificates, FactoryError
 from provisioning.security.policy import (
+    PolicyCache,
     bind_first_contact,
+    binding_state,
     bound_elsewhere,
     default_policy,
     place_of,
     record_refusal,
-    security_state,
     window_closed,
 )
 from provisioning.security.sources import Source, source_of
@@ -115,7 +116,7 @@ class Guard:
         self.bans = BanList()
         self.rules = BanRules.from_settings(settings)
         self.nonces = digest.Nonces(settings.secret_key, settings.digest_nonce_seconds)
-        self.default_policy = default_policy(settings)
+        self.policies = PolicyCache(default_policy(settings))
         self.sync_interval = 2.0  # seconds between reloads of the bans other instances made
         self.factory = factory
         # This instance's counts since it started, exported by /api/v1/security/metrics.
@@ -208,15 +209,17 @@ class Guard:
                     spend = answer
                     break
             digest_failed = spend is None
-        state = await security_state(session, device, self.default_policy)
-        policy = state.policy
+        policy = self.policies.policy_for(device.account_id)
+        bound_to = window_from = None
+        if policy.binding != "off" or policy.first_contact_days is not None:
+            bound_to, window_from = await binding_state(session, device.id)
         bind_to = None
         elsewhere = False
         if policy.binding != "off":
-            if state.bound_to is None:
+            if bound_to is None:
                 bind_to = place_of(source, policy.binding) if source else None
             else:
-                elsewhere = bound_elsewhere(state.bound_to, source)
+                elsewhere = bound_elsewhere(bound_to, source)
         family = self.catalog.family_of(device.model_id).name
         evidence = Evidence(
             device_mac=device.mac,
@@ -228,7 +231,7 @@ class Guard:
             cert_vendor_ok=cert.vouches_for(family) if cert else True,
             policy=policy,
             bound_elsewhere=elsewhere,
-            window_closed=window_closed(policy, device, state.window_from, utcnow()),
+            window_closed=window_closed(policy, device, window_from, utcnow()),
         )
         return Found(
             device,

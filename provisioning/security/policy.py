@@ -1,5 +1,5 @@
 """Per-account policy (which proofs, first-contact binding, first-contact window) and each
-device's binding state: the domain operations, and the one query the fetch path makes.
+device's binding state: the domain operations, and what the fetch path reads of them.
 
 First-contact binding: when the policy says `address` or `network`, a device is bound to where
 its first successful fetch came from; a later fetch from elsewhere is refused (the same 404) and
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,37 +41,61 @@ def default_policy(settings: Settings) -> Policy:
     )
 
 
-@dataclass(frozen=True)
-class SecurityState:
-    """What the fetch path needs about one device besides the device row."""
+class PolicyCache:
+    """This instance's copy of the account policies (a small table: accounts with a policy of
+    their own), so the fetch path needs no query for them; re-read with the bans every few
+    seconds, and changed at once by the operations this instance runs."""
 
-    policy: Policy
-    bound_to: str | None
-    window_from: datetime | None
+    def __init__(self, default: Policy) -> None:
+        self.default = default
+        self._by_account: dict[int, Policy] = {}
+
+    def policy_for(self, account_id: int | None) -> Policy:
+        if account_id is None:
+            return self.default
+        return self._by_account.get(account_id, self.default)
+
+    def put(self, account_id: int, row: AccountPolicy | None) -> None:
+        if row is None:
+            self._by_account.pop(account_id, None)
+        else:
+            self._by_account[account_id] = _policy(row.proofs, row.binding, row.first_contact_days)
+
+    def replace(self, rows: Iterable[tuple[int, str, str, int | None]]) -> None:
+        self._by_account = {
+            account_id: _policy(proofs, binding, days) for account_id, proofs, binding, days in rows
+        }
 
 
-async def security_state(session: AsyncSession, device: Device, default: Policy) -> SecurityState:
-    """The device's policy (its account's, or the default) and binding, in one query."""
+def _policy(proofs: str, binding: str, days: int | None) -> Policy:
+    return Policy(parse_proofs(proofs), binding, days)
+
+
+async def all_policies(session: AsyncSession) -> list[tuple[int, str, str, int | None]]:
+    rows = await session.execute(
+        select(
+            AccountPolicy.account_id,
+            AccountPolicy.proofs,
+            AccountPolicy.binding,
+            AccountPolicy.first_contact_days,
+        )
+    )
+    return [(a, p, b, d) for a, p, b, d in rows.all()]
+
+
+async def binding_state(
+    session: AsyncSession, device_id: int
+) -> tuple[str | None, datetime | None]:
+    """(where the device is bound, start of its first-contact window): read only for devices
+    whose policy binds them or limits their first contact."""
     row = (
         await session.execute(
-            select(
-                AccountPolicy.proofs,
-                AccountPolicy.binding,
-                AccountPolicy.first_contact_days,
-                DeviceBinding.bound_to,
-                DeviceBinding.window_from,
+            select(DeviceBinding.bound_to, DeviceBinding.window_from).where(
+                DeviceBinding.device_id == device_id
             )
-            .select_from(Device)
-            .outerjoin(AccountPolicy, AccountPolicy.account_id == Device.account_id)
-            .outerjoin(DeviceBinding, DeviceBinding.device_id == Device.id)
-            .where(Device.id == device.id)
         )
     ).first()
-    if row is None:
-        return SecurityState(default, None, None)
-    proofs, binding, days, bound_to, window_from = row
-    policy = default if proofs is None else Policy(parse_proofs(proofs), binding, days)
-    return SecurityState(policy, bound_to, window_from)
+    return (row[0], row[1]) if row else (None, None)
 
 
 def place_of(source: Source, binding: str) -> str:

@@ -1,5 +1,6 @@
-"""The security side of one server instance: its guard, and the housekeeping task that keeps the
-bans other instances made in step and drops what expired."""
+"""The security side of one server instance: its guard, and the housekeeping task that keeps its
+copies of the bans and account policies in step with the database (where other instances and the
+CLI change them) and drops what expired."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from provisioning.db.engine import SessionFactory
-from provisioning.security import bans, digest
+from provisioning.security import bans, digest, policy
 from provisioning.security.guard import DB_ERRORS, Guard
 
 log = logging.getLogger("provisioning.security")
@@ -17,8 +18,10 @@ HOUSEKEEPING_EVERY = 30  # syncs between clean-ups of expired bans, counters and
 
 
 async def sync_bans(guard: Guard, read_sessions: SessionFactory) -> None:
+    """Re-read the active bans and the account policies."""
     async with read_sessions() as session:
         guard.bans.replace(await bans.active_ban_ends(session))
+        guard.policies.replace(await policy.all_policies(session))
 
 
 async def housekeeping(guard: Guard, sessions: SessionFactory) -> None:
@@ -28,8 +31,9 @@ async def housekeeping(guard: Guard, sessions: SessionFactory) -> None:
 
 
 async def _maintain(guard: Guard, read_sessions: SessionFactory, sessions: SessionFactory) -> None:
-    tick = 0
+    tick = 1  # the first synchronisation happened before serving
     while True:
+        await asyncio.sleep(guard.sync_interval)
         try:
             await sync_bans(guard, read_sessions)
             if tick % HOUSEKEEPING_EVERY == 0:
@@ -38,13 +42,18 @@ async def _maintain(guard: Guard, read_sessions: SessionFactory, sessions: Sessi
             # The last known bans stay in force; the next round tries again.
             log.warning("security: bans not synchronised: %s", type(exc).__name__)
         tick += 1
-        await asyncio.sleep(guard.sync_interval)
 
 
 @asynccontextmanager
 async def maintained(
     guard: Guard, read_sessions: SessionFactory, sessions: SessionFactory
 ) -> AsyncIterator[None]:
+    try:
+        # Before the first request: a policy or ban in the database applies from the start.
+        await sync_bans(guard, read_sessions)
+        await housekeeping(guard, sessions)
+    except DB_ERRORS as exc:
+        log.warning("security: bans and policies not loaded: %s", type(exc).__name__)
     task = asyncio.create_task(_maintain(guard, read_sessions, sessions))
     try:
         yield
