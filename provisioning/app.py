@@ -19,6 +19,9 @@ from provisioning.phones.routes import add_routes as add_phone_routes
 from provisioning.push.worker import PushWorker
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
+from provisioning.security.guard import Guard, factory_from_settings
+from provisioning.security.middleware import security_middleware
+from provisioning.security.service import maintained
 from provisioning.settings import Settings
 from provisioning.state import SERVICES, Services
 
@@ -28,27 +31,34 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> web.Application:
-    """Build the application. Catalog and cipher are checked here, so a bad family.toml or key
-    fails before the server listens; the engine is opened and closed by the cleanup context."""
+    """Build the application. Catalog, cipher and client CA bundles are checked here, so a bad
+    family.toml, key or bundle fails before the server listens; the engine is opened and closed
+    by the cleanup context."""
     catalog = load_catalog(settings.templates_dir)
     cipher = Cipher(settings.secret_key)
-    app = web.Application(client_max_size=1024**2)
+    factory = factory_from_settings(settings, catalog)
+    app = web.Application(client_max_size=1024**2, middlewares=[security_middleware])
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
         writer = make_writer_engine(settings.database_url) or engine
+        sessions = make_session_factory(writer)
+        read_sessions = make_session_factory(engine, read_only=True)
+        guard = Guard(settings, catalog, cipher, sessions, factory)
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
-            sessions=make_session_factory(writer),
-            read_sessions=make_session_factory(engine, read_only=True),
+            sessions=sessions,
+            read_sessions=read_sessions,
             catalog=catalog,
             renderer=Renderer(catalog, settings.templates_override_dir),
             cipher=cipher,
             cache=RenderCache(settings.render_cache_size),
             authorize=authorizer or default_authorizer(settings),
+            guard=guard,
         )
-        yield
+        async with maintained(guard, read_sessions, sessions):
+            yield
         await engine.dispose()
         if writer is not engine:
             await writer.dispose()

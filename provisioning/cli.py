@@ -39,6 +39,8 @@ from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.rotation import rotate_secrets
+from provisioning.security import cli as security_cli
+from provisioning.security.lab import LabError
 from provisioning.settings import Settings, SettingsError
 
 EXIT_ERROR = 1
@@ -656,6 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(device, "list", with_session(cmd_device_list), "list devices")
     p.add_argument("--account", type=_positive)
     p.add_argument("--unknown", action="store_true", help="devices seen but not registered")
+    # ban, policy, certs; device security / unlock / rotate
+    security_cli.add_commands(sub, device, command, with_session, _positive)
 
     override = sub.add_parser("override", help="settings merged over the templates")
     override_sub = override.add_subparsers(dest="o", required=True)
@@ -719,12 +723,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "serve", False):
             cmd_serve(args)
             return 0
-        needs_key = args.handler not in (
+        keyless = {
             cmd_secret_generate,
             cmd_templates_check,
             cmd_catalog_list,
             cmd_lab_phone,
-        )
+            *security_cli.KEYLESS,
+        }
+        needs_key = args.handler not in keyless
         if needs_key:
             settings = load_settings(create_key=args.handler is cmd_db_upgrade)
         else:
@@ -733,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
-    except (CliError, SettingsError, CatalogError, SecretKeyError, RenderError) as exc:
+    except (CliError, SettingsError, CatalogError, SecretKeyError, RenderError, LabError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except SQLAlchemyError as exc:

@@ -16,6 +16,7 @@ from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.devices.catalog import load_catalog
+from provisioning.security import listen
 from provisioning.settings import Settings
 
 # URL tokens are credentials: they never reach a log.
@@ -85,10 +86,10 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
             flush=True,
         )
     app = create_app(settings)
-    web.run_app(
+    # HTTP and/or HTTPS (settings HTTP, TLS_CERT/TLS_KEY): see security.listen.
+    listen.run(
         app,
-        host=settings.host,
-        port=settings.port,
+        settings,
         access_log_class=AccessLogger,
-        print=lambda text: print(text, file=sys.stderr, flush=True),
+        say=lambda text: print(text, file=sys.stderr, flush=True),
     )

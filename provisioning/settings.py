@@ -6,6 +6,7 @@ Every error names the key that is wrong, so an operator can fix it without readi
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -111,10 +112,53 @@ class Settings:
     vat_rate: Decimal = Decimal("20")
     # Countries phones are shipped to (ISO 3166 codes whose postcode format is known).
     shipping_countries: tuple[str, ...] = ("FR",)
+    # -- Phones proving who they are (README "Security"). --
+    # HTTPS served by the server itself: certificate chain and key (PEM files), and its port.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_port: int = 8443
+    # Plain HTTP: "on", "off" (HTTPS only) or "public" (only files that carry no secret).
+    http: str = "on"
+    # CA bundles that vouch for phones' factory certificates: family name (or "lab") -> PEM file.
+    client_cas: tuple[tuple[str, Path], ...] = ()
+    # HTTP digest: challenge requests that carry no credential; realm; username shape; nonce life.
+    digest: bool = False
+    digest_realm: str = "provisioning"
+    digest_username: str = "mac"
+    digest_nonce_seconds: int = 300
+    # Proofs every account requires unless it has its own policy, and first-contact defaults.
+    auth_proofs: str = "token"
+    first_contact_binding: str = "off"
+    first_contact_days: int = 0
+    # How long the previous credential stays valid after a rotation.
+    rotation_overlap: int = 7 * 24 * 3600
+    # Scanner defence: misses per address / per network in the window, ban length, never banned.
+    ban_threshold: int = 20
+    ban_network_threshold: int = 100
+    ban_window: int = 300
+    ban_seconds: int = 3600
+    ban_exempt: netaddr.IPSet = field(default_factory=netaddr.IPSet)
+
+    def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError(
+                f"{PREFIX}TLS_CERT, {PREFIX}TLS_KEY: set both (or neither) to serve HTTPS"
+            )
+        if self.http != "on" and self.tls_cert is None:
+            raise SettingsError(f"{PREFIX}HTTP: {self.http} needs {PREFIX}TLS_CERT and _KEY")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def base_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        # With HTTPS on, phones are pointed at it: per-device files may be refused over HTTP.
+        if self.tls:
+            return f"https://{self.host}:{self.tls_port}"
+        return f"http://{self.host}:{self.port}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -171,7 +215,7 @@ def _convert(name: str, text: str) -> Any:
         return text
     if name == "secret_key":
         return _parse_secret_keys(key, text)
-    if name in {"port", "push_direct_port"}:
+    if name in {"port", "push_direct_port", "tls_port"}:
         return _parse_int(key, text, 1, 65535)
     if name == "push_sip_port":
         return _parse_int(key, text, 0, 65535)
@@ -212,6 +256,8 @@ def _convert(name: str, text: str) -> Any:
         if not path.is_dir():
             raise SettingsError(f"{key}: {text} is not a directory")
         return path
+    if name in _SECURITY:
+        return _convert_security(name, key, text)
     if name == "default_registrar":
         return Registrar.parse(key, text)
     if name == "default_transport":
@@ -223,6 +269,89 @@ def _convert(name: str, text: str) -> Any:
             raise SettingsError(f"{key}: expected an http:// or https:// URL")
         return text
     return text
+
+
+_SECURITY = {
+    "tls_cert",
+    "tls_key",
+    "http",
+    "client_cas",
+    "digest",
+    "digest_realm",
+    "digest_username",
+    "digest_nonce_seconds",
+    "auth_proofs",
+    "first_contact_binding",
+    "first_contact_days",
+    "rotation_overlap",
+    "ban_threshold",
+    "ban_network_threshold",
+    "ban_window",
+    "ban_seconds",
+    "ban_exempt",
+}
+_CHOICES = {
+    "http": ("on", "off", "public"),
+    "digest_username": ("mac", "mac_upper", "mac_colon"),
+    "first_contact_binding": ("off", "address", "network"),
+}
+_RANGES = {
+    "digest_nonce_seconds": (30, 86_400),
+    "first_contact_days": (0, 3650),
+    "rotation_overlap": (0, 365 * 86_400),
+    "ban_threshold": (1, 1_000_000),
+    "ban_network_threshold": (1, 1_000_000),
+    "ban_window": (10, 86_400),
+    "ban_seconds": (1, 365 * 86_400),
+}
+
+
+def _convert_security(name: str, key: str, text: str) -> Any:
+    if name in {"tls_cert", "tls_key"}:
+        return _readable_file(key, text)
+    if name in _CHOICES:
+        if text not in _CHOICES[name]:
+            raise SettingsError(f"{key}: expected {' or '.join(_CHOICES[name])}, got {text!r}")
+        return text
+    if name in _RANGES:
+        return _parse_int(key, text, *_RANGES[name])
+    if name == "digest":
+        return _parse_bool(key, text)
+    if name == "digest_realm":
+        if not 1 <= len(text) <= 64 or not all(c.isprintable() and c not in '"\\' for c in text):
+            raise SettingsError(f"{key}: 1 to 64 printable characters, no quote or backslash")
+        return text
+    if name == "ban_exempt":
+        return _parse_networks(key, text)
+    if name == "client_cas":
+        return _parse_client_cas(key, text)
+    if name == "auth_proofs":
+        from provisioning.phones.auth import PolicyError, parse_proofs
+
+        try:
+            parse_proofs(text)
+        except PolicyError as exc:
+            raise SettingsError(f"{key}: {exc}") from None
+    return text
+
+
+def _readable_file(key: str, text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise SettingsError(f"{key}: {text} is not a file")
+    return path
+
+
+def _parse_client_cas(key: str, text: str) -> tuple[tuple[str, Path], ...]:
+    entries = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, path = part.partition("=")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]*", name.strip()):
+            raise SettingsError(f"{key}: expected NAME=PEM-FILE entries (NAME a family or lab)")
+        entries.append((name.strip(), _readable_file(key, path.strip())))
+    return tuple(entries)
 
 
 def _parse_secret_keys(key: str, text: str) -> tuple[str, ...]:

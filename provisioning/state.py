@@ -13,6 +13,7 @@ from provisioning.devices.catalog import Catalog
 from provisioning.phones.auth import Authorizer
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
+from provisioning.security.guard import Guard
 from provisioning.settings import Settings
 
 
@@ -28,8 +29,10 @@ class Services:
     renderer: Renderer
     cipher: Cipher
     cache: RenderCache
-    # The phone endpoint's authorisation step (replaceable: digest, certificates, bans).
+    # The phone endpoint's authorisation step: weighs the proofs `guard` gathered.
     authorize: Authorizer
+    # Proofs (token, digest, certificate), first-contact binding, scanner bans.
+    guard: Guard
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

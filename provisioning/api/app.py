@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from provisioning.api import accounts, associations, devices, misc, orders, relay_points, returns
+from provisioning.api import (
+    accounts,
+    associations,
+    devices,
+    misc,
+    orders,
+    relay_points,
+    returns,
+    security,
+)
 from provisioning.api.access import auth_middleware
 from provisioning.api.openapi import openapi_document
 from provisioning.api.problems import problems_middleware
@@ -28,4 +37,5 @@ def create_api() -> web.Application:
     api.add_routes(orders.routes)
     api.add_routes(relay_points.routes)
     api.add_routes(returns.routes)
+    api.add_routes(security.routes)
     return api

@@ -281,6 +281,87 @@ SCHEMAS.update(
         ),
     }
 )  # fmt: skip
+DATE_TIME = {"type": "string", "format": "date-time"}
+SCHEMAS.update(
+    {
+        "Ban": _obj(
+            ["source", "kind", "until", "misses", "since"],
+            source={"type": "string"},
+            kind={"enum": ["address", "network"]},
+            until=DATE_TIME,
+            misses={"type": "integer"},
+            since=DATE_TIME,
+        ),
+        "BanList": _obj(["items"], items={"type": "array", "items": _ref("Ban")}),
+        "Policy": _obj(
+            ["account_id", "proofs", "binding", "first_contact_days", "default"],
+            account_id=_nullable("integer"),
+            proofs={"type": "string"},
+            binding={"enum": ["off", "address", "network"]},
+            first_contact_days=_nullable("integer"),
+            default={"type": "boolean"},
+        ),
+        "PolicySet": _obj(
+            ["proofs"],
+            proofs={
+                "type": "string",
+                "description": "token, digest, certificate (joined with +), any or any-two",
+            },
+            binding={"enum": ["off", "address", "network"]},
+            first_contact_days={"type": "integer", "minimum": 1, "maximum": 3650},
+        ),
+        "Binding": _obj(
+            [
+                "bound_to",
+                "bound_at",
+                "window_from",
+                "refused_at",
+                "refused_from",
+                "refused_reason",
+                "refusals",
+            ],
+            bound_to=_nullable("string"),
+            bound_at=_nullable("string", format="date-time"),
+            window_from=_nullable("string", format="date-time"),
+            refused_at=_nullable("string", format="date-time"),
+            refused_from=_nullable("string"),
+            refused_reason=_nullable("string"),
+            refusals={"type": "integer"},
+        ),
+        "Credential": _obj(
+            ["kind", "username", "created_at", "valid_until"],
+            kind={"enum": ["token", "digest"]},
+            username=_nullable("string"),
+            created_at=DATE_TIME,
+            valid_until=_nullable("string", format="date-time"),
+        ),
+        "DeviceSecurity": _obj(
+            ["mac", "policy", "binding", "credentials"],
+            mac={"type": "string"},
+            policy=_ref("Policy"),
+            binding=_ref("Binding"),
+            credentials={"type": "array", "items": _ref("Credential")},
+        ),
+        "CredentialCreate": _obj(
+            ["kind"],
+            kind={"enum": ["token", "digest"]},
+            overlap={
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 31_536_000,
+                "description": "seconds the previous credential stays valid",
+            },
+        ),
+        "CredentialRotated": _obj(
+            ["mac", "kind", "previous_valid_until"],
+            mac={"type": "string"},
+            kind={"enum": ["token", "digest"]},
+            previous_valid_until=_nullable("string", format="date-time"),
+            url={"type": "string"},
+            username={"type": "string"},
+        ),
+    }
+)
 SCHEMAS["DeviceCreated"] = {
     **SCHEMAS["Device"],
     "required": [*SCHEMAS["Device"]["required"], "url"],
@@ -461,6 +542,79 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/pushes": {"get": _op("Pushes by state and the overdue ones", 200, "PushOverview")},
+            "/security/bans": {
+                "get": _op(
+                    "Active bans of sources that missed too often (operator)", 200, "BanList"
+                ),
+                "delete": _op(
+                    "Lift the ban of a source (operator)",
+                    204,
+                    None,
+                    params=[
+                        {
+                            "name": "source",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "maxLength": 64},
+                            "description": "IP address or network (CIDR)",
+                        }
+                    ],
+                ),
+            },
+            "/security/metrics": {
+                "get": {
+                    "summary": "Scanner-defence counters of this instance, Prometheus text "
+                    "format (operator)",
+                    "responses": {
+                        "200": {
+                            "description": "success",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "default": {
+                            "description": "a problem (RFC 9457)",
+                            "content": {PROBLEM: {"schema": _ref("Problem")}},
+                        },
+                    },
+                }
+            },
+            "/devices/{mac}/security": {
+                "get": _op(
+                    "The device's policy, binding and credentials (operator)",
+                    200,
+                    "DeviceSecurity",
+                    params=mac,
+                )
+            },
+            "/devices/{mac}/unlock": {
+                "post": _op(
+                    "Forget where the device is bound and restart its first-contact window "
+                    "(operator)",
+                    200,
+                    "DeviceSecurity",
+                    params=mac,
+                )
+            },
+            "/devices/{mac}/credentials": {
+                "post": _op(
+                    "Renew the device's token or digest password; the previous one stays valid "
+                    "for the overlap (operator)",
+                    201,
+                    "CredentialRotated",
+                    params=mac,
+                    body="CredentialCreate",
+                )
+            },
+            "/accounts/{account_id}/policy": {
+                "get": _op("The account's policy (operator)", 200, "Policy", params=account),
+                "put": _op(
+                    "Set the account's policy (operator)",
+                    200,
+                    "Policy",
+                    params=account,
+                    body="PolicySet",
+                ),
+                "delete": _op("Back to the default policy (operator)", 204, None, params=account),
+            },
             "/audit": {
                 "get": _op(
                     "The audit trail, newest first",

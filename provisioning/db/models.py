@@ -478,6 +478,104 @@ class DeviceReturn(Base):
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+# -- Phones proving who they are (issue 9): credentials, policies, bindings, scanner defence ----
+
+
+class DeviceCredential(Base):
+    """A device's provisioning credential besides its current URL token: digest passwords
+    (current: `expires_at` NULL) and, during a rotation's overlap, the previous token or password
+    (valid until `expires_at`). Secrets are Fernet-encrypted (digest needs the plaintext for HA1);
+    old tokens are also looked up by SHA-256, like the current one."""
+
+    __tablename__ = "device_credentials"
+    __table_args__ = (
+        CheckConstraint("kind IN ('token', 'digest')", name="kind"),
+        Index("ix_device_credentials_device", "device_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    username: Mapped[str | None] = mapped_column(String(64))
+    secret_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    secret_enc: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AccountPolicy(Base):
+    """Which proofs an account's phones must give, and whether they are bound to the place they
+    first fetched from. Accounts without a row follow the global default (settings)."""
+
+    __tablename__ = "account_policies"
+    __table_args__ = (
+        CheckConstraint("binding IN ('off', 'address', 'network')", name="binding"),
+        CheckConstraint("first_contact_days IS NULL OR first_contact_days >= 1", name="days"),
+    )
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    proofs: Mapped[str] = mapped_column(String(40))
+    binding: Mapped[str] = mapped_column(String(8), default="off")
+    first_contact_days: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DeviceBinding(Base):
+    """First-contact binding of one device: where it first fetched from (address or network),
+    when its first-contact window started, and the last refusal (reported to operators)."""
+
+    __tablename__ = "device_bindings"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    bound_to: Mapped[str | None] = mapped_column(String(49))
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Start of the first-contact window; NULL: the device's creation. An unlock restarts it.
+    window_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    refused_from: Mapped[str | None] = mapped_column(String(45))
+    refused_reason: Mapped[str | None] = mapped_column(String(16))
+    refusals: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DigestNonceUse(Base):
+    """Each (nonce, nonce-count) a digest answer used, kept until the nonce expires: the primary
+    key makes a replayed Authorization header fail on every server instance alike."""
+
+    __tablename__ = "digest_nonce_uses"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nc: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class SourceMisses(Base):
+    """Misses of one source (an address, or a network `a.b.c.0/24`) in a sliding window kept as
+    two fixed windows (current and previous, weighted): one row per source, O(1) per miss."""
+
+    __tablename__ = "source_misses"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Index of the current window: seconds since the epoch // window length.
+    bucket: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(Integer)
+    previous: Mapped[int] = mapped_column(Integer)
+
+
+class SourceBan(Base):
+    """A source (address or network) that missed too often: answered 403 until `until`."""
+
+    __tablename__ = "source_bans"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    misses: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 __all__ = [
     "DEVICE_STATES",
     "ORDER_KINDS",
@@ -485,12 +583,16 @@ __all__ = [
     "RETURN_STATES",
     "TRANSPORTS",
     "Account",
+    "AccountPolicy",
     "ApiToken",
     "Association",
     "AuditEvent",
     "Base",
     "Device",
+    "DeviceBinding",
+    "DeviceCredential",
     "DeviceReturn",
+    "DigestNonceUse",
     "Line",
     "LineHandover",
     "LineSlot",
@@ -499,6 +601,8 @@ __all__ = [
     "Push",
     "SettingOverride",
     "Sighting",
+    "SourceBan",
+    "SourceMisses",
     "UnknownDevice",
     "utcnow",
 ]

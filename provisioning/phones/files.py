@@ -16,17 +16,19 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from provisioning.crypto import SecretKeyError, token_hash
+from provisioning.crypto import SecretKeyError
 from provisioning.db.models import utcnow
 from provisioning.devices.identify import FileMatch, UserAgentInfo, match_file, parse_user_agent
 from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_unknown
 from provisioning.orders.handover import at_first_fetch
-from provisioning.phones.auth import Evidence
+from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
 from provisioning.phones.sightings import SightingFacts, record_sighting
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
 from provisioning.render.snapshot import find_device, load_device_data
+from provisioning.security.bans import Miss
+from provisioning.security.guard import Claim, Refusal
 from provisioning.state import SERVICES
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,10 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
     settings = services.settings
     file_name = request.match_info.get("file", "")
     token = request.match_info.get("token") or request.query.get("token")
-    if not FILE_NAME.fullmatch(file_name) or (token is not None and not TOKEN.fullmatch(token)):
+    if not FILE_NAME.fullmatch(file_name):
         return not_found()
+    if token is not None and not TOKEN.fullmatch(token):
+        return await services.guard.refuse(request, Refusal(miss=Miss.BAD_TOKEN))
     matches = match_file(services.catalog, file_name)
     if not matches:
         return not_found()
@@ -60,36 +64,37 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
     path_mac = next((m.mac for m in matches if m.mac), None)
     ua_mac = ua.mac if ua else None
 
+    guard = services.guard
+    claim = Claim(token=token, path_mac=path_mac, ua_mac=ua_mac)
+    refusal: Refusal | None = None
     try:
         async with services.read_sessions() as session:
-            if token is not None:
-                device = await find_device(session, token_hash=token_hash(token))
-            elif settings.allow_mac_only and (path_mac or ua_mac):
-                device = await find_device(session, mac=path_mac or ua_mac)
-            else:
-                device = None
+            found = await guard.identify(request, session, claim)
+            device = found.device
+            spec = spec_for(services.catalog, device.model_id, matches) if device else None
             if device is None:
                 if token is None:
                     await _maybe_unknown(request, session, matches, ua, path_mac, agent, file_name)
-                return not_found()
-            evidence = Evidence(
-                device_mac=device.mac, by_token=token is not None, path_mac=path_mac, ua_mac=ua_mac
-            )
-            spec = spec_for(services.catalog, device.model_id, matches)
-            if spec is None or not services.authorize(evidence):
-                _log_refusal(request, evidence, file_name)
-                return not_found()
-            if device.last_seen_at is None:
-                # Orders: a shipped phone's first fetch completes its delivery (a replacement
-                # takes over its lines) before anything is rendered for it.
-                device = await at_first_fetch(services.sessions, session, device)
-            key = (device.id, device.config_revision, file_name)
-            rendered = services.cache.get(key)
-            if rendered is None:
-                data = await load_device_data(session, device, services.cipher, settings)
-                rendered = render_file(services.renderer, settings, data, spec)
-                services.cache.put(key, rendered)
-            device_id, revision = device.id, device.config_revision
+                refusal = found.refusal
+            else:
+                assert found.evidence is not None
+                decision = services.authorize(found.evidence) if spec else Decision.REFUSE
+                refusal = guard.refusal(request, found, decision, spec)
+                if refusal is not None:
+                    _log_refusal(request, found.evidence, file_name)
+            if device is not None and spec is not None and refusal is None:
+                if device.last_seen_at is None:
+                    # Orders: a shipped phone's first fetch completes its delivery (a
+                    # replacement takes over its lines) before anything is rendered for it.
+                    device = await at_first_fetch(services.sessions, session, device)
+                key = (device.id, device.config_revision, file_name)
+                cached = services.cache.get(key)
+                if cached is None:
+                    data = await load_device_data(session, device, services.cipher, settings)
+                    cached = render_file(services.renderer, settings, data, spec)
+                    services.cache.put(key, cached)
+                rendered = cached
+                device_id, revision = device.id, device.config_revision
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         log.warning("phone fetch: database unavailable: %s", type(exc).__name__)
         return unavailable()
@@ -97,6 +102,12 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
         log.error("phone fetch: cannot render %s: %s", file_name, exc)
         return web.Response(status=500)
 
+    # Refusals and their bookkeeping (misses, bans) once the read transaction is over.
+    if refusal is not None:
+        return await guard.refuse(request, refusal)
+    refused = await guard.accept(request, found)
+    if refused is not None:
+        return refused
     await _record(request, device_id, agent, ua.firmware if ua else None, file_name, revision)
     headers = {"ETag": rendered.etag, "Cache-Control": "no-store"}
     if rendered.etag in _etags(request.headers.get("If-None-Match", "")):

@@ -5,7 +5,7 @@ too."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from provisioning.devices.catalog import Catalog
@@ -76,7 +76,12 @@ def check_templates(catalog: Catalog, settings: Settings) -> list[CheckResult]:
         for model in family.models.values():
             # Full phone, and one line only (the other slots must be written disabled).
             for used in sorted({model.slots, 1}):
-                data = sample_device(model.id, model.slots, used)
+                # With an HTTP digest credential: it must be escaped and stay out of public files.
+                data = replace(
+                    sample_device(model.id, model.slots, used),
+                    http_username=SAMPLE_MAC,
+                    http_password=SAMPLE_PASSWORD + "http",
+                )
                 for name, spec in device_files(catalog, model.id, data.mac):
                     result = CheckResult(family.name, model.id, f"{name} ({used} line(s))")
                     try:

@@ -6,6 +6,8 @@ names for every family, documented here in one place.
     server.url            provisioning URL of this device (carries its token)
     server.poll_interval  seconds between re-checks (<= 300: the backstop of every push)
     server.poll_minutes   the same in whole minutes (at least 1)
+    server.username, server.password   the device's HTTP digest credential for fetching its
+                          files ("" when it has none; see `provisioning device rotate`)
     device.mac            12 hex digits, lowercase; device.mac_upper, device.mac_colon
     device.model, device.label, device.slots, device.revision
     device.code           the model's vendor id or name (family.toml `code`), or ""
@@ -58,6 +60,9 @@ class DeviceData:
     lines: dict[int, LineData]
     # Operator settings merged into the per-device files (see render.overrides).
     overrides: dict[str, str] = field(default_factory=dict)
+    # HTTP digest credential the phone fetches its files with (security.credentials).
+    http_username: str = ""
+    http_password: str = ""
 
 
 def utc_offset_minutes(timezone: str) -> int:
@@ -122,6 +127,8 @@ def build_context(
             "url": f"{base_url}/{device.token}/",
             "poll_interval": poll_interval,
             "poll_minutes": max(1, poll_interval // 60),
+            "username": device.http_username,
+            "password": device.http_password,
         },
         "device": {
             "mac": device.mac,

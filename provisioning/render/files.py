@@ -62,6 +62,7 @@ def masked(body: bytes, data: DeviceData) -> str:
     """The file as text with every secret replaced, in raw and XML-escaped spellings."""
     text = body.decode("utf-8")
     secrets = {data.token} | {line.password for line in data.lines.values()}
+    secrets |= {data.http_password} - {""}
     for secret in sorted(secrets, key=len, reverse=True):
         for spelling in {secret, escape(secret), escape(secret, {'"': "&#34;", "'": "&#39;"})}:
             text = text.replace(spelling, MASK)

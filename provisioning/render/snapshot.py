@@ -3,6 +3,8 @@ only here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -11,6 +13,7 @@ from provisioning.crypto import Cipher
 from provisioning.db.models import Account, Device, LineSlot
 from provisioning.overrides import overrides_for
 from provisioning.render.context import DeviceData, LineData
+from provisioning.security.credentials import current_digest
 from provisioning.settings import Settings
 
 
@@ -35,7 +38,11 @@ async def find_device(
 async def load_device_data(
     session: AsyncSession, device: Device, cipher: Cipher, settings: Settings
 ) -> DeviceData:
-    return device_data(device, cipher, settings, await overrides_for(session, device))
+    data = device_data(device, cipher, settings, await overrides_for(session, device))
+    credential = await current_digest(session, cipher, device.id)
+    if credential is None:
+        return data
+    return replace(data, http_username=credential[0], http_password=credential[1])
 
 
 def device_data(

@@ -17,6 +17,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "linphonec": "linphone-cli",
     "sipp": "sip-tester",
     "baresip": "baresip-core",
+    "nginx": "nginx",
 }
 
 # kamailio lives in /usr/sbin, which is not on PATH for every user or CI environment.

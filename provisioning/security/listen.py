@@ -1,0 +1,53 @@
+"""Listening: plain HTTP on PORT unless turned off, HTTPS on TLS_PORT when a certificate is set,
+one application behind both (what `web.run_app` does for a single site)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from provisioning.security.tls import server_context
+from provisioning.settings import Settings
+
+
+async def _serve(
+    app: web.Application,
+    settings: Settings,
+    context: ssl.SSLContext | None,
+    access_log_class: type[AbstractAccessLogger],
+    say: Callable[[str], None],
+) -> None:
+    runner = web.AppRunner(app, access_log_class=access_log_class, handle_signals=True)
+    await runner.setup()
+    try:
+        sites = []
+        if settings.http != "off":
+            sites.append(web.TCPSite(runner, settings.host, settings.port))
+        if context is not None:
+            sites.append(web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=context))
+        for site in sites:
+            await site.start()
+        names = ", ".join(site.name for site in sites)
+        say(f"======== Running on {names} ========\n(Press CTRL+C to quit)")
+        # Until a signal: the runner's handlers raise GracefulExit out of the event loop.
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(
+    app: web.Application,
+    settings: Settings,
+    *,
+    access_log_class: type[AbstractAccessLogger],
+    say: Callable[[str], None],
+) -> None:
+    # Built before anything listens: a bad certificate or key stops the program with a message.
+    context = server_context(settings) if settings.tls else None
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(_serve(app, settings, context, access_log_class, say))
