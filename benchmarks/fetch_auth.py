@@ -1,13 +1,14 @@
 """What each way of proving a phone's identity costs on the fetch path, measured in one run
 against the plain token path.
 
-    .venv/bin/python benchmarks/fetch_auth.py [--seconds 5] [--concurrency 20] [--devices 200]
-                                              [--database-url postgresql+asyncpg://...]
+    .venv/bin/python benchmarks/fetch_auth.py [--seconds 6] [--rounds 3] [--concurrency 20]
+                        [--devices 200] [--database-url postgresql+asyncpg://.../an_empty_db]
 
 A real `provisioning serve` (HTTP and HTTPS, one process) on a fresh database seeded with
 `--devices` Yealink phones (two lines each, a digest password and a lab client certificate each);
 an aiohttp load generator in this process keeps `--concurrency` requests in flight for
-`--seconds` per scheme, cycling over the phones' per-device files. Every answer is checked
+`--seconds` per scheme (in `--rounds` turns, so the machine's drift hits every scheme alike),
+cycling over the phones' per-device files. Every answer is checked
 (status and a byte of the config), so a scheme that fails shows as failures, not as speed.
 
 Schemes (one fetch = one file delivered):
@@ -277,7 +278,9 @@ class Bench:
         if scheme in ("certificate", "certificate-new"):
             # One TLS context per phone, like one certificate per phone; aiohttp keeps one
             # connection pool per context, so keep-alive works per phone.
-            context = self._contexts.setdefault(phone.mac, self.with_cert(phone))
+            context = self._contexts.get(phone.mac)
+            if context is None:
+                context = self._contexts[phone.mac] = self.with_cert(phone)
             async with client.get(f"{self.https}{uri}", ssl=context) as r:
                 return await self.ok(r)
         if scheme == "proxy-header":
@@ -328,7 +331,10 @@ SCHEMES = (
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=6.0, help="per scheme, in all rounds")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="schemes take turns, so drift hits them alike"
+    )
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--devices", type=int, default=200)
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
@@ -348,14 +354,21 @@ async def main() -> None:
             for phone in phones[: args.concurrency]:  # warm the render cache
                 async with aiohttp.ClientSession() as client:
                     await bench.token(client, phone)
-            results = []
-            for scheme in args.schemes.split(","):
-                print(f"{scheme} ...", file=sys.stderr)
-                results.append(await bench.run(scheme, args.seconds, args.concurrency))
+            schemes = args.schemes.split(",")
+            results = {scheme: Result(scheme) for scheme in schemes}
+            for round_ in range(1, args.rounds + 1):
+                for scheme in schemes:
+                    print(f"round {round_}: {scheme} ...", file=sys.stderr)
+                    part = await bench.run(scheme, args.seconds / args.rounds, args.concurrency)
+                    total = results[scheme]
+                    total.fetches += part.fetches
+                    total.failures += part.failures
+                    total.latencies += part.latencies
+                    total.seconds += part.seconds
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=10)
-    report(results, args)
+    report(list(results.values()), args)
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
@@ -387,7 +400,8 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         )
         return
     print(
-        f"\nconcurrency {args.concurrency}, {args.seconds:g} s per scheme, {args.devices} phones\n"
+        f"\nconcurrency {args.concurrency}, {args.seconds:g} s per scheme in {args.rounds} "
+        f"rounds, {args.devices} phones, {os.cpu_count()} CPUs\n"
     )
     print("| scheme | fetches/s | x token | p50 ms | p99 ms | fetches | failures |")
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -368,8 +368,8 @@ async def cmd_audit(ctx: Context, session: AsyncSession) -> None:
 async def cmd_secret_rotate(ctx: Context, session: AsyncSession) -> None:
     counts = await rotate_secrets(session, ctx.cipher, actor=ctx.actor)
     ctx.emit(
-        f"re-encrypted {counts['lines']} line password(s) and {counts['devices']} device "
-        "token(s) with the first key",
+        f"re-encrypted {counts['lines']} line password(s), {counts['devices']} device "
+        f"token(s) and {counts['credentials']} other device credential(s) with the first key",
         counts,
     )
 

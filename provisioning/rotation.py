@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning import audit
 from provisioning.crypto import Cipher
-from provisioning.db.models import Device, Line
+from provisioning.db.models import Device, DeviceCredential, Line
 
 BATCH = 500
 
@@ -40,5 +40,26 @@ async def rotate_secrets(
         last = devices[-1].id
         await session.flush()
         session.expunge_all()
+    counts["credentials"] = await _rotate_credentials(session, cipher)
     await audit.record(session, actor, "secrets.rotate", "secrets", "all", after=counts)
     return counts
+
+
+async def _rotate_credentials(session: AsyncSession, cipher: Cipher) -> int:
+    """Digest passwords and rotated-out tokens (security.credentials)."""
+    count = last = 0
+    while rows := (
+        await session.scalars(
+            select(DeviceCredential)
+            .where(DeviceCredential.id > last)
+            .order_by(DeviceCredential.id)
+            .limit(BATCH)
+        )
+    ).all():
+        for row in rows:
+            row.secret_enc = cipher.rotate(row.secret_enc)
+        count += len(rows)
+        last = rows[-1].id
+        await session.flush()
+        session.expunge_all()
+    return count

@@ -184,7 +184,7 @@ def test_tokens_audit_and_key_rotation(cli: Cli) -> None:
     new_key = generate_key()
     cli.env["PROVISIONING_SECRET_KEY"] = f"{new_key},{old_key}"
     rotated = cli.json("secret", "rotate")
-    assert rotated == {"lines": 1, "devices": 1}
+    assert rotated == {"lines": 1, "devices": 1, "credentials": 0}
     cli.env["PROVISIONING_SECRET_KEY"] = new_key  # the old key is gone: everything still reads
     assert (
         "account.1.password = pw-rotate"

@@ -324,3 +324,44 @@ async def test_credentials_stay_out_of_logs(
 async def test_services_hold_the_nonce_key_derived_from_the_secret_key(client: TestClient) -> None:  # type: ignore[type-arg]
     nonces = client.app[SERVICES].guard.nonces  # type: ignore[union-attr]
     assert nonces.check(nonces.issue()) == "fresh"
+
+
+async def test_a_wrong_password_for_a_real_mac_looks_like_an_unknown_mac(
+    aiohttp_client: Any, digest_settings: Settings, password: str
+) -> None:
+    """Whatever the device's policy (here one digest alone cannot meet), an answer that does not
+    verify gets what an unknown username gets."""
+    client = await aiohttp_client(create_app(replace(digest_settings, auth_proofs="token+digest")))
+    answers = []
+    for username in (MAC, "001565000001"):
+        c = await challenge(client)
+        header = digest_header(
+            username=username, password="wrong", realm=c["realm"], nonce=c["nonce"], uri=FILE
+        )
+        resp = await client.get(FILE, headers={"Authorization": header})
+        answers.append((resp.status, await resp.read(), sorted(resp.headers)))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 401
+
+
+async def test_the_username_shape_is_a_setting(
+    aiohttp_client: Any, digest_settings: Settings, sessions: SessionFactory, world: World
+) -> None:
+    colon = "00:15:65:4a:a9:37"
+    async with sessions() as session, session.begin():
+        rotation = await rotate_credential(
+            session, Cipher(digest_settings.secret_key), MAC, "digest",
+            overlap=0, username_shape="mac_colon",
+        )  # fmt: skip
+    assert rotation.username == colon
+    client = await aiohttp_client(create_app(replace(digest_settings, digest_username="mac_colon")))
+    body = await (await client.get(f"/{world.yealink_token}/{MAC}.cfg")).text()
+    assert f"static.auto_provision.server.username = {colon}" in body
+    found = re.search(r"^static\.auto_provision\.server\.password = (\S+)$", body, re.M)
+    assert found is not None
+    for username, status in ((colon, 200), (MAC, 401)):  # the credential's own spelling only
+        c = await challenge(client)
+        header = digest_header(
+            username=username, password=found.group(1), realm=c["realm"], nonce=c["nonce"], uri=FILE
+        )
+        assert (await fetch(client, FILE, header))[0] == status, username

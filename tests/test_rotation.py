@@ -163,3 +163,20 @@ async def test_config_preview_masks_the_digest_password(
             body = (await resp.json())["files"][f"{MAC}.cfg"]
     assert "static.auto_provision.server.password = ********" in body
     assert f"static.auto_provision.server.username = {MAC}" in body
+
+
+async def test_re_keying_secrets_covers_digest_passwords_and_old_tokens(
+    settings: Settings, world: World, sessions: SessionFactory, tmp_path: Path
+) -> None:
+    from provisioning.crypto import generate_key
+
+    cli = Cli(settings, tmp_path)
+    cli.run("device", "rotate", MAC, "digest")
+    cli.run("device", "rotate", MAC, "token")
+    old_key = cli.env["PROVISIONING_SECRET_KEY"]
+    new_key = generate_key()
+    cli.env["PROVISIONING_SECRET_KEY"] = f"{new_key},{old_key}"
+    assert cli.json("secret", "rotate") == {"lines": 4, "devices": 2, "credentials": 2}
+    cli.env["PROVISIONING_SECRET_KEY"] = new_key  # the old key is gone: everything still reads
+    body = cli.run("render", MAC, f"{MAC}.cfg").stdout
+    assert re.search(r"^static\.auto_provision\.server\.password = \S{24}$", body, re.M)

@@ -209,6 +209,10 @@ class Guard:
                     spend = answer
                     break
             digest_failed = spend is None
+            if digest_failed and claim.token is None and cert is None:
+                # Found by the username alone: a wrong password must look exactly like an
+                # unknown username, whatever the device's policy would have said.
+                return Found(None, source, refusal=Refusal(miss=Miss.FAILED_DIGEST, challenge=True))
         policy = self.policies.policy_for(device.account_id)
         bound_to = window_from = None
         if policy.binding != "off" or policy.first_contact_days is not None:
@@ -285,9 +289,10 @@ class Guard:
         """None when the file may be served; else how to refuse."""
         evidence = found.evidence
         assert found.device is not None and evidence is not None
+        public_only = self.settings.http == "public" and not self.secure(request)
+        if spec is not None and spec.secret and public_only:
+            return Refusal()  # secrets never cross plain HTTP when it is limited
         if spec is not None and decision is Decision.ALLOW:
-            if spec.secret and self.settings.http == "public" and not self.secure(request):
-                return Refusal()  # secrets never cross plain HTTP when it is limited
             return None
         if spec is not None and decision is Decision.CHALLENGE:
             miss = Miss.FAILED_DIGEST if found.digest_failed else Miss.CHALLENGE
