@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from provisioning import audit, overrides
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
-from provisioning.db.models import Account, Device, DeviceReturn, Order
+from provisioning.db.models import Account, Device, DeviceBinding, DeviceReturn, Order
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.devices.mac import colon_mac
@@ -95,6 +95,10 @@ async def test_a_shipped_phone_is_provisioned_at_its_first_boot(
     async with sessions() as session:
         device = await inventory.get_device(session, NEW_MAC)
         assert [(s.slot, s.line_id) for s in device.slots] == [(1, line)]
+        # The first-contact window (issue 9) runs from the shipment.
+        binding = await session.get(DeviceBinding, device.id)
+        assert binding is not None and binding.bound_to is None
+        assert binding.window_from == shipment.order.shipped_at
 
     agent = user_agent("T46U", NEW_MAC)
     status, boot, _ = await fetch(client, shipment.token, f"{NEW_MAC}.boot", agent)

@@ -25,6 +25,7 @@ from provisioning.orders.carriers import Carriers, ShipmentRequest
 from provisioning.orders.device_changes import bump, forget_device_settings, new_credential
 from provisioning.orders.orders import get_order
 from provisioning.orders.views import order_view
+from provisioning.security.policy import restart_first_contact
 from provisioning.views import device_summary
 
 _TRACKING = re.compile(r"[A-Za-z0-9-]{4,64}")
@@ -90,6 +91,8 @@ async def ship_order(
         tracking = await carrier.create_shipment(
             ShipmentRequest(order.id, device.mac, destination, order.relay_point_id)
         )
+    # The first-contact window runs from shipping, not from when the device row was made.
+    await restart_first_contact(session, device.id, now)
     order.state = "shipped"
     order.shipped_at = now
     order.device_id = device.id

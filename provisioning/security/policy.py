@@ -243,23 +243,31 @@ def policy_view(row: AccountPolicy) -> dict[str, Any]:
     }
 
 
-async def unlock_device(
-    session: AsyncSession, mac: str, *, actor: audit.Actor = audit.SYSTEM
-) -> Device:
-    """Forget where the device was bound (its next successful fetch binds it again) and restart
-    its first-contact window: the operator vouches for the device's new place."""
-    device = await get_device(session, mac, lock=True)
-    binding = await session.get(DeviceBinding, device.id, with_for_update=True)
-    before = binding_view(binding)
-    now = utcnow()
+async def restart_first_contact(
+    session: AsyncSession, device_id: int, now: datetime
+) -> DeviceBinding:
+    """Forget where the device was bound and start its first-contact window now: when an
+    operator unlocks it, and when it ships (a re-shipped phone binds anew where it lands)."""
+    binding = await session.get(DeviceBinding, device_id, with_for_update=True)
     if binding is None:
-        binding = DeviceBinding(device_id=device.id, refusals=0)
+        binding = DeviceBinding(device_id=device_id, refusals=0)
         session.add(binding)
     binding.bound_to = binding.bound_at = None
     binding.refused_at = binding.refused_from = binding.refused_reason = None
     binding.refusals = 0
     binding.window_from = now
     await session.flush()
+    return binding
+
+
+async def unlock_device(
+    session: AsyncSession, mac: str, *, actor: audit.Actor = audit.SYSTEM
+) -> Device:
+    """Forget where the device was bound (its next successful fetch binds it again) and restart
+    its first-contact window: the operator vouches for the device's new place."""
+    device = await get_device(session, mac, lock=True)
+    before = binding_view(await session.get(DeviceBinding, device.id))
+    binding = await restart_first_contact(session, device.id, utcnow())
     await audit.record(
         session, actor, "device.unlock", "device", device.mac,
         account_id=device.account_id, device_mac=device.mac,
