@@ -94,17 +94,7 @@ async def rotate(request: web.Request) -> web.Response:
             username_shape=services.settings.digest_username,
             actor=actor(request),
         )
-    until = rotation.previous_valid_until
-    view: dict[str, Any] = {
-        "mac": rotation.mac,
-        "kind": rotation.kind,
-        "previous_valid_until": until.isoformat() if until else None,
-    }
-    if rotation.token is not None:
-        # Like at creation: the only time the API hands out the provisioning URL's token.
-        view["url"] = f"{services.settings.base_url}/{rotation.token}/"
-    if rotation.username is not None:
-        view["username"] = rotation.username
+    view = rotation.view(services.settings.base_url)
     return web.json_response(view, status=201)
 
 

@@ -88,15 +88,7 @@ async def cmd_device_rotate(ctx: Context, session: AsyncSession) -> None:
         actor=ctx.actor,
     )
     until = rotation.previous_valid_until
-    data: dict[str, Any] = {
-        "mac": rotation.mac,
-        "kind": rotation.kind,
-        "previous_valid_until": until.isoformat() if until else None,
-    }
-    if rotation.token is not None:
-        data["url"] = f"{ctx.settings.base_url}/{rotation.token}/"
-    if rotation.username is not None:
-        data["username"] = rotation.username
+    data = rotation.view(ctx.settings.base_url)
     human = f"{rotation.kind} of {rotation.mac} renewed; the next config carries it"
     if until is not None:
         human += f"; the previous one works until {until.isoformat()}"

@@ -45,6 +45,20 @@ class Rotation:
     username: str | None  # the digest username, for a digest rotation
     previous_valid_until: datetime | None  # None: there was no previous credential
 
+    def view(self, base_url: str) -> dict[str, Any]:
+        """What the CLI and the API show; the token only as the provisioning URL, this once."""
+        until = self.previous_valid_until
+        data: dict[str, Any] = {
+            "mac": self.mac,
+            "kind": self.kind,
+            "previous_valid_until": until.isoformat() if until else None,
+        }
+        if self.token is not None:
+            data["url"] = f"{base_url}/{self.token}/"
+        if self.username is not None:
+            data["username"] = self.username
+        return data
+
 
 def _valid(now: datetime) -> Any:
     return or_(DeviceCredential.expires_at.is_(None), DeviceCredential.expires_at > now)
