@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 RETRY_AFTER = "30"
+# Set on the request once the file name is matched: the family a fetch counts under (metrics).
+FAMILY_KEY = "provisioning.family"
 
 
 def not_found() -> web.Response:
@@ -59,6 +61,7 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
     matches = match_file(services.catalog, file_name)
     if not matches:
         return not_found()
+    request[FAMILY_KEY] = matches[0].family.name
     agent = user_agent(request)
     ua = parse_user_agent(services.catalog, agent)
     path_mac = next((m.mac for m in matches if m.mac), None)
