@@ -16,6 +16,7 @@ from provisioning.db.engine import make_engine, make_session_factory, make_write
 from provisioning.devices.catalog import load_catalog
 from provisioning.phones.auth import Authorizer, default_authorizer
 from provisioning.phones.routes import add_routes as add_phone_routes
+from provisioning.phones.sightings import SightingBuffer
 from provisioning.push.worker import PushWorker
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
@@ -45,6 +46,9 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         sessions = make_session_factory(writer)
         read_sessions = make_session_factory(engine, read_only=True)
         guard = Guard(settings, catalog, cipher, sessions, factory)
+        sightings = SightingBuffer(
+            sessions, interval=settings.sighting_flush_ms / 1000, limit=settings.sighting_buffer
+        )
         app[SERVICES] = Services(
             settings=settings,
             engine=engine,
@@ -56,8 +60,10 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             cache=RenderCache(settings.render_cache_size),
             authorize=authorizer or default_authorizer(settings),
             guard=guard,
+            sightings=sightings,
         )
-        async with maintained(guard, read_sessions, sessions):
+        # Cleanup runs after the server stopped taking requests: the last flush sees them all.
+        async with maintained(guard, read_sessions, sessions), sightings.running():
             yield
         await engine.dispose()
         if writer is not engine:

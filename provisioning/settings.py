@@ -94,6 +94,15 @@ class Settings:
     default_timezone: str = "Europe/Paris"
     default_language: str = "fr"
     render_cache_size: int = 10_000
+    # -- The fetch path under load (README "Boot storms"). --
+    # Sightings are written in batches every this many milliseconds (0: one write per fetch).
+    sighting_flush_ms: int = 500
+    # Sightings kept in memory at most while the database cannot take them.
+    sighting_buffer: int = 100_000
+    # Phone requests one process handles at once; beyond, a 503 with Retry-After at once.
+    max_inflight: int = 256
+    # Server processes sharing the port (SO_REUSEPORT); each has its own cache and push worker.
+    workers: int = 1
     # Pushes: check-sync NOTIFYs sent by a worker in each server instance.
     push_enabled: bool = True
     # "proxy": to the line's registrar (or push_proxy), which relays to the phone's contact;
@@ -241,6 +250,14 @@ def _convert(name: str, text: str) -> Any:
         return _parse_int(key, text, 30, MAX_POLL_INTERVAL)
     if name == "render_cache_size":
         return _parse_int(key, text, 0, 10_000_000)
+    if name == "sighting_flush_ms":
+        return _parse_int(key, text, 0, 60_000)
+    if name == "sighting_buffer":
+        return _parse_int(key, text, 1, 10_000_000)
+    if name == "max_inflight":
+        return _parse_int(key, text, 1, 1_000_000)
+    if name == "workers":
+        return _parse_int(key, text, 1, 64)
     if name == "vat_rate":
         return _parse_percent(key, text)
     if name == "shipping_countries":

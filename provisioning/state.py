@@ -11,6 +11,7 @@ from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.devices.catalog import Catalog
 from provisioning.phones.auth import Authorizer
+from provisioning.phones.sightings import SightingBuffer
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
 from provisioning.security.guard import Guard
@@ -33,6 +34,8 @@ class Services:
     authorize: Authorizer
     # Proofs (token, digest, certificate), first-contact binding, scanner bans.
     guard: Guard
+    # Sightings waiting for their batch (written every SIGHTING_FLUSH_MS, flushed at shutdown).
+    sightings: SightingBuffer
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

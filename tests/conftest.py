@@ -93,6 +93,9 @@ def settings(database_url: str, firmware_dir: Path) -> Settings:
         default_registrar=Registrar("sip.example.net", 5060),
         # Tests of pushes turn the worker on; elsewhere it would only add noise.
         push_enabled=False,
+        # Each fetch writes its sighting at once, so tests read it back without waiting; the
+        # batched mode has its own tests (test_sightings_batched.py).
+        sighting_flush_ms=0,
     )
 
 

@@ -23,7 +23,7 @@ from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_u
 from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
-from provisioning.phones.sightings import SightingFacts, record_sighting
+from provisioning.phones.sightings import SightingFacts
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
 from provisioning.render.snapshot import find_device, load_device_data
@@ -37,7 +37,7 @@ FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 RETRY_AFTER = "30"
 # Set on the request once the file name is matched: the family a fetch counts under (metrics).
-FAMILY_KEY = "provisioning.family"
+FAMILY_KEY = web.RequestKey("family", str)
 
 
 def not_found() -> web.Response:
@@ -191,8 +191,9 @@ async def _record(
         file_name=file_name,
         revision=revision,
     )
-    # The file is already rendered: serving it beats failing the phone over bookkeeping.
-    await _write_behind(request, "sighting", lambda s: record_sighting(s, facts))
+    # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
+    # phone's problem: the file is already rendered.
+    await request.app[SERVICES].sightings.add(facts)
 
 
 async def _write_behind(

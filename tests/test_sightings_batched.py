@@ -1,0 +1,140 @@
+"""Sightings written behind in batches: nothing on the fetch's own path, everything by the next
+flush, and the last facts kept over a clean shutdown and a database outage."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from provisioning.app import create_app
+from provisioning.db.engine import SessionFactory
+from provisioning.db.models import Device, Push, Sighting, utcnow
+from provisioning.phones.sightings import SightingBuffer, SightingFacts, record_sightings
+from provisioning.push.changes import devices_changed
+from provisioning.settings import Settings
+from provisioning.state import SERVICES
+from tests.conftest import YEALINK_MAC, YEALINK_UA, World
+
+
+async def _yealink(sessions: SessionFactory) -> Device:
+    async with sessions() as session:
+        device = await session.scalar(select(Device).where(Device.mac == YEALINK_MAC))
+        assert device is not None
+        return device
+
+
+async def _sightings(sessions: SessionFactory, device_id: int) -> int:
+    async with sessions() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Sighting).where(Sighting.device_id == device_id)
+        )
+        return int(count or 0)
+
+
+async def test_fetches_are_recorded_at_the_flush_and_at_clean_shutdown(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World
+) -> None:
+    app = create_app(replace(settings, sighting_flush_ms=60_000))
+    client: TestClient = await aiohttp_client(app)
+    device = await _yealink(sessions)
+    async with sessions() as session, session.begin():
+        await devices_changed(session, Device.id == device.id, "test")
+    path = f"/{world.yealink_token}/{YEALINK_MAC}.cfg"
+    for _ in range(3):
+        resp = await client.get(path, headers={"User-Agent": YEALINK_UA})
+        assert resp.status == 200
+    # Served, but nothing written yet: the three sightings wait for the batch.
+    assert (await _yealink(sessions)).last_seen_at is None
+    assert await _sightings(sessions, device.id) == 0
+    assert len(app[SERVICES].sightings) == 3
+
+    await app[SERVICES].sightings.flush()
+    seen = await _yealink(sessions)
+    assert seen.last_seen_at is not None and seen.state == "active"
+    assert seen.last_revision_served == device.config_revision + 1
+    assert seen.last_user_agent == YEALINK_UA
+    assert await _sightings(sessions, device.id) == 3
+    async with sessions() as session:
+        states = (
+            await session.scalars(select(Push.state).where(Push.device_id == device.id))
+        ).all()
+    assert states and set(states) == {"applied"}  # the fetch is the proof, batched or not
+
+    # One more fetch, then a clean shutdown: the cleanup writes it.
+    resp = await client.get(path, headers={"User-Agent": YEALINK_UA})
+    assert resp.status == 200
+    await client.close()
+    assert await _sightings(sessions, device.id) == 4
+
+
+async def test_a_batch_keeps_the_latest_facts_and_the_highest_revision(
+    sessions: SessionFactory, world: World
+) -> None:
+    device = await _yealink(sessions)
+    async with sessions() as session, session.begin():
+        await devices_changed(session, Device.id == device.id, "first")
+        await devices_changed(session, Device.id == device.id, "second")
+    revision = device.config_revision + 2
+    now = utcnow()
+
+    def facts(seconds: int, ip: str, rev: int) -> SightingFacts:
+        return SightingFacts(
+            device_id=device.id, seen_at=now + timedelta(seconds=seconds), ip=ip,
+            user_agent=YEALINK_UA, firmware="108.86.0.20", file_name=f"{YEALINK_MAC}.cfg",
+            revision=rev,
+        )  # fmt: skip
+
+    # Out of order on purpose: the newest sighting carries an older revision.
+    batch = [
+        facts(2, "192.0.2.2", revision),
+        facts(5, "192.0.2.5", revision - 1),
+        facts(1, "192.0.2.1", revision - 2),
+    ]
+    async with sessions() as session, session.begin():
+        await record_sightings(session, batch)
+    seen = await _yealink(sessions)
+    assert seen.last_ip == "192.0.2.5" and seen.last_revision_served == revision - 1
+    async with sessions() as session:
+        states = (
+            await session.scalars(select(Push.state).where(Push.device_id == device.id))
+        ).all()
+    assert states and set(states) == {"applied"}  # the top revision was fetched at second 2
+    assert await _sightings(sessions, device.id) == 3
+
+    # An older batch (another instance lagging) never moves last-seen back in time.
+    async with sessions() as session, session.begin():
+        await record_sightings(session, [facts(-60, "198.51.100.1", revision)])
+    assert (await _yealink(sessions)).last_ip == "192.0.2.5"
+
+
+class _Down:
+    """A session factory whose database is unreachable."""
+
+    def __call__(self) -> Any:
+        raise OperationalError("connect", {}, ConnectionRefusedError())
+
+
+async def test_an_outage_keeps_the_newest_facts_within_the_limit(
+    sessions: SessionFactory, world: World
+) -> None:
+    device = await _yealink(sessions)
+    buffer = SightingBuffer(_Down(), interval=1, limit=3)  # type: ignore[arg-type]
+    base = utcnow()
+    for n in range(5):
+        await buffer.add(
+            SightingFacts(
+                device.id, base + timedelta(seconds=n), f"192.0.2.{n}", "ua", None, "f", 1
+            )
+        )
+    assert len(buffer) == 3 and buffer.dropped == 2
+    await buffer.flush()  # fails: kept for the next round
+    assert [f.ip for f in buffer._pending] == ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
+    buffer.sessions = sessions  # the database is back
+    await buffer.flush()
+    assert len(buffer) == 0 and buffer.written == 3
+    assert (await _yealink(sessions)).last_ip == "192.0.2.4"
