@@ -15,6 +15,7 @@ from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory, make_writer_engine
 from provisioning.devices.catalog import load_catalog
 from provisioning.phones.auth import Authorizer, default_authorizer
+from provisioning.phones.lookup import open_rows
 from provisioning.phones.routes import add_routes as add_phone_routes
 from provisioning.phones.sightings import SightingBuffer
 from provisioning.push.worker import PushWorker
@@ -45,7 +46,8 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         writer = make_writer_engine(settings.database_url) or engine
         sessions = make_session_factory(writer)
         read_sessions = make_session_factory(engine, read_only=True)
-        guard = Guard(settings, catalog, cipher, sessions, factory)
+        rows = open_rows(settings.database_url)
+        guard = Guard(settings, catalog, cipher, sessions, rows, factory)
         sightings = SightingBuffer(
             sessions, interval=settings.sighting_flush_ms / 1000, limit=settings.sighting_buffer
         )
@@ -65,6 +67,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         # Cleanup runs after the server stopped taking requests: the last flush sees them all.
         async with maintained(guard, read_sessions, sessions), sightings.running():
             yield
+        await rows.close()
         await engine.dispose()
         if writer is not engine:
             await writer.dispose()

@@ -106,10 +106,34 @@ async def test_a_batch_keeps_the_latest_facts_and_the_highest_revision(
     assert states and set(states) == {"applied"}  # the top revision was fetched at second 2
     assert await _sightings(sessions, device.id) == 3
 
+    # Several devices in one batch: one statement each, executed for many rows.
+    async with sessions() as session:
+        other = await session.scalar(select(Device).where(Device.mac == world.linphone_mac))
+    assert other is not None
+    async with sessions() as session, session.begin():
+        await record_sightings(
+            session,
+            [
+                facts(6, "192.0.2.6", revision),
+                replace(facts(6, "192.0.2.7", other.config_revision), device_id=other.id),
+            ],
+        )
+    async with sessions() as session:
+        assert (
+            await session.scalar(select(Device.last_ip).where(Device.id == other.id)) == "192.0.2.7"
+        )
+        pending = await session.scalar(
+            select(func.count())
+            .select_from(Push)
+            .where(Push.device_id == other.id, Push.state != "applied")
+        )
+    assert pending == 0
+    assert (await _yealink(sessions)).last_ip == "192.0.2.6"
+
     # An older batch (another instance lagging) never moves last-seen back in time.
     async with sessions() as session, session.begin():
         await record_sightings(session, [facts(-60, "198.51.100.1", revision)])
-    assert (await _yealink(sessions)).last_ip == "192.0.2.5"
+    assert (await _yealink(sessions)).last_ip == "192.0.2.6"
 
 
 class _Down:

@@ -20,7 +20,6 @@ from provisioning.db.models import Device, LineHandover, LineSlot, Order, utcnow
 from provisioning.orders.device_changes import bump, lock_device
 from provisioning.orders.returns import awaiting_return, open_return
 from provisioning.orders.views import order_view
-from provisioning.render.snapshot import find_device
 
 
 async def awaiting_first_fetch(session: AsyncSession, device_id: int) -> bool:
@@ -128,16 +127,16 @@ async def _take_over(
 
 
 async def at_first_fetch(
-    sessions: SessionFactory, read_session: AsyncSession, device: Device
-) -> Device:
+    sessions: SessionFactory, read_session: AsyncSession, device_id: int
+) -> bool:
     """Hook of the phone endpoint for a device never seen before: complete its delivery if it
-    was shipped, and give back the device as it now is (lines moved, new revision)."""
-    if not await awaiting_first_fetch(read_session, device.id):
-        return device
-    device_id, mac = device.id, device.mac
+    was shipped. True when it did (lines moved, new revision: the caller reads the device
+    again)."""
+    if not await awaiting_first_fetch(read_session, device_id):
+        return False
     async with sessions() as session, session.begin():
         await complete_delivery(session, device_id)
-    # The read snapshot predates the move: end it and read the device again.
+    # The read snapshot predates the move: end it.
     await read_session.rollback()
     read_session.expunge_all()
-    return await find_device(read_session, mac=mac) or device
+    return True

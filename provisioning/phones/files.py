@@ -23,6 +23,7 @@ from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_u
 from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
+from provisioning.phones.lookup import DatabaseUnavailable
 from provisioning.phones.sightings import SightingFacts
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
@@ -86,19 +87,27 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
                 if refusal is not None:
                     _log_refusal(request, found.evidence, file_name)
             if device is not None and spec is not None and refusal is None:
-                if device.last_seen_at is None:
-                    # Orders: a shipped phone's first fetch completes its delivery (a
-                    # replacement takes over its lines) before anything is rendered for it.
-                    device = await at_first_fetch(services.sessions, session, device)
+                # Orders: a shipped phone's first fetch completes its delivery (a replacement
+                # takes over its lines) before anything is rendered for it.
+                if device.last_seen_at is None and await at_first_fetch(
+                    services.sessions, session, device.id
+                ):
+                    device = await services.guard.rows.by_mac(device.mac) or device
                 key = (device.id, device.config_revision, file_name)
                 cached = services.cache.get(key)
-                if cached is None:
-                    data = await load_device_data(session, device, services.cipher, settings)
-                    cached = render_file(services.renderer, settings, data, spec)
-                    services.cache.put(key, cached)
-                rendered = cached
                 device_id, revision = device.id, device.config_revision
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                if cached is None:
+                    # Slots and lines only now; the row read again with them may carry a newer
+                    # revision (another transaction committed meanwhile): the key follows it.
+                    full = await find_device(session, mac=device.mac)
+                    if full is None:  # deleted meanwhile
+                        return not_found()
+                    data = await load_device_data(session, full, services.cipher, settings)
+                    cached = render_file(services.renderer, settings, data, spec)
+                    revision = full.config_revision
+                    services.cache.put((device_id, revision, file_name), cached)
+                rendered = cached
+    except (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable) as exc:
         log.warning("phone fetch: database unavailable: %s", type(exc).__name__)
         return unavailable()
     except (RenderError, SecretKeyError) as exc:
@@ -136,7 +145,7 @@ async def _maybe_unknown(
     if plausible is None:
         return
     mac, family, ua_model = plausible
-    if await find_device(session, mac=mac) is not None:
+    if await request.app[SERVICES].guard.rows.by_mac(mac) is not None:
         return
     await session.rollback()  # end the read snapshot before writing (SQLite)
     facts = UnknownFacts(

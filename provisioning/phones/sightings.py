@@ -64,7 +64,8 @@ _APPLIED = (
     .where(
         and_(
             _pushes.c.device_id == bindparam("b_device_id"),
-            _pushes.c.state.in_(("pending", "notified", "overdue")),
+            # "pending", "notified" or "overdue" (an IN list cannot be executemany'd).
+            _pushes.c.state != "applied",
             _pushes.c.target_revision <= bindparam("b_revision"),
         )
     )

@@ -20,6 +20,7 @@ from provisioning.settings import Settings
 async def find_device(
     session: AsyncSession, *, mac: str | None = None, token_hash: str | None = None
 ) -> Device | None:
+    """The device with its account, slots and lines (what rendering needs)."""
     query = select(Device).options(
         selectinload(Device.account),
         selectinload(Device.slots).selectinload(LineSlot.line),

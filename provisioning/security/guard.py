@@ -28,12 +28,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import Cipher, token_hash
 from provisioning.db.engine import SessionFactory
-from provisioning.db.models import Device, utcnow
+from provisioning.db.models import utcnow
 from provisioning.devices.catalog import Catalog, FileSpec
 from provisioning.devices.mac import try_mac
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address
-from provisioning.render.snapshot import find_device
+from provisioning.phones.lookup import DatabaseUnavailable, DeviceRow, DeviceRows
 from provisioning.security import digest
 from provisioning.security.bans import BanList, BanRules, Miss, record_miss
 from provisioning.security.credentials import digest_secrets, mac_of_previous_token
@@ -57,7 +57,7 @@ log = logging.getLogger("provisioning.security")
 # the client certificate it verified (URL-encoded PEM) and its verdict.
 CERT_HEADER = "X-Client-Cert"
 VERIFY_HEADER = "X-Client-Verify"
-DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Found:
-    device: Device | None
+    device: DeviceRow | None
     source: Source | None
     evidence: Evidence | None = None
     refusal: Refusal = field(default_factory=Refusal)  # when no device was proven
@@ -107,12 +107,15 @@ class Guard:
         catalog: Catalog,
         cipher: Cipher,
         sessions: SessionFactory,
+        rows: DeviceRows,
         factory: FactoryCertificates | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.cipher = cipher
         self.sessions = sessions
+        # Device rows by token or MAC straight through the driver: the fetch path's one read.
+        self.rows = rows
         self.bans = BanList()
         self.rules = BanRules.from_settings(settings)
         self.nonces = digest.Nonces(settings.secret_key, settings.digest_nonce_seconds)
@@ -178,24 +181,24 @@ class Guard:
     async def identify(self, request: web.Request, session: AsyncSession, claim: Claim) -> Found:
         source = self.source(request)
         answer, digest_failed, stale = self._digest_answer(request)
-        device: Device | None = None
+        device: DeviceRow | None = None
         if claim.token is not None:
             hashed = token_hash(claim.token)
-            device = await find_device(session, token_hash=hashed)
+            device = await self.rows.by_token_hash(hashed)
             if device is None:
                 # A token rotated out is still good during its overlap.
                 previous = await mac_of_previous_token(session, hashed)
-                device = await find_device(session, mac=previous) if previous else None
+                device = await self.rows.by_mac(previous) if previous else None
             if device is None:
                 return Found(None, source, refusal=Refusal(miss=Miss.BAD_TOKEN))
         cert = self.certificate(request)
         if device is None and cert is not None:
-            device = await find_device(session, mac=cert.mac)
+            device = await self.rows.by_mac(cert.mac)
         if device is None and answer is not None and (mac := try_mac(answer.username)):
-            device = await find_device(session, mac=mac)
+            device = await self.rows.by_mac(mac)
         named = claim.path_mac or claim.ua_mac
         if device is None and self.settings.allow_mac_only and named:
-            device = await find_device(session, mac=named)
+            device = await self.rows.by_mac(named)
         if device is None:
             refusal = self._nothing_proven(named, answer is not None or digest_failed, stale, cert)
             return Found(None, source, refusal=refusal)

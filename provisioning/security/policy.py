@@ -25,6 +25,7 @@ from provisioning.db.models import AccountPolicy, Device, DeviceBinding, utcnow
 from provisioning.devices.inventory import get_device
 from provisioning.errors import InvalidInput, NotFound
 from provisioning.phones.auth import Policy, PolicyError, parse_proofs
+from provisioning.phones.lookup import DeviceRow
 from provisioning.security.sources import Source
 from provisioning.settings import Settings
 
@@ -114,7 +115,7 @@ def bound_elsewhere(bound_to: str | None, source: Source | None) -> bool:
 
 
 def window_closed(
-    policy: Policy, device: Device, window_from: datetime | None, now: datetime
+    policy: Policy, device: DeviceRow, window_from: datetime | None, now: datetime
 ) -> bool:
     if policy.first_contact_days is None or device.last_seen_at is not None:
         return False
