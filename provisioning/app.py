@@ -15,6 +15,7 @@ from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory, make_writer_engine
 from provisioning.devices.catalog import load_catalog
 from provisioning.phones.auth import Authorizer, default_authorizer
+from provisioning.phones.load import Load
 from provisioning.phones.lookup import open_rows
 from provisioning.phones.routes import add_routes as add_phone_routes
 from provisioning.phones.sightings import SightingBuffer
@@ -47,6 +48,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         sessions = make_session_factory(writer)
         read_sessions = make_session_factory(engine, read_only=True)
         rows = open_rows(settings.database_url)
+        load = Load(max_inflight=settings.max_inflight, max_lag_ms=settings.max_lag_ms)
         guard = Guard(settings, catalog, cipher, sessions, rows, factory)
         sightings = SightingBuffer(
             sessions, interval=settings.sighting_flush_ms / 1000, limit=settings.sighting_buffer
@@ -63,9 +65,14 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             authorize=authorizer or default_authorizer(settings),
             guard=guard,
             sightings=sightings,
+            load=load,
         )
         # Cleanup runs after the server stopped taking requests: the last flush sees them all.
-        async with maintained(guard, read_sessions, sessions), sightings.running():
+        async with (
+            maintained(guard, read_sessions, sessions),
+            sightings.running(),
+            load.watched(),
+        ):
             yield
         await rows.close()
         await engine.dispose()

@@ -537,6 +537,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         settings = replace(settings, host=args.host)
     if args.port:
         settings = replace(settings, port=args.port)
+    if args.workers:
+        settings = replace(settings, workers=args.workers)
     serve(settings, demo=args.demo)
 
 
@@ -579,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=_positive)
     p.add_argument("--demo", action="store_true", help="seed a demo account, lines and phones")
+    p.add_argument(
+        "--workers", type=_positive, help="processes sharing the port (default: WORKERS, 1)"
+    )
     p.set_defaults(serve=True)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)

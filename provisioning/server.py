@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
+import signal
 import sys
+import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -85,6 +89,13 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
             f"\nTry: curl -A '{devices[0].user_agent}' {devices[0].urls[-1]}\n",
             flush=True,
         )
+    if settings.workers > 1:
+        _run_workers(settings)
+    else:
+        _run_one(settings)
+
+
+def _run_one(settings: Settings) -> None:
     app = create_app(settings)
     # HTTP and/or HTTPS (settings HTTP, TLS_CERT/TLS_KEY): see security.listen.
     listen.run(
@@ -93,3 +104,57 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         access_log_class=AccessLogger,
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
+
+
+def _run_workers(settings: Settings) -> None:
+    """WORKERS processes, each a whole server (app, cache, push worker) on the same port with
+    SO_REUSEPORT: the kernel spreads connections, the database keeps them one service. The
+    parent only forwards SIGINT/SIGTERM (each worker drains and flushes its sightings) and
+    starts again a worker that died without being asked to stop."""
+    log = logging.getLogger("provisioning.workers")
+    stopping = False
+    children: dict[int, int | None] = {}
+
+    def start(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # the worker: its own process group, so a terminal's ^C reaches it once
+            os.setpgid(0, 0)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            code = 0
+            try:
+                _run_one(settings)
+            except BaseException:
+                log.exception("worker %d failed", number)
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = number
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                # aiohttp stops gracefully on SIGINT and SIGTERM alike.
+                os.kill(pid, signal.SIGINT)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for number in range(settings.workers):
+        start(number)
+    while children:
+        pid, status = os.wait()
+        stopped = children.pop(pid, None)
+        if stopped is None or stopping:
+            continue
+        log.warning(
+            "worker %d (pid %d) exited with status %d; starting it again",
+            number,
+            pid,
+            os.waitstatus_to_exitcode(status),
+        )
+        time.sleep(1)
+        if not stopping:
+            start(number)

@@ -101,6 +101,9 @@ class Settings:
     sighting_buffer: int = 100_000
     # Phone requests one process handles at once; beyond, a 503 with Retry-After at once.
     max_inflight: int = 256
+    # The event loop this many milliseconds behind: phone requests are answered 503 until it
+    # catches up.
+    max_lag_ms: int = 500
     # Server processes sharing the port (SO_REUSEPORT); each has its own cache and push worker.
     workers: int = 1
     # Pushes: check-sync NOTIFYs sent by a worker in each server instance.
@@ -256,6 +259,8 @@ def _convert(name: str, text: str) -> Any:
         return _parse_int(key, text, 1, 10_000_000)
     if name == "max_inflight":
         return _parse_int(key, text, 1, 1_000_000)
+    if name == "max_lag_ms":
+        return _parse_int(key, text, 10, 60_000)
     if name == "workers":
         return _parse_int(key, text, 1, 64)
     if name == "vat_rate":

@@ -11,6 +11,7 @@ from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.devices.catalog import Catalog
 from provisioning.phones.auth import Authorizer
+from provisioning.phones.load import Load
 from provisioning.phones.sightings import SightingBuffer
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
@@ -36,6 +37,8 @@ class Services:
     guard: Guard
     # Sightings waiting for their batch (written every SIGHTING_FLUSH_MS, flushed at shutdown).
     sightings: SightingBuffer
+    # Requests in flight and the event loop's lag: overload is answered 503 at once.
+    load: Load
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

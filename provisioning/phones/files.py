@@ -27,7 +27,6 @@ from provisioning.phones.lookup import DatabaseUnavailable
 from provisioning.phones.sightings import SightingFacts
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
-from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.security.bans import Miss
 from provisioning.security.guard import Claim, Refusal
 from provisioning.state import SERVICES
@@ -99,12 +98,12 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
                 if cached is None:
                     # Slots and lines only now; the row read again with them may carry a newer
                     # revision (another transaction committed meanwhile): the key follows it.
-                    full = await find_device(session, mac=device.mac)
-                    if full is None:  # deleted meanwhile
+                    found_rows = await services.guard.rows.render_rows(device_id)
+                    if found_rows is None:  # deleted meanwhile
                         return not_found()
-                    data = await load_device_data(session, full, services.cipher, settings)
+                    data = found_rows.device_data(services.cipher, settings)
                     cached = render_file(services.renderer, settings, data, spec)
-                    revision = full.config_revision
+                    revision = data.revision
                     services.cache.put((device_id, revision, file_name), cached)
                 rendered = cached
     except (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable) as exc:

@@ -18,14 +18,89 @@ import sqlite3
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
+from provisioning.crypto import Cipher
+from provisioning.overrides import SCOPES
+from provisioning.render.context import DeviceData
+from provisioning.render.snapshot import line_data
+from provisioning.settings import Settings
+
 COLUMNS = "id, mac, model_id, account_id, config_revision, last_seen_at, created_at"
 BY_TOKEN = f"SELECT {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608 (constants only)
 BY_MAC = f"SELECT {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
+
+
+# What rendering needs (a render-cache miss), read in one read-only transaction: the device row
+# first, so the lines are at least as new as the revision the file is cached under.
+RENDER_DEVICE = (
+    "SELECT d.id, d.mac, d.model_id, d.account_id, d.config_revision, d.token_enc, a.name,"
+    " a.timezone, a.language FROM devices d LEFT JOIN accounts a ON a.id = d.account_id"
+    " WHERE d.id = {0}"
+)
+RENDER_LINES = (
+    "SELECT s.slot, l.number, l.sip_username, l.auth_username, l.password_enc, l.display_name,"
+    " l.registrar_host, l.registrar_port, l.transport FROM line_slots s"
+    " JOIN lines l ON l.id = s.line_id WHERE s.device_id = {0} ORDER BY s.slot"
+)
+RENDER_OVERRIDES = (
+    "SELECT scope, key, value FROM setting_overrides WHERE (scope = 'model' AND target = {0})"
+    " OR (scope = 'account' AND target = {1}) OR (scope = 'device' AND target = {2}) ORDER BY id"
+)
+RENDER_DIGEST = (
+    "SELECT username, secret_enc FROM device_credentials WHERE device_id = {0}"
+    " AND kind = 'digest' AND expires_at IS NULL ORDER BY id DESC LIMIT 1"
+)
+
+
+class LineRow(NamedTuple):
+    slot: int
+    number: str
+    sip_username: str
+    auth_username: str | None
+    password_enc: str
+    display_name: str
+    registrar_host: str
+    registrar_port: int
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderRows:
+    device: tuple[Any, ...]
+    lines: list[LineRow]
+    overrides: list[tuple[str, str, str]]  # (scope, key, value) in the order they were set
+    digest: tuple[str | None, str] | None
+
+    def device_data(self, cipher: Cipher, settings: Settings) -> DeviceData:
+        """The same `DeviceData` as `render.snapshot.load_device_data` builds from the ORM."""
+        id_, mac, model_id, account_id, revision, token_enc, name, timezone, language = self.device
+        merged: dict[str, str] = {}
+        for scope in SCOPES:
+            merged.update((key, value) for s, key, value in self.overrides if s == scope)
+        user, password = ("", "") if self.digest is None else self.digest
+        return DeviceData(
+            id=id_,
+            mac=mac,
+            model_id=model_id,
+            revision=revision,
+            token=cipher.decrypt(token_enc),
+            account_name=name if account_id is not None else "",
+            timezone=timezone if account_id is not None else settings.default_timezone,
+            language=language if account_id is not None else settings.default_language,
+            lines={line.slot: line_data(line, cipher) for line in self.lines},
+            overrides=merged,
+            http_username=user or "" if self.digest else "",
+            http_password=cipher.decrypt(password) if self.digest else "",
+        )
+
+
+def _override_targets(device: tuple[Any, ...]) -> tuple[str, str, str]:
+    account_id = device[3]
+    return device[2], "" if account_id is None else str(account_id), device[1]
 
 
 class DatabaseUnavailable(Exception):
@@ -51,6 +126,9 @@ class DeviceRows(ABC):
 
     @abstractmethod
     async def by_mac(self, mac: str) -> DeviceRow | None: ...
+
+    @abstractmethod
+    async def render_rows(self, device_id: int) -> RenderRows | None: ...
 
     async def close(self) -> None:
         return None
@@ -92,6 +170,27 @@ class SqliteRows(DeviceRows):
     async def by_mac(self, mac: str) -> DeviceRow | None:
         return self._one(BY_MAC, mac)
 
+    async def render_rows(self, device_id: int) -> RenderRows | None:
+        db = self._db
+        try:
+            db.execute("BEGIN")  # one snapshot for the four reads
+            try:
+                device = db.execute(RENDER_DEVICE.format("?"), (device_id,)).fetchone()
+                if device is None:
+                    return None
+                lines = db.execute(RENDER_LINES.format("?"), (device_id,)).fetchall()
+                overrides = db.execute(
+                    RENDER_OVERRIDES.format("?", "?", "?"), _override_targets(device)
+                ).fetchall()
+                digest = db.execute(RENDER_DIGEST.format("?"), (device_id,)).fetchone()
+            finally:
+                db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        return RenderRows(
+            tuple(device), [LineRow(*line) for line in lines], [tuple(o) for o in overrides], digest
+        )
+
     async def close(self) -> None:
         self._db.close()
 
@@ -105,18 +204,46 @@ class PostgresRows(DeviceRows):
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
 
+    async def _connected(self) -> asyncpg.Pool:
+        if self._pool is None:
+            # Connected on first use, so a server starts while the database is down (and
+            # answers 503 until it is back).
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._max_size, timeout=10
+            )
+        return self._pool
+
     async def _fetch(self, sql: str, value: str) -> DeviceRow | None:
         try:
-            if self._pool is None:
-                # Connected on first use, so a server starts while the database is down (and
-                # answers 503 until it is back).
-                self._pool = await asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=self._max_size, timeout=10
-                )
+            pool = await self._connected()
             # asyncpg prepares each statement once per connection and reuses it.
-            return _row(await self._pool.fetchrow(sql + "$1", value, timeout=10))
+            return _row(await pool.fetchrow(sql + "$1", value, timeout=10))
         except _PG_ERRORS as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
+
+    async def render_rows(self, device_id: int) -> RenderRows | None:
+        try:
+            pool = await self._connected()
+            async with (
+                pool.acquire(timeout=10) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                device = await conn.fetchrow(RENDER_DEVICE.format("$1"), device_id)
+                if device is None:
+                    return None
+                lines = await conn.fetch(RENDER_LINES.format("$1"), device_id)
+                overrides = await conn.fetch(
+                    RENDER_OVERRIDES.format("$1", "$2", "$3"), *_override_targets(tuple(device))
+                )
+                digest = await conn.fetchrow(RENDER_DIGEST.format("$1"), device_id)
+        except _PG_ERRORS as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        return RenderRows(
+            tuple(device),
+            [LineRow(*line) for line in lines],
+            [tuple(o) for o in overrides],
+            tuple(digest) if digest else None,
+        )
 
     async def by_token_hash(self, token_hash: str) -> DeviceRow | None:
         return await self._fetch(BY_TOKEN, token_hash)

@@ -7,6 +7,12 @@ from aiohttp import web
 
 from provisioning.phones.files import fetch_file, not_found
 from provisioning.phones.firmware import fetch_firmware
+from provisioning.phones.load import Load, shedding
+from provisioning.state import SERVICES
+
+
+def _load(request: web.Request) -> Load:
+    return request.app[SERVICES].load
 
 
 async def _nothing_here(_request: web.Request) -> web.StreamResponse:
@@ -14,8 +20,10 @@ async def _nothing_here(_request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/firmware/{path:.+}", fetch_firmware)
-    app.router.add_get("/{token:[A-Za-z0-9_-]{16,64}}/{file}", fetch_file)
-    app.router.add_get("/{file}", fetch_file)
+    # Under overload phones get a 503 with Retry-After at once (phones.load).
+    files, firmware = shedding(_load, fetch_file), shedding(_load, fetch_firmware)
+    app.router.add_get("/firmware/{path:.+}", firmware)
+    app.router.add_get("/{token:[A-Za-z0-9_-]{16,64}}/{file}", files)
+    app.router.add_get("/{file}", files)
     # Anything else a phone or scanner asks: the same empty 404 as an unknown MAC.
     app.router.add_get("/{tail:.*}", _nothing_here)

@@ -4,6 +4,7 @@ only here."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,47 @@ async def load_device_data(
     return replace(data, http_username=credential[0], http_password=credential[1])
 
 
+class LineFields(Protocol):
+    """A line's stored columns: an ORM `Line` or a row read by `phones.lookup`."""
+
+    @property
+    def number(self) -> str: ...
+
+    @property
+    def sip_username(self) -> str: ...
+
+    @property
+    def auth_username(self) -> str | None: ...
+
+    @property
+    def password_enc(self) -> str: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def registrar_host(self) -> str: ...
+
+    @property
+    def registrar_port(self) -> int: ...
+
+    @property
+    def transport(self) -> str: ...
+
+
+def line_data(line: LineFields, cipher: Cipher) -> LineData:
+    return LineData(
+        number=line.number,
+        user=line.sip_username,
+        auth_user=line.auth_username or line.sip_username,
+        password=cipher.decrypt(line.password_enc),
+        display_name=line.display_name,
+        registrar_host=line.registrar_host,
+        registrar_port=line.registrar_port,
+        transport=line.transport,
+    )
+
+
 def device_data(
     device: Device,
     cipher: Cipher,
@@ -53,19 +95,6 @@ def device_data(
     overrides: dict[str, str] | None = None,
 ) -> DeviceData:
     account: Account | None = device.account
-    lines = {}
-    for slot in device.slots:
-        line = slot.line
-        lines[slot.slot] = LineData(
-            number=line.number,
-            user=line.sip_username,
-            auth_user=line.auth_username or line.sip_username,
-            password=cipher.decrypt(line.password_enc),
-            display_name=line.display_name,
-            registrar_host=line.registrar_host,
-            registrar_port=line.registrar_port,
-            transport=line.transport,
-        )
     return DeviceData(
         id=device.id,
         mac=device.mac,
@@ -75,6 +104,6 @@ def device_data(
         account_name=account.name if account else "",
         timezone=account.timezone if account else settings.default_timezone,
         language=account.language if account else settings.default_language,
-        lines=lines,
+        lines={slot.slot: line_data(slot.line, cipher) for slot in device.slots},
         overrides=overrides or {},
     )

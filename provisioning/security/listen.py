@@ -8,6 +8,7 @@ import contextlib
 import ssl
 from collections.abc import Callable
 
+import uvloop
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
@@ -26,10 +27,16 @@ async def _serve(
     await runner.setup()
     try:
         sites = []
+        # Several worker processes bind the same port; the kernel spreads connections.
+        shared = settings.workers > 1
         if settings.http != "off":
-            sites.append(web.TCPSite(runner, settings.host, settings.port))
+            sites.append(web.TCPSite(runner, settings.host, settings.port, reuse_port=shared))
         if context is not None:
-            sites.append(web.TCPSite(runner, settings.host, settings.tls_port, ssl_context=context))
+            sites.append(
+                web.TCPSite(
+                    runner, settings.host, settings.tls_port, ssl_context=context, reuse_port=shared
+                )
+            )
         for site in sites:
             await site.start()
         names = ", ".join(site.name for site in sites)
@@ -50,4 +57,6 @@ def run(
     # Built before anything listens: a bad certificate or key stops the program with a message.
     context = server_context(settings) if settings.tls else None
     with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
-        asyncio.run(_serve(app, settings, context, access_log_class, say))
+        # uvloop: about 1.5x the requests per second of asyncio's own loop for the same handler
+        # (README "Boot storms").
+        uvloop.run(_serve(app, settings, context, access_log_class, say))

@@ -1,0 +1,80 @@
+"""The fetch path's driver-level reads (`phones.lookup`) against the ORM's: the same device row,
+the same render data (lines, account, overrides in scope order, digest credential)."""
+
+from __future__ import annotations
+
+from provisioning.crypto import Cipher, token_hash
+from provisioning.db.engine import SessionFactory
+from provisioning.devices.catalog import Catalog
+from provisioning.overrides import set_override
+from provisioning.phones.lookup import DatabaseUnavailable, open_rows
+from provisioning.render.snapshot import find_device, load_device_data
+from provisioning.security.credentials import rotate_credential
+from provisioning.settings import Settings
+from tests.conftest import World
+
+
+async def test_rows_and_render_data_match_the_orm(
+    settings: Settings, sessions: SessionFactory, catalog: Catalog, world: World
+) -> None:
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        await set_override(
+            session, catalog, "model", "yealink-t46u", "local_time.ntp_server1", "ntp.model"
+        )
+        await set_override(
+            session,
+            catalog,
+            "account",
+            str(world.account_id),
+            "local_time.ntp_server1",
+            "ntp.account",
+        )
+        await set_override(
+            session, catalog, "device", world.yealink_mac, "local_time.ntp_server2", "ntp.device"
+        )
+        await rotate_credential(session, cipher, world.yealink_mac, "digest", overlap=0)
+    rows = open_rows(settings.database_url)
+    try:
+        async with sessions() as session:
+            device = await find_device(session, mac=world.yealink_mac)
+            assert device is not None
+            expected = await load_device_data(session, device, cipher, settings)
+        row = await rows.by_token_hash(token_hash(world.yealink_token))
+        assert row is not None and row == await rows.by_mac(world.yealink_mac)
+        assert (row.id, row.mac, row.model_id, row.account_id, row.config_revision) == (
+            device.id, device.mac, device.model_id, device.account_id, device.config_revision,
+        )  # fmt: skip
+        assert row.created_at == device.created_at and row.last_seen_at is None
+        assert await rows.by_token_hash(token_hash("no-such-token-at-all")) is None
+        found = await rows.render_rows(row.id)
+        assert found is not None
+        data = found.device_data(cipher, settings)
+        assert data == expected
+        assert data.overrides == {
+            "local_time.ntp_server1": "ntp.account",  # account wins over model
+            "local_time.ntp_server2": "ntp.device",
+        }
+        assert data.http_username == world.yealink_mac and data.http_password
+        assert len(data.lines) == 2
+        assert await rows.render_rows(10**9) is None
+    finally:
+        await rows.close()
+
+
+async def test_a_broken_database_is_reported_as_unavailable(
+    settings: Settings, tmp_path: object
+) -> None:
+    if settings.database_url.startswith("sqlite"):
+        rows = open_rows(f"sqlite+aiosqlite:///{tmp_path}/empty.sqlite3")  # no tables
+    else:
+        rows = open_rows("postgresql+asyncpg://nobody:wrong@127.0.0.1:1/none")  # nothing listens
+    try:
+        for read in (rows.by_mac("0015654aa937"), rows.render_rows(1)):
+            try:
+                await read
+            except DatabaseUnavailable:
+                continue
+            raise AssertionError("a read of a broken database succeeded")
+    finally:
+        await rows.close()
