@@ -1,14 +1,28 @@
 """Boot storm: the server's per-MAC fetch path against nginx serving the same bytes.
 
-    python benchmarks/boot_storm.py [--devices 10000] [--duration 10] [--connections 50]
+    python benchmarks/boot_storm.py [--devices 10000] [--duration 10] [--workers 2]
 
-Seeds N devices (a mix of models, 1 to 4 lines each) in a fresh database, renders each device's
-per-MAC file once into a folder that nginx serves as static files (same paths, same bytes), then
-drives both with wrk in the same run — keep-alive, and a new connection per request as booting
-phones do — with a Lua script choosing a random known device per request (its token, its file,
-its vendor User-Agent). Prints requests/s, p50/p99 latency and the server/nginx ratio, and writes
-benchmarks/results/boot_storm.json. Needs `wrk` and `nginx` (Debian packages of those names);
-everything runs on loopback and is stopped at the end.
+Seeds N devices (a mix of models, 1 to 4 lines each) in a fresh database (SQLite in a temporary
+folder, or --database-url), renders the per-MAC file of a sample of them (--sample, default all
+up to 10,000) into a folder nginx serves as static files (same paths, same bytes), starts the
+server (`provisioning serve --workers W`) and nginx on loopback, and drives both with wrk in the
+same run, with a Lua script choosing a known device per request (its token, its file, its vendor
+User-Agent):
+
+- first_fetch: every sampled device asks once, in a shuffled order, on a new connection: the
+  boot storm itself, each request a render-cache miss (the server renders; nginx reads a file);
+- keep_alive / new_connection: random devices, every file rendered once before (a server that has
+  been up), with keep-alive and with a new connection per request as booting phones do;
+- conditional: keep-alive with the ETag the phone holds (If-None-Match): answered 304;
+- paced: about 1,000 requests/s (wrk's per-request delay), to read p99 at that rate;
+- overload: 1,000 connections at once, new connection per request: 503s with Retry-After
+  expected, no timeouts;
+- framework: the same wrk settings against a bare aiohttp handler answering fixed bytes with the
+  same workers and loop (what Python can do here at all).
+
+Prints requests/s, p50/p99 latency and server/nginx ratios, the server's start-up time and
+resident memory, and writes benchmarks/results/boot_storm.json (or --output). Needs `wrk` and
+`nginx` (Debian packages of those names); everything runs on loopback and is stopped at the end.
 """
 
 from __future__ import annotations
@@ -19,6 +33,7 @@ import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -39,9 +54,9 @@ from provisioning.db.migrate import upgrade
 from provisioning.db.models import Account, Device, Line, LineSlot
 from provisioning.devices import inventory
 from provisioning.devices.catalog import load_catalog
+from provisioning.phones.lookup import open_rows
 from provisioning.render.environment import Renderer
 from provisioning.render.files import device_files, render_file
-from provisioning.render.snapshot import device_data, find_device
 from provisioning.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "boot_storm.json"
@@ -64,20 +79,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, timeout: float = 30, step: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
-            time.sleep(0.1)
+            time.sleep(step)
     raise SystemExit(f"nothing listens on port {port}")
 
 
-async def seed(settings: Settings, count: int, root: Path) -> list[dict[str, str]]:
-    """Devices, lines and slots by bulk inserts; every device's per-MAC file rendered into
-    `root/<token>/<file>` for nginx. Returns what wrk needs per device."""
+async def seed(settings: Settings, count: int, sample: int, root: Path) -> list[dict[str, str]]:
+    """Devices, lines and slots by bulk inserts; the per-MAC file of `sample` of them rendered
+    into `root/<token>/<file>` for nginx. Returns what wrk needs per sampled device."""
     catalog = load_catalog(settings.templates_dir)
     cipher = Cipher(settings.secret_key)
     engine = make_engine(settings.database_url)
@@ -85,6 +100,7 @@ async def seed(settings: Settings, count: int, root: Path) -> list[dict[str, str
     sessions = make_session_factory(engine)
     rng = random.Random(20261126)
     weights = [w for _, _, w in MIX]
+    chosen = set(rng.sample(range(count), sample))
     targets = []
     async with sessions() as session, session.begin():
         await inventory.sync_models(session, catalog)
@@ -97,38 +113,39 @@ async def seed(settings: Settings, count: int, root: Path) -> list[dict[str, str
             )
         ).scalar_one()  # fmt: skip
         password = cipher.encrypt("storm-password")
-        batch = 2000
-        for start in range(0, count, batch):
-            devices, lines, plan = [], [], []
-            for n in range(start, min(start + batch, count)):
-                model_id, agent, _ = rng.choices(MIX, weights)[0]
-                model = catalog.models[model_id]
-                mac = f"02{n:010x}"
-                token = new_device_token()
-                devices.append(
+    batch = 5000
+    for start in range(0, count, batch):
+        devices, lines, plan = [], [], []
+        for n in range(start, min(start + batch, count)):
+            model_id, agent, _ = rng.choices(MIX, weights)[0]
+            model = catalog.models[model_id]
+            mac = f"02{n:010x}"
+            token = new_device_token()
+            devices.append(
+                {
+                    "mac": mac, "model_id": model_id, "slot_count": model.slots,
+                    "account_id": account_id, "state": "assigned",
+                    "token_hash": token_hash(token), "token_enc": cipher.encrypt(token),
+                    "config_revision": 1,
+                }
+            )  # fmt: skip
+            used = rng.randint(1, min(4, model.slots))
+            for slot in range(1, used + 1):
+                lines.append(
                     {
-                        "mac": mac, "model_id": model_id, "slot_count": model.slots,
-                        "account_id": account_id, "state": "assigned",
-                        "token_hash": token_hash(token), "token_enc": cipher.encrypt(token),
-                        "config_revision": 1,
+                        "account_id": account_id, "number": f"+33{n:07d}{slot}",
+                        "sip_username": f"s{n}x{slot}", "password_enc": password,
+                        "registrar_host": "sip.example.net", "registrar_port": 5060,
+                        "transport": "udp", "display_name": f"Line {slot}",
                     }
                 )  # fmt: skip
-                used = rng.randint(1, min(4, model.slots))
-                for slot in range(1, used + 1):
-                    lines.append(
-                        {
-                            "account_id": account_id, "number": f"+33{n:07d}{slot}",
-                            "sip_username": f"s{n}x{slot}", "password_enc": password,
-                            "registrar_host": "sip.example.net", "registrar_port": 5060,
-                            "transport": "udp", "display_name": f"Line {slot}",
-                        }
-                    )  # fmt: skip
-                plan.append((mac, token, model_id, agent, used))
+            plan.append((n, mac, token, model_id, agent, used))
+        async with sessions() as session, session.begin():
             await session.execute(insert(Device), devices)
             await session.execute(insert(Line), lines)
             ids = dict(
                 (await session.execute(select(Device.mac, Device.id).where(
-                    Device.mac.in_([p[0] for p in plan])
+                    Device.mac.in_([p[1] for p in plan])
                 ))).all()
             )  # fmt: skip
             line_ids = iter(
@@ -139,7 +156,7 @@ async def seed(settings: Settings, count: int, root: Path) -> list[dict[str, str
                 ).all()[::-1]
             )
             slots = []
-            for mac, token, model_id, agent, used in plan:
+            for n, mac, token, model_id, agent, used in plan:
                 for slot in range(1, used + 1):
                     slots.append(
                         {
@@ -148,52 +165,84 @@ async def seed(settings: Settings, count: int, root: Path) -> list[dict[str, str
                             "slot_count": catalog.models[model_id].slots,
                         }
                     )  # fmt: skip
-                targets.append({"mac": mac, "token": token, "model": model_id, "agent": agent})
+                if n in chosen:
+                    targets.append(
+                        {"id": ids[mac], "mac": mac, "token": token, "model": model_id,
+                         "agent": agent}
+                    )  # fmt: skip
             await session.execute(insert(LineSlot), slots)
+        if count >= 100_000 and (start // batch) % 20 == 0:
+            print(f"  {start + len(plan)} devices", flush=True)
     renderer = Renderer(catalog)
-    async with sessions() as session:
-        for target in targets:
-            device = await find_device(session, mac=target["mac"])
-            assert device is not None
-            data = device_data(device, cipher, settings)
-            name, spec = next(
-                (n, s) for n, s in device_files(catalog, device.model_id, device.mac) if s.secret
-            )
-            folder = root / target["token"]
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / name).write_bytes(render_file(renderer, settings, data, spec).body)
-            mac = target["mac"]
-            colon = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
-            target["path"] = f"/{target['token']}/{name}"
-            target["agent"] = target["agent"].format(colon=colon, upper=mac.upper(), mac=mac)
+    rows = open_rows(settings.database_url)
+    for target in targets:
+        found = await rows.render_rows(int(target["id"]))
+        assert found is not None
+        name, spec = next(
+            (n, s) for n, s in device_files(catalog, target["model"], target["mac"]) if s.secret
+        )
+        rendered = render_file(renderer, settings, found.device_data(cipher, settings), spec)
+        folder = root / target["token"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(rendered.body)
+        mac = target["mac"]
+        colon = ":".join(mac[i : i + 2] for i in range(0, 12, 2))
+        target["path"] = f"/{target['token']}/{name}"
+        target["agent"] = target["agent"].format(colon=colon, upper=mac.upper(), mac=mac)
+        target["etag"] = rendered.etag
+    await rows.close()
     await engine.dispose()
     return targets
 
 
-def lua_script(targets: list[dict[str, str]], close: bool, folder: Path) -> Path:
-    rows = ",\n".join(f"{{{json.dumps(t['path'])}, {json.dumps(t['agent'])}}}" for t in targets)
-    connection = '["Connection"] = "close",' if close else ""
-    script = folder / ("close.lua" if close else "keepalive.lua")
+def lua_script(
+    targets: list[dict[str, str]],
+    folder: Path,
+    *,
+    close: bool = False,
+    walk: bool = False,
+    etag: bool = False,
+    delay_ms: int = 0,
+) -> Path:
+    """wrk's request generator: a random device per request (or each device in turn, `walk`),
+    optionally closing the connection, sending the ETag, or pausing between requests."""
+    rows = ",\n".join(
+        f"{{{json.dumps(t['path'])}, {json.dumps(t['agent'])}, {json.dumps(t['etag'])}}}"
+        for t in targets
+    )
+    headers = ['["User-Agent"] = t[2]']
+    if close:
+        headers.append('["Connection"] = "close"')
+    if etag:
+        headers.append('["If-None-Match"] = t[3]')
+    pick = "targets[(n % #targets) + 1]" if walk else "targets[math.random(#targets)]"
+    name = f"c{int(close)}w{int(walk)}e{int(etag)}d{delay_ms}.lua"
+    script = folder / name
     script.write_text(
         f"local targets = {{\n{rows}\n}}\n"
         "math.randomseed(os.time())\n"
+        "local n = 0\n"
         "request = function()\n"
-        "  local t = targets[math.random(#targets)]\n"
-        f'  return wrk.format("GET", t[1], {{["User-Agent"] = t[2], {connection}}})\n'
-        "end\n"
+        f"  local t = {pick}\n"
+        "  n = n + 1\n"
+        f'  return wrk.format("GET", t[1], {{{", ".join(headers)}}})\n'
+        "end\n" + (f"delay = function() return {delay_ms} end\n" if delay_ms else "")
     )
     return script
 
 
-def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_wrk(
+    url: str, script: Path, *, threads: int, connections: int, duration: float
+) -> dict[str, Any]:
     out = subprocess.run(
         [
-            "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
+            "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
             "--latency", "-s", str(script), url,
         ],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
 
     def ms(label: str) -> float | None:
         match = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)\b", out)
@@ -203,12 +252,19 @@ def run_wrk(url: str, script: Path, args: argparse.Namespace) -> dict[str, Any]:
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    return {
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result: dict[str, Any] = {
         "requests_per_s": rps,
+        "requests": total,
         "p50_ms": ms("50"),
         "p99_ms": ms("99"),
-        "non_2xx": int(non2xx[1]) if non2xx else 0,
+        "non_2xx_3xx": int(non2xx[1]) if non2xx else 0,
     }
+    if errors:
+        result["socket_errors"] = dict(
+            zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True)
+        )
+    return result
 
 
 def start_nginx(root: Path, port: int, folder: Path) -> subprocess.Popen[bytes]:
@@ -239,72 +295,172 @@ http {{
     return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder)])
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (the workers), in MiB."""
+    total = 0
+    for proc in [str(pid), *subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()]:  # fmt: skip
+        status = Path(f"/proc/{proc}/status")
+        if status.exists():
+            match = re.search(r"VmRSS:\s+(\d+) kB", status.read_text())
+            total += int(match[1]) if match else 0
+    return round(total / 1024, 1)
+
+
+async def fetch_all(port: int, targets: list[dict[str, str]]) -> int:
+    """Every sampled device's file once (a server that has been up has rendered them)."""
+    import aiohttp
+
+    statuses: list[int] = []
+    limit = asyncio.Semaphore(20)
+    async with aiohttp.ClientSession() as client:
+
+        async def one(target: dict[str, str]) -> None:
+            async with (
+                limit,
+                client.get(
+                    f"http://127.0.0.1:{port}{target['path']}",
+                    headers={"User-Agent": target["agent"]},
+                ) as resp,
+            ):
+                await resp.read()
+                statuses.append(resp.status)
+
+        await asyncio.gather(*(one(t) for t in targets))
+    return sum(1 for s in statuses if s == 200)
+
+
+def compare(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "server": ours,
+        "nginx": reference,
+        "ratio": round(ours["requests_per_s"] / reference["requests_per_s"], 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--sample", type=int, help="devices wrk asks for (default: up to 10,000)")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="server processes (2 cores here)")
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     parser.add_argument("--server-args", default="", help="extra arguments to `serve`")
+    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    sample = min(args.sample or 10_000, args.devices)
     for tool in ("wrk", "nginx"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             raise SystemExit(f"{tool} is missing: apt-get install {tool}")
+    # wrk's 1,000 connections of the overload phase, and the server's side of them.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         key = generate_key()
         url = args.database_url or f"sqlite+aiosqlite:///{folder / 'storm.sqlite3'}"
         settings = Settings(database_url=url, secret_key=(key,), push_enabled=False)
         started = time.perf_counter()
-        targets = asyncio.run(seed(settings, args.devices, folder / "static"))
+        targets = asyncio.run(seed(settings, args.devices, sample, folder / "static"))
+        seeded = time.perf_counter() - started
         # nginx's workers run as an unprivileged user: let them read the files.
         for path in [folder, *folder.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        print(f"seeded {len(targets)} devices in {time.perf_counter() - started:.1f} s")
-        server_port, nginx_port = free_port(), free_port()
+        print(f"seeded {args.devices} devices in {seeded:.1f} s; wrk asks for {len(targets)}")
+        server_port, nginx_port, bare_port = free_port(), free_port(), free_port()
         env = {
             **os.environ,
             "PROVISIONING_DATABASE_URL": url,
             "PROVISIONING_SECRET_KEY": key,
             "PROVISIONING_PUSH_ENABLED": "false",
         }
+        launched = time.perf_counter()
         server = subprocess.Popen(
             [sys.executable, "-m", "provisioning", "serve", "--port", str(server_port),
-             *args.server_args.split()],
+             "--workers", str(args.workers), *args.server_args.split()],
             env=env, stdout=subprocess.DEVNULL, stderr=(folder / "server.log").open("wb"),
         )  # fmt: skip
+        wait_port(server_port, step=0.01)
+        startup = time.perf_counter() - launched
         nginx = start_nginx(folder / "static", nginx_port, folder)
+        bare = subprocess.Popen(
+            [sys.executable, str(Path(__file__).parent / "framework.py"), str(bare_port),
+             str(args.workers)]
+        )  # fmt: skip
         results: dict[str, Any] = {
-            "devices": len(targets),
+            "devices": args.devices,
+            "sampled_devices": len(targets),
+            "seconds_to_seed": round(seeded, 1),
             "duration_s": args.duration,
             "connections": args.connections,
             "threads": args.threads,
+            "workers": args.workers,
             "database": "postgresql" if url.startswith("postgresql") else "sqlite",
+            "startup_s": round(startup, 2),
         }
+        ours_url, nginx_url = f"http://127.0.0.1:{server_port}", f"http://127.0.0.1:{nginx_port}"
+        wrk = {"threads": args.threads, "connections": args.connections}
         try:
-            wait_port(server_port)
             wait_port(nginx_port)
-            for close in (False, True):
-                mode = "new_connection" if close else "keep_alive"
-                script = lua_script(targets, close, folder)
-                # A short warm-up fills the render cache as phones' first boot would.
-                run_wrk(f"http://127.0.0.1:{server_port}", script, argparse.Namespace(
-                    threads=1, connections=10, duration=2))  # fmt: skip
-                ours = run_wrk(f"http://127.0.0.1:{server_port}", script, args)
-                reference = run_wrk(f"http://127.0.0.1:{nginx_port}", script, args)
-                results[mode] = {
-                    "server": ours,
-                    "nginx": reference,
-                    "ratio": round(ours["requests_per_s"] / reference["requests_per_s"], 3),
-                }
+            wait_port(bare_port)
+            # The boot storm proper: each device once, each a render-cache miss.
+            script = lua_script(targets, folder, close=True, walk=True)
+            first = run_wrk(ours_url, script, **wrk, duration=args.duration)
+            first["wrapped"] = first["requests"] > len(targets)
+            results["first_fetch"] = compare(
+                first, run_wrk(nginx_url, script, **wrk, duration=args.duration)
+            )
+            results["rss_mb_after_first_fetch"] = rss_mb(server.pid)
+            served = asyncio.run(fetch_all(server_port, targets))
+            results["warmed_devices"] = served
+            for mode, close in (("keep_alive", False), ("new_connection", True)):
+                script = lua_script(targets, folder, close=close)
+                ours = run_wrk(ours_url, script, **wrk, duration=args.duration)
+                results[mode] = compare(
+                    ours, run_wrk(nginx_url, script, **wrk, duration=args.duration)
+                )
+                bare_result = run_wrk(
+                    f"http://127.0.0.1:{bare_port}", script, **wrk, duration=args.duration
+                )
+                results[mode]["framework"] = bare_result
+                results[mode]["ratio_to_framework"] = round(
+                    ours["requests_per_s"] / bare_result["requests_per_s"], 3
+                )
+            script = lua_script(targets, folder, etag=True)
+            conditional = run_wrk(ours_url, script, **wrk, duration=args.duration)
+            results["conditional"] = {
+                "server": conditional,
+                "ratio_to_keep_alive": round(
+                    conditional["requests_per_s"]
+                    / results["keep_alive"]["server"]["requests_per_s"],
+                    3,
+                ),
+            }
+            # About 1,000 requests/s: 20 connections, each pausing 20 ms between requests.
+            script = lua_script(targets, folder, delay_ms=20)
+            results["paced"] = compare(
+                run_wrk(ours_url, script, threads=1, connections=20, duration=args.duration),
+                run_wrk(nginx_url, script, threads=1, connections=20, duration=args.duration),
+            )
+            script = lua_script(targets, folder, close=True)
+            results["overload"] = {
+                "connections": 1000,
+                "server": run_wrk(
+                    ours_url, script, threads=args.threads, connections=1000, duration=args.duration
+                ),
+            }
+            results["rss_mb"] = rss_mb(server.pid)
         finally:
             server.send_signal(signal.SIGINT)
             nginx.send_signal(signal.SIGQUIT)
-            server.wait(timeout=30)
-            nginx.wait(timeout=30)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            bare.send_signal(signal.SIGINT)
+            for process in (server, nginx, bare):
+                process.wait(timeout=30)
+    args.output.parent.mkdir(exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 
