@@ -22,13 +22,6 @@ from provisioning.orders.returns import awaiting_return, open_return
 from provisioning.orders.views import order_view
 
 
-async def awaiting_first_fetch(session: AsyncSession, device_id: int) -> bool:
-    found = await session.scalar(
-        select(Order.id).where(Order.device_id == device_id, Order.state == "shipped").limit(1)
-    )
-    return found is not None
-
-
 async def complete_delivery(
     session: AsyncSession,
     device_id: int,
@@ -126,17 +119,9 @@ async def _take_over(
         )
 
 
-async def at_first_fetch(
-    sessions: SessionFactory, read_session: AsyncSession, device_id: int
-) -> bool:
-    """Hook of the phone endpoint for a device never seen before: complete its delivery if it
-    was shipped. True when it did (lines moved, new revision: the caller reads the device
-    again)."""
-    if not await awaiting_first_fetch(read_session, device_id):
-        return False
+async def at_first_fetch(sessions: SessionFactory, device_id: int) -> bool:
+    """Hook of the phone endpoint for a device never seen before with a shipped order: complete
+    its delivery. True when it did (lines moved, new revision: the caller reads the device
+    again); False when another request or instance did it first."""
     async with sessions() as session, session.begin():
-        await complete_delivery(session, device_id)
-    # The read snapshot predates the move: end it.
-    await read_session.rollback()
-    read_session.expunge_all()
-    return True
+        return bool(await complete_delivery(session, device_id))

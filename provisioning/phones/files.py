@@ -88,9 +88,7 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
             if device is not None and spec is not None and refusal is None:
                 # Orders: a shipped phone's first fetch completes its delivery (a replacement
                 # takes over its lines) before anything is rendered for it.
-                if device.last_seen_at is None and await at_first_fetch(
-                    services.sessions, session, device.id
-                ):
+                if device.awaiting_delivery and await at_first_fetch(services.sessions, device.id):
                     device = await services.guard.rows.by_mac(device.mac) or device
                 key = (device.id, device.config_revision, file_name)
                 cached = services.cache.get(key)

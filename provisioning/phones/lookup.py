@@ -29,7 +29,12 @@ from provisioning.render.context import DeviceData
 from provisioning.render.snapshot import line_data
 from provisioning.settings import Settings
 
-COLUMNS = "id, mac, model_id, account_id, config_revision, last_seen_at, created_at"
+# A device never seen with a shipped order completes its delivery at this fetch (orders.handover).
+COLUMNS = (
+    "id, mac, model_id, account_id, config_revision, last_seen_at, created_at,"
+    " last_seen_at IS NULL AND EXISTS (SELECT 1 FROM orders o WHERE o.device_id = devices.id"
+    " AND o.state = 'shipped')"
+)
 BY_TOKEN = f"SELECT {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608 (constants only)
 BY_MAC = f"SELECT {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
 
@@ -118,6 +123,7 @@ class DeviceRow:
     config_revision: int
     last_seen_at: datetime | None
     created_at: datetime
+    awaiting_delivery: bool
 
 
 class DeviceRows(ABC):
@@ -146,10 +152,12 @@ def _utc(value: Any) -> datetime | None:
 def _row(values: Any) -> DeviceRow | None:
     if values is None:
         return None
-    id_, mac, model_id, account_id, revision, last_seen_at, created_at = values
+    id_, mac, model_id, account_id, revision, last_seen_at, created_at, awaiting = values
     created = _utc(created_at)
     assert created is not None
-    return DeviceRow(id_, mac, model_id, account_id, revision, _utc(last_seen_at), created)
+    return DeviceRow(
+        id_, mac, model_id, account_id, revision, _utc(last_seen_at), created, bool(awaiting)
+    )
 
 
 class SqliteRows(DeviceRows):

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Table, and_, bindparam, case, insert, or_, update
@@ -88,7 +88,7 @@ async def record_sightings(session: AsyncSession, batch: Sequence[SightingFacts]
             newest_revision[facts.device_id] = facts
     await session.execute(_LAST_SEEN, [_bound(facts) for facts in latest.values()])
     await session.execute(_APPLIED, [_bound(facts) for facts in newest_revision.values()])
-    await session.execute(insert(Sighting), [asdict(facts) for facts in batch])
+    await session.execute(insert(Sighting), [vars(facts) for facts in batch])
 
 
 async def record_sighting(session: AsyncSession, facts: SightingFacts) -> None:
@@ -96,7 +96,7 @@ async def record_sighting(session: AsyncSession, facts: SightingFacts) -> None:
 
 
 def _bound(facts: SightingFacts) -> dict[str, object]:
-    return {f"b_{name}": value for name, value in asdict(facts).items()}
+    return {f"b_{name}": value for name, value in vars(facts).items()}
 
 
 class SightingBuffer:
