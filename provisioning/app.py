@@ -51,7 +51,9 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         load = Load(max_inflight=settings.max_inflight, max_lag_ms=settings.max_lag_ms)
         guard = Guard(settings, catalog, cipher, sessions, rows, factory)
         sightings = SightingBuffer(
-            sessions, interval=settings.sighting_flush_ms / 1000, limit=settings.sighting_buffer
+            rows.write_sightings,
+            interval=settings.sighting_flush_ms / 1000,
+            limit=settings.sighting_buffer,
         )
         app[SERVICES] = Services(
             settings=settings,

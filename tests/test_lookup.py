@@ -7,7 +7,8 @@ from provisioning.crypto import Cipher, token_hash
 from provisioning.db.engine import SessionFactory
 from provisioning.devices.catalog import Catalog
 from provisioning.overrides import set_override
-from provisioning.phones.lookup import DatabaseUnavailable, open_rows
+from provisioning.phones.lookup import open_rows
+from provisioning.phones.sightings import DatabaseUnavailable
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.security.credentials import rotate_credential
 from provisioning.settings import Settings

@@ -9,12 +9,12 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
 from provisioning.app import create_app
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Device, Push, Sighting, utcnow
-from provisioning.phones.sightings import SightingBuffer, SightingFacts, record_sightings
+from provisioning.phones.lookup import open_rows
+from provisioning.phones.sightings import DatabaseUnavailable, SightingBuffer, SightingFacts
 from provisioning.push.changes import devices_changed
 from provisioning.settings import Settings
 from provisioning.state import SERVICES
@@ -73,8 +73,16 @@ async def test_fetches_are_recorded_at_the_flush_and_at_clean_shutdown(
 
 
 async def test_a_batch_keeps_the_latest_facts_and_the_highest_revision(
-    sessions: SessionFactory, world: World
+    settings: Settings, sessions: SessionFactory, world: World
 ) -> None:
+    rows = open_rows(settings.database_url)
+    try:
+        await _batches(rows.write_sightings, sessions, world)
+    finally:
+        await rows.close()
+
+
+async def _batches(write: Any, sessions: SessionFactory, world: World) -> None:
     device = await _yealink(sessions)
     async with sessions() as session, session.begin():
         await devices_changed(session, Device.id == device.id, "first")
@@ -95,8 +103,7 @@ async def test_a_batch_keeps_the_latest_facts_and_the_highest_revision(
         facts(5, "192.0.2.5", revision - 1),
         facts(1, "192.0.2.1", revision - 2),
     ]
-    async with sessions() as session, session.begin():
-        await record_sightings(session, batch)
+    await write(batch)
     seen = await _yealink(sessions)
     assert seen.last_ip == "192.0.2.5" and seen.last_revision_served == revision - 1
     async with sessions() as session:
@@ -110,14 +117,12 @@ async def test_a_batch_keeps_the_latest_facts_and_the_highest_revision(
     async with sessions() as session:
         other = await session.scalar(select(Device).where(Device.mac == world.linphone_mac))
     assert other is not None
-    async with sessions() as session, session.begin():
-        await record_sightings(
-            session,
-            [
-                facts(6, "192.0.2.6", revision),
-                replace(facts(6, "192.0.2.7", other.config_revision), device_id=other.id),
-            ],
-        )
+    await write(
+        [
+            facts(6, "192.0.2.6", revision),
+            replace(facts(6, "192.0.2.7", other.config_revision), device_id=other.id),
+        ],
+    )
     async with sessions() as session:
         assert (
             await session.scalar(select(Device.last_ip).where(Device.id == other.id)) == "192.0.2.7"
@@ -130,24 +135,27 @@ async def test_a_batch_keeps_the_latest_facts_and_the_highest_revision(
     assert pending == 0
     assert (await _yealink(sessions)).last_ip == "192.0.2.6"
 
+    # A device deleted meanwhile: its sighting is dropped, the batch still goes in.
+    await write(
+        [replace(facts(7, "192.0.2.8", revision), device_id=10**9), facts(8, "192.0.2.9", revision)]
+    )
+    assert (await _yealink(sessions)).last_ip == "192.0.2.9"
+
     # An older batch (another instance lagging) never moves last-seen back in time.
-    async with sessions() as session, session.begin():
-        await record_sightings(session, [facts(-60, "198.51.100.1", revision)])
-    assert (await _yealink(sessions)).last_ip == "192.0.2.6"
+    await write([facts(-60, "198.51.100.1", revision)])
+    assert (await _yealink(sessions)).last_ip == "192.0.2.9"
 
 
-class _Down:
-    """A session factory whose database is unreachable."""
-
-    def __call__(self) -> Any:
-        raise OperationalError("connect", {}, ConnectionRefusedError())
+async def _down(_batch: object) -> None:
+    """A writer whose database is unreachable."""
+    raise DatabaseUnavailable("ConnectionRefusedError")
 
 
 async def test_an_outage_keeps_the_newest_facts_within_the_limit(
-    sessions: SessionFactory, world: World
+    settings: Settings, sessions: SessionFactory, world: World
 ) -> None:
     device = await _yealink(sessions)
-    buffer = SightingBuffer(_Down(), interval=1, limit=3)  # type: ignore[arg-type]
+    buffer = SightingBuffer(_down, interval=1, limit=3)
     base = utcnow()
     for n in range(5):
         await buffer.add(
@@ -158,7 +166,11 @@ async def test_an_outage_keeps_the_newest_facts_within_the_limit(
     assert len(buffer) == 3 and buffer.dropped == 2
     await buffer.flush()  # fails: kept for the next round
     assert [f.ip for f in buffer._pending] == ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
-    buffer.sessions = sessions  # the database is back
-    await buffer.flush()
+    rows = open_rows(settings.database_url)
+    buffer.write = rows.write_sightings  # the database is back
+    try:
+        await buffer.flush()
+    finally:
+        await rows.close()
     assert len(buffer) == 0 and buffer.written == 3
     assert (await _yealink(sessions)).last_ip == "192.0.2.4"

@@ -23,8 +23,7 @@ from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_u
 from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
-from provisioning.phones.lookup import DatabaseUnavailable
-from provisioning.phones.sightings import SightingFacts
+from provisioning.phones.sightings import DatabaseUnavailable, SightingFacts
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
 from provisioning.security.bans import Miss
@@ -71,39 +70,38 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
     claim = Claim(token=token, path_mac=path_mac, ua_mac=ua_mac)
     refusal: Refusal | None = None
     try:
-        async with services.read_sessions() as session:
-            found = await guard.identify(request, session, claim)
-            device = found.device
-            spec = spec_for(services.catalog, device.model_id, matches) if device else None
-            if device is None:
-                if token is None:
-                    await _maybe_unknown(request, session, matches, ua, path_mac, agent, file_name)
-                refusal = found.refusal
-            else:
-                assert found.evidence is not None
-                decision = services.authorize(found.evidence) if spec else Decision.REFUSE
-                refusal = guard.refusal(request, found, decision, spec)
-                if refusal is not None:
-                    _log_refusal(request, found.evidence, file_name)
-            if device is not None and spec is not None and refusal is None:
-                # Orders: a shipped phone's first fetch completes its delivery (a replacement
-                # takes over its lines) before anything is rendered for it.
-                if device.awaiting_delivery and await at_first_fetch(services.sessions, device.id):
-                    device = await services.guard.rows.by_mac(device.mac) or device
-                key = (device.id, device.config_revision, file_name)
-                cached = services.cache.get(key)
-                device_id, revision = device.id, device.config_revision
-                if cached is None:
-                    # Slots and lines only now; the row read again with them may carry a newer
-                    # revision (another transaction committed meanwhile): the key follows it.
-                    found_rows = await services.guard.rows.render_rows(device_id)
-                    if found_rows is None:  # deleted meanwhile
-                        return not_found()
-                    data = found_rows.device_data(services.cipher, settings)
-                    cached = render_file(services.renderer, settings, data, spec)
-                    revision = data.revision
-                    services.cache.put((device_id, revision, file_name), cached)
-                rendered = cached
+        found = await guard.identify(request, services.read_sessions, claim)
+        device = found.device
+        spec = spec_for(services.catalog, device.model_id, matches) if device else None
+        if device is None:
+            if token is None:
+                await _maybe_unknown(request, matches, ua, path_mac, agent, file_name)
+            refusal = found.refusal
+        else:
+            assert found.evidence is not None
+            decision = services.authorize(found.evidence) if spec else Decision.REFUSE
+            refusal = guard.refusal(request, found, decision, spec)
+            if refusal is not None:
+                _log_refusal(request, found.evidence, file_name)
+        if device is not None and spec is not None and refusal is None:
+            # Orders: a shipped phone's first fetch completes its delivery (a replacement
+            # takes over its lines) before anything is rendered for it.
+            if device.awaiting_delivery and await at_first_fetch(services.sessions, device.id):
+                device = await services.guard.rows.by_mac(device.mac) or device
+            key = (device.id, device.config_revision, file_name)
+            cached = services.cache.get(key)
+            device_id, revision = device.id, device.config_revision
+            if cached is None:
+                # Slots and lines only now; the row read again with them may carry a newer
+                # revision (another transaction committed meanwhile): the key follows it.
+                found_rows = await services.guard.rows.render_rows(device_id)
+                if found_rows is None:  # deleted meanwhile
+                    return not_found()
+                data = found_rows.device_data(services.cipher, settings)
+                cached = render_file(services.renderer, settings, data, spec)
+                revision = data.revision
+                services.cache.put((device_id, revision, file_name), cached)
+            rendered = cached
     except (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable) as exc:
         log.warning("phone fetch: database unavailable: %s", type(exc).__name__)
         return unavailable()
@@ -130,7 +128,6 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
 
 async def _maybe_unknown(
     request: web.Request,
-    session: AsyncSession,
     matches: list[FileMatch],
     ua: UserAgentInfo | None,
     path_mac: str | None,
@@ -144,7 +141,6 @@ async def _maybe_unknown(
     mac, family, ua_model = plausible
     if await request.app[SERVICES].guard.rows.by_mac(mac) is not None:
         return
-    await session.rollback()  # end the read snapshot before writing (SQLite)
     facts = UnknownFacts(
         mac=mac,
         family=family,

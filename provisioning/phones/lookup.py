@@ -14,8 +14,11 @@ thread takes microseconds; a short busy timeout bounds the rare wait (a checkpoi
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -25,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from provisioning.crypto import Cipher
 from provisioning.overrides import SCOPES
+from provisioning.phones.sightings import DatabaseUnavailable, SightingFacts, summarise
 from provisioning.render.context import DeviceData
 from provisioning.render.snapshot import line_data
 from provisioning.settings import Settings
@@ -59,6 +63,57 @@ RENDER_DIGEST = (
     "SELECT username, secret_enc FROM device_credentials WHERE device_id = {0}"
     " AND kind = 'digest' AND expires_at IS NULL ORDER BY id DESC LIMIT 1"
 )
+
+
+# A batch of sightings (phones.sightings): last-seen facts that never go back in time, the pushes
+# a fetched revision proves applied, the rows themselves (not for a device deleted meanwhile).
+WRITE_LAST_SEEN = (
+    "UPDATE devices SET last_seen_at = {0}, last_ip = {1}, last_user_agent = {2},"
+    " last_firmware = {3}, last_revision_served = {4},"
+    " state = CASE WHEN state = 'assigned' THEN 'active' ELSE state END"
+    " WHERE id = {5} AND (last_seen_at IS NULL OR last_seen_at <= {0})"
+)
+WRITE_APPLIED = (
+    "UPDATE pushes SET state = 'applied', applied_at = {0}"
+    " WHERE device_id = {1} AND state <> 'applied' AND target_revision <= {2}"
+)
+WRITE_SIGHTING = (
+    "INSERT INTO sightings (device_id, seen_at, ip, user_agent, firmware, file_name, revision)"
+    " SELECT d.id, {1}, {2}, {3}, {4}, {5}, {6} FROM devices d WHERE d.id = {0}"
+)
+SQLITE_PARAMS = [f"?{n}" for n in range(1, 8)]
+PG_PARAMS = [f"${n}" for n in range(1, 8)]
+# The insert's values sit in a select list, where PostgreSQL cannot infer their types.
+PG_TYPED = [
+    "$1::bigint", "$2::timestamptz", "$3::varchar", "$4::varchar", "$5::varchar", "$6::varchar",
+    "$7::integer",
+]  # fmt: skip
+
+
+def _sighting_params(
+    batch: Sequence[SightingFacts], when: Any
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    latest, newest = summarise(batch)
+    return (
+        [
+            (when(f.seen_at), f.ip, f.user_agent, f.firmware, f.revision, f.device_id)
+            for f in latest
+        ],
+        [(when(f.seen_at), f.device_id, f.revision) for f in newest],
+        [
+            (f.device_id, when(f.seen_at), f.ip, f.user_agent, f.firmware, f.file_name, f.revision)
+            for f in batch
+        ],
+    )
+
+
+def _sqlite_time(value: datetime) -> str:
+    # How SQLAlchemy stores a UTC datetime in SQLite (models.UTCDateTime): naive, microseconds.
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _pg_time(value: datetime) -> datetime:
+    return value
 
 
 class LineRow(NamedTuple):
@@ -108,10 +163,6 @@ def _override_targets(device: tuple[Any, ...]) -> tuple[str, str, str]:
     return device[2], "" if account_id is None else str(account_id), device[1]
 
 
-class DatabaseUnavailable(Exception):
-    """The driver failed; the fetch path answers 503 with Retry-After, as for the ORM's errors."""
-
-
 @dataclass(frozen=True, slots=True)
 class DeviceRow:
     """What identifying, authorising and caching a fetch need to know about a device."""
@@ -135,6 +186,10 @@ class DeviceRows(ABC):
 
     @abstractmethod
     async def render_rows(self, device_id: int) -> RenderRows | None: ...
+
+    @abstractmethod
+    async def write_sightings(self, batch: Sequence[SightingFacts]) -> None:
+        """One transaction for the whole batch."""
 
     async def close(self) -> None:
         return None
@@ -165,6 +220,36 @@ class SqliteRows(DeviceRows):
         # Autocommit: every select sees what other connections and processes committed.
         self._db = sqlite3.connect(path, timeout=0.2, isolation_level=None)
         self._db.execute("PRAGMA query_only = ON")
+        self._path = path
+        # Batches are written by one thread of their own, which spends its time inside SQLite
+        # (GIL released) and waits its turn for the write lock with SQLite's busy timeout.
+        self._writer: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sightings")
+
+    def _write(self, params: tuple[list[Any], list[Any], list[Any]]) -> None:
+        if self._writer is None:
+            self._writer = sqlite3.connect(
+                self._path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._writer.execute("PRAGMA foreign_keys = ON")
+        db = self._writer
+        last_seen, applied, rows = params
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(WRITE_LAST_SEEN.format(*SQLITE_PARAMS), last_seen)
+            db.executemany(WRITE_APPLIED.format(*SQLITE_PARAMS), applied)
+            db.executemany(WRITE_SIGHTING.format(*SQLITE_PARAMS), rows)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def write_sightings(self, batch: Sequence[SightingFacts]) -> None:
+        params = _sighting_params(batch, _sqlite_time)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, params)
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
 
     def _one(self, sql: str, value: str) -> DeviceRow | None:
         try:
@@ -201,6 +286,9 @@ class SqliteRows(DeviceRows):
 
     async def close(self) -> None:
         self._db.close()
+        self._thread.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.close()
 
 
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -258,6 +346,17 @@ class PostgresRows(DeviceRows):
 
     async def by_mac(self, mac: str) -> DeviceRow | None:
         return await self._fetch(BY_MAC, mac)
+
+    async def write_sightings(self, batch: Sequence[SightingFacts]) -> None:
+        last_seen, applied, rows = _sighting_params(batch, _pg_time)
+        try:
+            pool = await self._connected()
+            async with pool.acquire(timeout=10) as conn, conn.transaction():
+                await conn.executemany(WRITE_LAST_SEEN.format(*PG_PARAMS), last_seen)
+                await conn.executemany(WRITE_APPLIED.format(*PG_PARAMS), applied)
+                await conn.executemany(WRITE_SIGHTING.format(*PG_TYPED), rows)
+        except _PG_ERRORS as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -33,7 +33,8 @@ from provisioning.devices.catalog import Catalog, FileSpec
 from provisioning.devices.mac import try_mac
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address
-from provisioning.phones.lookup import DatabaseUnavailable, DeviceRow, DeviceRows
+from provisioning.phones.lookup import DeviceRow, DeviceRows
+from provisioning.phones.sightings import DatabaseUnavailable
 from provisioning.security import digest
 from provisioning.security.bans import BanList, BanRules, Miss, record_miss
 from provisioning.security.credentials import digest_secrets, mac_of_previous_token
@@ -178,7 +179,11 @@ class Guard:
 
     # -- 1. identify --------------------------------------------------------------------------
 
-    async def identify(self, request: web.Request, session: AsyncSession, claim: Claim) -> Found:
+    async def identify(
+        self, request: web.Request, read_sessions: SessionFactory, claim: Claim
+    ) -> Found:
+        """The device row comes through `rows`; a read session is opened only for what most
+        fetches never need (a rotated-out token, digest secrets, a binding)."""
         source = self.source(request)
         answer, digest_failed, stale = self._digest_answer(request)
         device: DeviceRow | None = None
@@ -187,7 +192,8 @@ class Guard:
             device = await self.rows.by_token_hash(hashed)
             if device is None:
                 # A token rotated out is still good during its overlap.
-                previous = await mac_of_previous_token(session, hashed)
+                async with read_sessions() as session:
+                    previous = await mac_of_previous_token(session, hashed)
                 device = await self.rows.by_mac(previous) if previous else None
             if device is None:
                 return Found(None, source, refusal=Refusal(miss=Miss.BAD_TOKEN))
@@ -205,7 +211,9 @@ class Guard:
 
         spend = None
         if answer is not None:
-            for username, password in await digest_secrets(session, self.cipher, device.id):
+            async with read_sessions() as session:
+                secrets = await digest_secrets(session, self.cipher, device.id)
+            for username, password in secrets:
                 if username == answer.username and digest.verify_response(
                     answer, password, request.method
                 ):
@@ -219,7 +227,8 @@ class Guard:
         policy = self.policies.policy_for(device.account_id)
         bound_to = window_from = None
         if policy.binding != "off" or policy.first_contact_days is not None:
-            bound_to, window_from = await binding_state(session, device.id)
+            async with read_sessions() as session:
+                bound_to, window_from = await binding_state(session, device.id)
         bind_to = None
         elsewhere = False
         if policy.binding != "off":
