@@ -350,6 +350,12 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     parser.add_argument("--server-args", default="", help="extra arguments to `serve`")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="folder keeping the seeded database, key and files: seeded on the first run, reused "
+        "by the next ones (1,000,000 devices take minutes to seed)",
+    )
     args = parser.parse_args()
     sample = min(args.sample or 10_000, args.devices)
     for tool in ("wrk", "nginx"):
@@ -360,14 +366,26 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        key = generate_key()
-        url = args.database_url or f"sqlite+aiosqlite:///{folder / 'storm.sqlite3'}"
-        settings = Settings(database_url=url, secret_key=(key,), push_enabled=False)
-        started = time.perf_counter()
-        targets = asyncio.run(seed(settings, args.devices, sample, folder / "static"))
-        seeded = time.perf_counter() - started
+        store = args.keep or folder
+        store.mkdir(parents=True, exist_ok=True)
+        url = args.database_url or f"sqlite+aiosqlite:///{store.resolve() / 'storm.sqlite3'}"
+        kept = store / "targets.json"
+        if args.keep and kept.exists():
+            key = (store / "key").read_text()
+            targets = json.loads(kept.read_text())
+            seeded = json.loads((store / "seeded.json").read_text())["seconds"]
+        else:
+            key = generate_key()
+            settings = Settings(database_url=url, secret_key=(key,), push_enabled=False)
+            started = time.perf_counter()
+            targets = asyncio.run(seed(settings, args.devices, sample, store / "static"))
+            seeded = time.perf_counter() - started
+            if args.keep:
+                (store / "key").write_text(key)
+                (store / "seeded.json").write_text(json.dumps({"seconds": seeded}))
+                kept.write_text(json.dumps(targets))
         # nginx's workers run as an unprivileged user: let them read the files.
-        for path in [folder, *folder.rglob("*")]:
+        for path in {folder, store, *store.rglob("*")}:
             path.chmod(0o755 if path.is_dir() else 0o644)
         print(f"seeded {args.devices} devices in {seeded:.1f} s; wrk asks for {len(targets)}")
         server_port, nginx_port, bare_port = free_port(), free_port(), free_port()
@@ -385,7 +403,7 @@ def main() -> None:
         )  # fmt: skip
         wait_port(server_port, step=0.01)
         startup = time.perf_counter() - launched
-        nginx = start_nginx(folder / "static", nginx_port, folder)
+        nginx = start_nginx(store / "static", nginx_port, folder)
         bare = subprocess.Popen(
             [sys.executable, str(Path(__file__).parent / "framework.py"), str(bare_port),
              str(args.workers)]

@@ -79,5 +79,6 @@ def clean_user_agent(raw: str) -> str:
 
     aiohttp hands undecodable bytes over as surrogates, which PostgreSQL would refuse."""
     text = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    if not text.isprintable():  # the usual case skips the walk through every character
+        text = "".join(ch if ch.isprintable() else "?" for ch in text)
     return text[:MAX_UA]
