@@ -60,6 +60,9 @@ from provisioning.render.files import device_files, render_file
 from provisioning.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "boot_storm.json"
+# Written into the files (firmware and config URLs): the same for the seed's copies and the server,
+# so nginx serves the very bytes the server renders.
+PUBLIC_URL = "http://127.0.0.1:8080"
 # A realistic mix: mostly Yealink, some Snom, Polycom, Fanvil, Grandstream, Cisco.
 MIX = [
     ("yealink-t46u", "Yealink SIP-T46U 108.86.0.20 {colon}", 30),
@@ -331,6 +334,23 @@ async def fetch_all(port: int, targets: list[dict[str, str]]) -> int:
     return sum(1 for s in statuses if s == 200)
 
 
+async def same_bytes(server_port: int, nginx_port: int, targets: list[dict[str, str]]) -> bool:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as client:
+        for target in targets:
+            bodies = []
+            for port in (server_port, nginx_port):
+                async with client.get(
+                    f"http://127.0.0.1:{port}{target['path']}",
+                    headers={"User-Agent": target["agent"]},
+                ) as resp:
+                    bodies.append(await resp.read())
+            if bodies[0] != bodies[1]:
+                return False
+    return True
+
+
 def compare(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     return {
         "server": ours,
@@ -376,7 +396,9 @@ def main() -> None:
             seeded = json.loads((store / "seeded.json").read_text())["seconds"]
         else:
             key = generate_key()
-            settings = Settings(database_url=url, secret_key=(key,), push_enabled=False)
+            settings = Settings(
+                database_url=url, secret_key=(key,), push_enabled=False, public_url=PUBLIC_URL
+            )
             started = time.perf_counter()
             targets = asyncio.run(seed(settings, args.devices, sample, store / "static"))
             seeded = time.perf_counter() - started
@@ -394,6 +416,7 @@ def main() -> None:
             "PROVISIONING_DATABASE_URL": url,
             "PROVISIONING_SECRET_KEY": key,
             "PROVISIONING_PUSH_ENABLED": "false",
+            "PROVISIONING_PUBLIC_URL": PUBLIC_URL,
         }
         launched = time.perf_counter()
         server = subprocess.Popen(
@@ -434,6 +457,9 @@ def main() -> None:
             results["rss_mb_after_first_fetch"] = rss_mb(server.pid)
             served = asyncio.run(fetch_all(server_port, targets))
             results["warmed_devices"] = served
+            same = asyncio.run(same_bytes(server_port, nginx_port, targets[:50]))
+            if not same:
+                raise SystemExit("the server's files differ from nginx's copies: not comparable")
             for mode, close in (("keep_alive", False), ("new_connection", True)):
                 script = lua_script(targets, folder, close=close)
                 ours = run_wrk(ours_url, script, **wrk, duration=args.duration)
