@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # Phones and operators write MACs with two-digit groups (or Cisco's dotted form); anything looser,
 # such as "1:2:3:4:5:6", is more likely a typo than a MAC.
@@ -34,7 +35,10 @@ def normalize_mac(text: str) -> str:
     return mac
 
 
+@lru_cache(maxsize=65_536)
 def try_mac(text: str | None) -> str | None:
+    # Cached: a fetch reads the same MAC from its file name for several families and from its
+    # User-Agent.
     if not text:
         return None
     try:
