@@ -351,6 +351,50 @@ async def same_bytes(server_port: int, nginx_port: int, targets: list[dict[str, 
     return True
 
 
+def start_profile(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy (PyPI) sampling one server worker while wrk runs, if it is installed."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
+        return None
+    workers = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()  # fmt: skip
+    target = workers[0] if workers else str(pid)
+    return subprocess.Popen(
+        [spy, "record", "-p", target, "-d", str(seconds), "-f", "raw", "-o", str(out),
+         "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Share of the worker's samples per function: where the time went (inclusive), and which
+    functions were on the CPU themselves (own)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";") if f]
+        n = int(count)
+        total += n
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+
+    def share(counts: dict[str, int], keep: Any) -> list[list[Any]]:
+        ranked = sorted(((n, f) for f, n in counts.items() if keep(f)), reverse=True)[:top]
+        return [[f, round(n / total, 3)] for n, f in ranked]
+
+    return {
+        "samples": total,
+        "inclusive_project": share(inclusive, lambda f: "provisioning/" in f),
+        "own": share(own, lambda f: True),
+    }
+
+
 def compare(ours: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
     return {
         "server": ours,
@@ -370,6 +414,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     parser.add_argument("--server-args", default="", help="extra arguments to `serve`")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy one worker during the keep-alive phase"
+    )
     parser.add_argument(
         "--keep",
         type=Path,
@@ -462,7 +509,12 @@ def main() -> None:
                 raise SystemExit("the server's files differ from nginx's copies: not comparable")
             for mode, close in (("keep_alive", False), ("new_connection", True)):
                 script = lua_script(targets, folder, close=close)
+                spy = None
+                if args.profile and not close:
+                    spy = start_profile(server.pid, max(1, args.duration - 2), folder / "spy.txt")
                 ours = run_wrk(ours_url, script, **wrk, duration=args.duration)
+                if spy is not None and spy.wait(timeout=60) == 0:
+                    results["profile_keep_alive"] = profile_summary(folder / "spy.txt")
                 results[mode] = compare(
                     ours, run_wrk(nginx_url, script, **wrk, duration=args.duration)
                 )
