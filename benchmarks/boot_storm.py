@@ -376,7 +376,8 @@ def profile_summary(raw: Path, top: int = 15) -> dict[str, Any]:
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1] for f in stack.split(";") if f]
+        # "function (path/file.py:line)" -> "function (path/file.py)": one entry per function.
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";") if f]
         n = int(count)
         total += n
         if frames:
