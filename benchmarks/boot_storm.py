@@ -554,8 +554,16 @@ def main() -> None:
             server.send_signal(signal.SIGINT)
             nginx.send_signal(signal.SIGQUIT)
             bare.send_signal(signal.SIGINT)
+            stopped = time.perf_counter()
             for process in (server, nginx, bare):
-                process.wait(timeout=30)
+                try:
+                    process.wait(timeout=90)
+                except subprocess.TimeoutExpired:
+                    print(f"{process.args[:4]} did not stop within 90 s: killed", file=sys.stderr)
+                    process.kill()
+            results["seconds_to_stop"] = round(time.perf_counter() - stopped, 1)
+            if args.keep:
+                shutil.copy(folder / "server.log", store / "server.log")
     args.output.parent.mkdir(exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

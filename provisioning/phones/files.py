@@ -23,7 +23,7 @@ from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_u
 from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
-from provisioning.phones.sightings import DatabaseUnavailable, SightingFacts
+from provisioning.phones.sightings import DatabaseUnavailable, SightingFacts, describe
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
 from provisioning.security.bans import Miss
@@ -103,7 +103,7 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
                 services.cache.put((device_id, revision, file_name), cached)
             rendered = cached
     except (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable) as exc:
-        log.warning("phone fetch: database unavailable: %s", type(exc).__name__)
+        log.warning("phone fetch: database unavailable: %s", describe(exc))
         return unavailable()
     except (RenderError, SecretKeyError) as exc:
         log.error("phone fetch: cannot render %s: %s", file_name, exc)

@@ -299,14 +299,17 @@ class PostgresRows(DeviceRows):
         self._dsn = dsn
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._creating = asyncio.Lock()
 
     async def _connected(self) -> asyncpg.Pool:
         if self._pool is None:
             # Connected on first use, so a server starts while the database is down (and
-            # answers 503 until it is back).
-            self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._max_size, timeout=10
-            )
+            # answers 503 until it is back); one pool, however many requests arrive first.
+            async with self._creating:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self._max_size, timeout=10
+                    )
         return self._pool
 
     async def _fetch(self, sql: str, value: str) -> DeviceRow | None:
@@ -360,7 +363,10 @@ class PostgresRows(DeviceRows):
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), 10)
+            except TimeoutError:
+                self._pool.terminate()
 
 
 def open_rows(database_url: str) -> DeviceRows:

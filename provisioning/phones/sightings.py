@@ -29,6 +29,14 @@ class DatabaseUnavailable(Exception):
 DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable)
 
 
+def describe(exc: BaseException) -> str:
+    """A database error for a log line: its class, and for the driver's the driver's class
+    (e.g. TooManyConnectionsError) — never the message, which may quote parameters."""
+    if isinstance(exc, DatabaseUnavailable):
+        return f"{type(exc).__name__} ({exc})"
+    return type(exc).__name__
+
+
 @dataclass(frozen=True)
 class SightingFacts:
     device_id: int
@@ -99,9 +107,7 @@ class SightingBuffer:
         try:
             await self.write(batch)
         except DB_ERRORS as exc:
-            log.warning(
-                "phone fetch: %d sightings not recorded yet: %s", len(batch), type(exc).__name__
-            )
+            log.warning("phone fetch: %d sightings not recorded yet: %s", len(batch), describe(exc))
             return False
         self.written += len(batch)
         return True
