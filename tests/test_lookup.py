@@ -3,6 +3,8 @@ the same render data (lines, account, overrides in scope order, digest credentia
 
 from __future__ import annotations
 
+import pytest
+
 from provisioning.crypto import Cipher, token_hash
 from provisioning.db.engine import SessionFactory
 from provisioning.devices.catalog import Catalog
@@ -77,5 +79,31 @@ async def test_a_broken_database_is_reported_as_unavailable(
             except DatabaseUnavailable:
                 continue
             raise AssertionError("a read of a broken database succeeded")
+    finally:
+        await rows.close()
+
+
+async def test_concurrent_first_requests_share_one_pool(
+    settings: Settings, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("the connection pool is PostgreSQL's (SQLite reads on the loop's thread)")
+    import asyncio
+
+    import asyncpg  # type: ignore[import-untyped]
+
+    made = []
+    create_pool = asyncpg.create_pool
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        made.append(1)
+        return await create_pool(*args, **kwargs)
+
+    monkeypatch.setattr(asyncpg, "create_pool", counting)
+    rows = open_rows(settings.database_url)
+    try:
+        found = await asyncio.gather(*(rows.by_mac(world.yealink_mac) for _ in range(30)))
+        assert all(row is not None for row in found)
+        assert len(made) == 1
     finally:
         await rows.close()
