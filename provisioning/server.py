@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import re
@@ -22,6 +24,8 @@ from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.devices.catalog import load_catalog
 from provisioning.security import listen
 from provisioning.settings import Settings
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 # URL tokens are credentials: they never reach a log.
 _TOKEN_IN_PATH = re.compile(r"^/[A-Za-z0-9_-]{16,64}/")
@@ -106,6 +110,16 @@ def _run_one(settings: Settings) -> None:
     )
 
 
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when the parent dies, even by SIGKILL, instead of serving on
+    alone (and holding the port and database connections) under no supervisor."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(0)
+
+
 def _run_workers(settings: Settings) -> None:
     """WORKERS processes, each a whole server (app, cache, push worker) on the same port with
     SO_REUSEPORT: the kernel spreads connections, the database keeps them one service. The
@@ -119,6 +133,7 @@ def _run_workers(settings: Settings) -> None:
         pid = os.fork()
         if pid == 0:  # the worker: its own process group, so a terminal's ^C reaches it once
             os.setpgid(0, 0)
+            _die_with_parent()
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = 0

@@ -139,3 +139,39 @@ def test_workers_share_the_port_restart_and_flush_on_sigterm(tmp_path: Path) -> 
     # 20 + 1 + 10 fetches; only what the killed worker served before the kill (at most 20) may be
     # lost: it had not reached its first flush.
     assert 11 <= count <= 31
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    port = free_port("tcp")
+    env = {
+        **os.environ,
+        "PROVISIONING_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'orphans.sqlite3'}",
+        "PROVISIONING_SECRET_KEY_FILE": str(tmp_path / "key"),
+        "PROVISIONING_PUSH_ENABLED": "false",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "provisioning", "serve", "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    )  # fmt: skip
+    workers: set[int] = set()
+    try:
+        _wait_port(port)
+        deadline = time.monotonic() + 10
+        while len(workers := _children(server.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2
+    finally:
+        server.kill()  # SIGKILL: the parent cannot pass anything on
+        server.wait()
+    deadline = time.monotonic() + 15
+    alive = set(workers)
+    while alive and time.monotonic() < deadline:
+        for pid in list(alive):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive.discard(pid)
+        time.sleep(0.1)
+    for pid in alive:  # leave nothing behind, then fail
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "workers kept running without their parent"
