@@ -12,6 +12,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from provisioning import demo as demo_data
+from provisioning import logs
 from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory
@@ -73,7 +74,7 @@ async def _prepare(settings: Settings, demo: bool) -> list[demo_data.DemoDevice]
 
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings)
     logging.getLogger("aiohttp.server").addFilter(BadRequestLogFilter())
     devices = asyncio.run(_prepare(settings, demo))
     for device in devices:
