@@ -22,12 +22,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 import netaddr
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from provisioning.settings import Settings
 
-REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_HEADER = hdrs.X_REQUEST_ID
 REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("provisioning.request_id", str)
 # Set for the task handling one request; each request runs in a task of its own.
 request_id: ContextVar[str | None] = ContextVar("provisioning_request_id", default=None)
