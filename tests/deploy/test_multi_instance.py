@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from provisioning.db.engine import SessionFactory
-from provisioning.db.models import Order, Push
+from provisioning.db.models import Association, Order, Push
 from provisioning.devices.catalog import Catalog
 from provisioning.lab.phone import EmulatedPhone
 from tests.deploy.conftest import Seed, seed, server_env, settings_for
@@ -190,12 +190,10 @@ async def _push_queued_through_one_is_sent_once(
         assert phone.stats.notifies == 1, said
         assert [line.user for line in phone.lines] == ["alice", "alice2"]
         async with sessions() as session:
-            push = await session.get(Push, view["push_id"]) if "push_id" in view else None
-            attempts = (
-                await session.scalars(select(Push.attempts).where(Push.reason == "assign"))
-            ).all()
-        assert push is None or push.attempts == 1
-        assert sorted(attempts)[-1] == 1
+            association = await session.get(Association, created["id"])
+            assert association is not None
+            push = await session.get(Push, association.push_id)
+        assert push is not None and push.attempts == 1 and push.state == "applied"
     finally:
         await phone.stop()
 
