@@ -238,7 +238,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
     for worker in range(2):
         pid = os.fork()
         if pid == 0:
-            phone = metrics.PhoneMetrics(None)
+            phone = metrics.SharedFetchMetrics()
             for _ in range(worker + 1):
                 phone.observe("yealink", 200, 0.003)
             os._exit(0)
@@ -270,13 +270,34 @@ def test_several_worker_processes_are_summed_in_multiprocess_mode(tmp_path: Path
 async def test_the_phone_path_overhead_of_metrics_stays_small(settings: Settings) -> None:
     """A guard, not the measurement (benchmarks/metrics_overhead.py is): observing a fetch
     costs microseconds."""
-    from provisioning.metrics import PhoneMetrics
+    from provisioning.metrics import LocalFetchMetrics
 
-    phone = PhoneMetrics(None)
+    phone = LocalFetchMetrics()
     rounds = 20_000
     started = time.perf_counter()
     for n in range(rounds):
         phone.observe("yealink", 200 if n % 10 else 404, 0.002)
     per_call = (time.perf_counter() - started) / rounds
-    assert per_call < 50e-6
+    assert per_call < 20e-6
+    assert sum(phone.buckets) == rounds and phone.counts[("yealink", 404)] == rounds // 10
     await asyncio.sleep(0)
+
+
+def test_latency_buckets_count_observations_up_to_their_bound() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from provisioning.metrics import LocalFetchMetrics
+
+    registry = CollectorRegistry()
+    fetches = LocalFetchMetrics()
+    registry.register(fetches)
+    for seconds in (0.0005, 0.001, 0.003, 3.0):
+        fetches.observe("yealink", 200, seconds)
+    found = samples(generate_latest(registry).decode())
+    name = "provisioning_phone_fetch_seconds_bucket"
+    assert value(found, name, le="0.001") == 2
+    assert value(found, name, le="0.005") == 3
+    assert value(found, name, le="2.5") == 3
+    assert value(found, name, le="+Inf") == 4
+    assert value(found, "provisioning_phone_fetch_seconds_count") == 4
+    assert value(found, "provisioning_phone_fetches_total", family="yealink", status="200") == 4
