@@ -235,18 +235,25 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
     from provisioning import metrics
     metrics.prepare_multiprocess(sys.argv[1])
     pids = []
+    from provisioning.render.cache import RenderCache
     for worker in range(2):
         pid = os.fork()
         if pid == 0:
             phone = metrics.SharedFetchMetrics()
             for _ in range(worker + 1):
                 phone.observe("yealink", 200, 0.003)
+            cache = RenderCache(10)
+            cache.hits, cache.misses = 10 * (worker + 1), 1
+            metrics.CacheSync().sync(cache)
             os._exit(0)
         pids.append(pid)
     for pid in pids:
         os.waitpid(pid, 0)
-        metrics.process_exited(pid)
     state = metrics.Metrics.create(lambda: None)
+    sys.stdout.write(state.scrape().decode())
+    sys.stdout.write("# --- after the workers are reported dead\\n")
+    for pid in pids:
+        metrics.process_exited(pid)
     sys.stdout.write(state.scrape().decode())
     """
 )
@@ -261,10 +268,17 @@ def test_several_worker_processes_are_summed_in_multiprocess_mode(tmp_path: Path
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    found = samples(run.stdout)
+    alive, dead = run.stdout.split("# --- after the workers are reported dead\n")
+    found = samples(alive)
     assert value(found, "provisioning_phone_fetches_total", family="yealink", status="200") == 3
     assert value(found, "provisioning_phone_fetch_seconds_count") == 3
+    assert value(found, "provisioning_render_cache_hits_total") == 30
+    assert value(found, "provisioning_render_cache_misses_total") == 2
     assert value(found, "provisioning_database_up") == 0
+    found = samples(dead)
+    # Counters keep the dead workers' totals; the live gauge forgets them.
+    assert value(found, "provisioning_render_cache_hits_total") == 30
+    assert value(found, "provisioning_render_cache_entries") == 0
 
 
 async def test_the_phone_path_overhead_of_metrics_stays_small(settings: Settings) -> None:
