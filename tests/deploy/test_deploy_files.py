@@ -4,6 +4,7 @@ Containerfile), by reading it: paths that exist, settings the server knows, a no
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 import subprocess
@@ -15,13 +16,13 @@ import netaddr
 import yaml
 
 from provisioning.crypto import generate_key
-from provisioning.security.lab import create_ca, create_server
 from provisioning.settings import PROJECT_ROOT, Settings
+from tests.deploy.conftest import server_env
+from tests.deploy.servers import UPSTREAM_LINE, Instance, instances, nginx_config
 from tests.peers.require import free_port, require_binary
 
 DEPLOY = PROJECT_ROOT / "deploy"
 SETTING_NAMES = {f"PROVISIONING_{name.upper()}" for name in Settings.__dataclass_fields__}
-UPSTREAM_LINE = "server 127.0.0.1:8080;"
 
 
 def check_settings(env: dict[str, str]) -> None:
@@ -48,39 +49,9 @@ def check_settings(env: dict[str, str]) -> None:
 # -- nginx ---------------------------------------------------------------------------------------
 
 
-def nginx_site(folder: Path, upstreams: list[int], http_port: int, https_port: int) -> Path:
-    """deploy/nginx/provisioning.conf as an operator installs it, with this test's ports and
-    files; the upstream lists `upstreams` (what compose and several instances do)."""
-    ca = create_ca(folder / "ca")
-    server = create_server(folder / "ca", folder / "server", ["127.0.0.1", "localhost"])
-    site = (DEPLOY / "nginx" / "provisioning.conf").read_text()
-    replacements = {
-        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
-        "listen 80;": f"listen 127.0.0.1:{http_port};",
-        UPSTREAM_LINE: " ".join(f"server 127.0.0.1:{port};" for port in upstreams),
-        "/etc/provisioning/tls/server.pem": str(server.certificate),
-        "/etc/provisioning/tls/server.key": str(server.key),
-        "/etc/provisioning/tls/vendor-cas.pem": str(ca.certificate),
-    }
-    for old, new in replacements.items():
-        assert old in site, f"deploy/nginx/provisioning.conf no longer has {old!r}"
-        site = site.replace(old, new)
-    (folder / "site.conf").write_text(site)
-    config = folder / "nginx.conf"
-    config.write_text(
-        f"daemon off;\nmaster_process off;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log;\n"
-        "events {}\n"
-        f"http {{\n  access_log {folder}/access.log;\n  client_body_temp_path {folder}/body;\n"
-        f"  proxy_temp_path {folder}/proxy;\n  fastcgi_temp_path {folder}/fastcgi;\n"
-        f"  uwsgi_temp_path {folder}/uwsgi;\n  scgi_temp_path {folder}/scgi;\n"
-        f"  include {folder}/site.conf;\n}}\n"
-    )
-    return config
-
-
 def test_nginx_configuration_passes_nginx_t(tmp_path: Path) -> None:
     nginx = require_binary("nginx")
-    config = nginx_site(tmp_path, [free_port("tcp"), free_port("tcp")], 8080, 8443)
+    config = nginx_config(tmp_path, [free_port("tcp"), free_port("tcp")], 8080, 8443)
     run = subprocess.run(
         [nginx, "-t", "-c", str(config), "-p", str(tmp_path)],
         capture_output=True, text=True, timeout=30, check=False,
@@ -179,16 +150,28 @@ def test_container_image_runs_unprivileged_with_a_health_check() -> None:
     assert "!provisioning" in ignore and "!templates" in ignore
 
 
-def test_the_health_check_command_works_against_a_server(tmp_path: Path) -> None:
-    """The image's HEALTHCHECK command, run as Docker would, against a real server."""
+async def test_the_health_check_command_works_against_a_server(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The image's HEALTHCHECK command, run as Docker runs it, against a real server (its port
+    put in place of 8080), then against nothing."""
     health = next(rest for word, rest in containerfile() if word == "HEALTHCHECK")
     command = yaml.safe_load(health[health.index("CMD") + 3 :].strip())
-    assert command[0] == "python"
-    run = subprocess.run(
-        [sys.executable, *command[1:]], capture_output=True, timeout=30, check=False
-    )
-    # Nothing listens here in the test: the check fails, as it must, without hanging.
-    assert run.returncode != 0
+    assert command[0] == "python" and "127.0.0.1:8080/healthz" in command[-1]
+    server = Instance("health", tmp_path, server_env(database_url))
+
+    def check(port: int) -> int:
+        script = command[-1].replace(":8080/", f":{port}/")
+        run = subprocess.run(
+            [sys.executable, *command[1:-1], script], capture_output=True, timeout=30, check=False
+        )
+        return run.returncode
+
+    with instances(server):
+        server.start()
+        await server.ready()
+        assert await asyncio.to_thread(check, server.port) == 0
+    assert await asyncio.to_thread(check, server.port) != 0
 
 
 def compose() -> dict[str, Any]:
