@@ -43,7 +43,8 @@ async def _serve(
         say(f"======== Running on {names} ========\n(Press CTRL+C to quit)")
         await stop.wait()
     finally:
-        # Stops listening, answers 503 on /readyz, waits for the requests in flight.
+        # Stops listening, then waits for the requests in flight (the runner's shutdown
+        # timeout, 60 s) before the cleanup contexts close the push worker and the database.
         await runner.cleanup()
 
 
