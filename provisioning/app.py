@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from provisioning import health, logs, metrics
 from provisioning.api.app import PREFIX as API_PREFIX
 from provisioning.api.app import create_api
 from provisioning.crypto import Cipher
@@ -40,7 +41,10 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
     catalog = load_catalog(settings.templates_dir)
     cipher = Cipher(settings.secret_key)
     factory = factory_from_settings(settings, catalog)
-    app = web.Application(client_max_size=1024**2, middlewares=[security_middleware])
+    app = web.Application(
+        client_max_size=1024**2,
+        middlewares=[logs.request_id_middleware(settings.trusted_proxies), security_middleware],
+    )
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url)
@@ -99,5 +103,13 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
     app.cleanup_ctx.append(push_ctx)
     # The API first: the phone endpoint ends with a catch-all route.
     app.add_subapp(API_PREFIX, create_api())
+    health.add_routes(app)
+    if settings.metrics:
+        app.router.add_get("/metrics", metrics.metrics_view)
+    before = set(app.router.routes())
     add_phone_routes(app)
+    if settings.metrics:
+        phone_routes = frozenset(set(app.router.routes()) - before)
+        # Inside the request id, outside the ban check: a banned source's 403 is counted too.
+        app.middlewares.insert(1, metrics.install(app, phone_routes))
     return app

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import time
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from provisioning import demo as demo_data
+from provisioning import logs, metrics
 from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory
@@ -81,7 +83,7 @@ async def _prepare(settings: Settings, demo: bool) -> list[demo_data.DemoDevice]
 
 
 def serve(settings: Settings, *, demo: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings)
     logging.getLogger("aiohttp.server").addFilter(BadRequestLogFilter())
     devices = asyncio.run(_prepare(settings, demo))
     for device in devices:
@@ -157,10 +159,20 @@ def _run_workers(settings: Settings) -> None:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    # /metrics sums the workers' counters from files (prometheus-client's multiprocess mode).
+    scratch = None
+    if settings.metrics:
+        folder = os.environ.get(metrics.MULTIPROC_ENV)
+        if not folder:
+            scratch = tempfile.TemporaryDirectory(prefix="provisioning-metrics-")
+            folder = scratch.name
+        metrics.prepare_multiprocess(folder)
     for number in range(settings.workers):
         start(number)
     while children:
         pid, status = os.wait()
+        if settings.metrics:
+            metrics.process_exited(pid)
         stopped = children.pop(pid, None)
         if stopped is None or stopping:
             continue
@@ -173,3 +185,5 @@ def _run_workers(settings: Settings) -> None:
         time.sleep(1)
         if not stopping:
             start(number)
+    if scratch is not None:
+        scratch.cleanup()

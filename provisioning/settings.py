@@ -150,6 +150,11 @@ class Settings:
     ban_window: int = 300
     ban_seconds: int = 3600
     ban_exempt: netaddr.IPSet = field(default_factory=netaddr.IPSet)
+    # -- Operating (deploy/README.md). --
+    # "text" or "json" (one object per line, with the request id).
+    log_format: str = "text"
+    # Prometheus metrics at /metrics.
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -267,8 +272,12 @@ def _convert(name: str, text: str) -> Any:
         return _parse_percent(key, text)
     if name == "shipping_countries":
         return _parse_countries(key, text)
-    if name == "allow_mac_only":
+    if name in {"allow_mac_only", "metrics"}:
         return _parse_bool(key, text)
+    if name == "log_format":
+        if text not in {"text", "json"}:
+            raise SettingsError(f"{key}: expected text or json, got {text!r}")
+        return text
     if name == "trusted_proxies":
         return _parse_networks(key, text)
     if name == "secret_key_file":

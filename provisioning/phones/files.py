@@ -36,7 +36,7 @@ FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 RETRY_AFTER = "30"
 # Set on the request once the file name is matched: the family a fetch counts under (metrics).
-FAMILY_KEY = web.RequestKey("family", str)
+FAMILY_KEY: web.RequestKey[str] = web.RequestKey("provisioning.family", str)
 
 
 def not_found() -> web.Response:
@@ -73,6 +73,9 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
         found = await guard.identify(request, services.read_sessions, claim)
         device = found.device
         spec = spec_for(services.catalog, device.model_id, matches) if device else None
+        if device is not None and spec is not None:
+            # The device's family, not the first one the name fits (`<mac>.cfg`).
+            request[FAMILY_KEY] = services.catalog.family_of(device.model_id).name
         if device is None:
             if token is None:
                 await _maybe_unknown(request, matches, ua, path_mac, agent, file_name)

@@ -217,10 +217,8 @@ def _row(values: Any) -> DeviceRow | None:
 
 class SqliteRows(DeviceRows):
     def __init__(self, path: str) -> None:
-        # Autocommit: every select sees what other connections and processes committed.
-        self._db = sqlite3.connect(path, timeout=0.2, isolation_level=None)
-        self._db.execute("PRAGMA query_only = ON")
         self._path = path
+        self._reader: sqlite3.Connection | None = None
         # Batches are written by one thread of their own, which spends its time inside SQLite
         # (GIL released) and waits its turn for the write lock with SQLite's busy timeout.
         self._writer: sqlite3.Connection | None = None
@@ -251,6 +249,16 @@ class SqliteRows(DeviceRows):
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        # Opened on first use, so a server starts while the file cannot be opened (and answers
+        # 503 until it can). Autocommit: every select sees what others committed.
+        if self._reader is None:
+            reader = sqlite3.connect(self._path, timeout=0.2, isolation_level=None)
+            reader.execute("PRAGMA query_only = ON")
+            self._reader = reader
+        return self._reader
+
     def _one(self, sql: str, value: str) -> DeviceRow | None:
         try:
             return _row(self._db.execute(sql + "?", (value,)).fetchone())
@@ -264,8 +272,8 @@ class SqliteRows(DeviceRows):
         return self._one(BY_MAC, mac)
 
     async def render_rows(self, device_id: int) -> RenderRows | None:
-        db = self._db
         try:
+            db = self._db
             db.execute("BEGIN")  # one snapshot for the four reads
             try:
                 device = db.execute(RENDER_DEVICE.format("?"), (device_id,)).fetchone()
@@ -285,7 +293,8 @@ class SqliteRows(DeviceRows):
         )
 
     async def close(self) -> None:
-        self._db.close()
+        if self._reader is not None:
+            self._reader.close()
         self._thread.shutdown(wait=True)
         if self._writer is not None:
             self._writer.close()

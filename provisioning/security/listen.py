@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import ssl
 from collections.abc import Callable
 
@@ -23,7 +24,13 @@ async def _serve(
     access_log_class: type[AbstractAccessLogger],
     say: Callable[[str], None],
 ) -> None:
-    runner = web.AppRunner(app, access_log_class=access_log_class, handle_signals=True)
+    # Signals only set `stop`: the runner's cleanup below then drains requests in flight
+    # (aiohttp's own handlers raise out of the loop, which cancels them instead).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    runner = web.AppRunner(app, access_log_class=access_log_class)
     await runner.setup()
     try:
         sites = []
@@ -41,9 +48,10 @@ async def _serve(
             await site.start()
         names = ", ".join(site.name for site in sites)
         say(f"======== Running on {names} ========\n(Press CTRL+C to quit)")
-        # Until a signal: the runner's handlers raise GracefulExit out of the event loop.
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
+        # Stops listening, then waits for the requests in flight (the runner's shutdown
+        # timeout, 60 s) before the cleanup contexts close the push worker and the database.
         await runner.cleanup()
 
 

@@ -18,6 +18,9 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "sipp": "sip-tester",
     "baresip": "baresip-core",
     "nginx": "nginx",
+    "kea-dhcp4": "kea-dhcp4-server",
+    "dnsmasq": "dnsmasq-base",
+    "systemd-analyze": "systemd",
 }
 
 # kamailio lives in /usr/sbin, which is not on PATH for every user or CI environment.

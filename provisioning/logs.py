@@ -1,0 +1,134 @@
+"""Logging: text (the default) or one JSON object per line (`PROVISIONING_LOG_FORMAT=json`),
+each carrying the request id of the request it was written for, and never a secret.
+
+The request id comes from `X-Request-Id` when a trusted proxy (nginx, see deploy/) set it, or is
+made here; it is returned in the response's `X-Request-Id` header and reaches every log line
+written while the request is handled (a context variable: aiohttp runs each request in a task of
+its own, the access log line included).
+
+Secrets never reach a log: URL tokens are masked (the access log's masking), and anything shaped
+like `Authorization: ...`, `Bearer ...`, `password=...` is replaced by `***` in every line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from functools import lru_cache
+
+import netaddr
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+from provisioning.settings import Settings
+
+REQUEST_ID_HEADER = hdrs.X_REQUEST_ID
+# Set for the task handling one request; each request runs in a task of its own.
+request_id: ContextVar[str | None] = ContextVar("provisioning_request_id", default=None)
+
+# What a proxy's request id may look like (nginx's $request_id is 32 hex digits).
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_SECRET_PATTERNS = (
+    # A URL token as a path segment anywhere in a line (the access log masks its own paths).
+    (re.compile(r"(?<![A-Za-z0-9_.-])/[A-Za-z0-9_-]{16,64}/"), "/***/"),
+    (re.compile(r"(?i)\b(token=)[^&\s\"']+"), r"\1***"),
+    # An Authorization header: everything after it on the line.
+    (re.compile(r"(?i)\b(authorization)([\"']?\s*[:=]\s*)[^\n]+"), r"\1\2***"),
+    (re.compile(r"(?i)\b(bearer|basic|digest)\s+[A-Za-z0-9._~+/=,:\"-]{8,}"), r"\1 ***"),
+    (
+        re.compile(
+            r"(?i)\b(password|passwd|secret|secret_key|api_key)([\"']?\s*[:=]\s*[\"']?)[^\s&\"',}]+"
+        ),
+        r"\1\2***",
+    ),
+)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """The text format, with secrets masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, request_id (when handling a request),
+    exception (when any), then message last, so line-oriented tools (fail2ban) can anchor on
+    the message's end."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, str] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        rid = request_id.get()
+        if rid is not None:
+            entry["request_id"] = rid
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        elif record.exc_text:
+            entry["exception"] = redact(record.exc_text)
+        entry["message"] = redact(record.getMessage())
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(settings: Settings) -> None:
+    """The process's logging for `provisioning serve`: INFO and up on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(RedactingFormatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def request_id_middleware(trusted: netaddr.IPSet) -> Middleware:
+    """Take the proxy's request id (trusted proxies only) or make one; answer it back. A made
+    id is 64 random bits: unique enough across instances, and unlike a counter it tells a
+    client nothing about the instance's traffic."""
+
+    @lru_cache(maxsize=1024)
+    def is_trusted(peer: str) -> bool:
+        try:
+            return netaddr.IPAddress(peer) in trusted
+        except (netaddr.AddrFormatError, ValueError):
+            return False
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        given = request.headers.get(REQUEST_ID_HEADER)
+        peer = request.remote
+        if given and peer and is_trusted(peer) and _REQUEST_ID.fullmatch(given):
+            rid = given
+        else:
+            rid = os.urandom(8).hex()
+        # Not reset afterwards: the access log line is written later in the same task.
+        request_id.set(rid)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers[REQUEST_ID_HEADER] = rid
+            raise
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    return middleware
