@@ -39,3 +39,18 @@ async def test_upgrade_downgrade_upgrade(
         assert expected <= await tables()
     finally:
         await engine.dispose()
+
+
+async def test_instances_starting_together_migrate_one_after_the_other(
+    tmp_path: Path, database_url: str, is_postgres: bool
+) -> None:
+    import asyncio
+
+    url = await _empty_database(tmp_path, database_url, is_postgres)
+    engines = [make_engine(url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(upgrade(engine) for engine in engines))
+        assert await is_current(engines[0])
+    finally:
+        for engine in engines:
+            await engine.dispose()

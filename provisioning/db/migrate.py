@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x50726F76  # an arbitrary advisory-lock key of this application ("Prov")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -26,6 +27,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
         command.upgrade(alembic_config(connection), revision)
 
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Instances starting together migrate one after the other (the lock is released at
+            # commit; the next finds the schema current). SQLite's BEGIN IMMEDIATE does the same.
+            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         await conn.run_sync(run)
 
 
