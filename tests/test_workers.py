@@ -75,7 +75,8 @@ def test_workers_share_the_port_restart_and_flush_on_sigterm(tmp_path: Path) -> 
     port = free_port("tcp")
     url = f"sqlite+aiosqlite:///{tmp_path / 'workers.sqlite3'}"
     env = {
-        **os.environ,
+        # The test's own PROVISIONING_TEST_* variables are not settings the server knows.
+        **{k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")},
         "PROVISIONING_DATABASE_URL": url,
         "PROVISIONING_SECRET_KEY_FILE": str(tmp_path / "key"),
         "PROVISIONING_PUSH_ENABLED": "false",
@@ -159,7 +160,8 @@ def test_workers_share_the_port_restart_and_flush_on_sigterm(tmp_path: Path) -> 
 def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
     port = free_port("tcp")
     env = {
-        **os.environ,
+        # The test's own PROVISIONING_TEST_* variables are not settings the server knows.
+        **{k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")},
         "PROVISIONING_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'orphans.sqlite3'}",
         "PROVISIONING_SECRET_KEY_FILE": str(tmp_path / "key"),
         "PROVISIONING_PUSH_ENABLED": "false",
