@@ -460,7 +460,7 @@ def main() -> None:
         print(f"seeded {args.devices} devices in {seeded:.1f} s; wrk asks for {len(targets)}")
         server_port, nginx_port, bare_port = free_port(), free_port(), free_port()
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("PROVISIONING_")},
             "PROVISIONING_DATABASE_URL": url,
             "PROVISIONING_SECRET_KEY": key,
             "PROVISIONING_PUSH_ENABLED": "false",
