@@ -300,6 +300,11 @@ class SqliteRows(DeviceRows):
             self._writer.close()
 
 
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """asyncpg resets a connection's session state on every release (one more round trip per
+    fetch); these connections only run closed transactions and selects, so there is none."""
+
+
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
@@ -317,7 +322,11 @@ class PostgresRows(DeviceRows):
             async with self._creating:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._max_size, timeout=10
+                        self._dsn,
+                        min_size=1,
+                        max_size=self._max_size,
+                        timeout=10,
+                        reset=_keep_session,
                     )
         return self._pool
 
