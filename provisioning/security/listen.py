@@ -17,6 +17,9 @@ from provisioning.security.tls import server_context
 from provisioning.settings import Settings
 
 
+BACKLOG = 4096  # capped by net.core.somaxconn (4096 on current kernels)
+
+
 async def _serve(
     app: web.Application,
     settings: Settings,
@@ -34,14 +37,26 @@ async def _serve(
     await runner.setup()
     try:
         sites = []
-        # Several worker processes bind the same port; the kernel spreads connections.
+        # Several worker processes bind the same port; the kernel spreads connections. A boot
+        # storm opens connections by the thousand: with aiohttp's default backlog (128) the
+        # kernel drops SYNs and phones wait out their retransmission timers (1 s, 3 s, 7 s), so
+        # the queue is made long enough to hold them while the shedding answers 503.
         shared = settings.workers > 1
         if settings.http != "off":
-            sites.append(web.TCPSite(runner, settings.host, settings.port, reuse_port=shared))
+            sites.append(
+                web.TCPSite(
+                    runner, settings.host, settings.port, reuse_port=shared, backlog=BACKLOG
+                )
+            )
         if context is not None:
             sites.append(
                 web.TCPSite(
-                    runner, settings.host, settings.tls_port, ssl_context=context, reuse_port=shared
+                    runner,
+                    settings.host,
+                    settings.tls_port,
+                    ssl_context=context,
+                    reuse_port=shared,
+                    backlog=BACKLOG,
                 )
             )
         for site in sites:
