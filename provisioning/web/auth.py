@@ -13,6 +13,7 @@ from provisioning.api.access import caller_ip
 from provisioning.audit import Actor
 from provisioning.state import SERVICES
 from provisioning.web import csrf
+from provisioning.web.csrf import over_https
 from provisioning.web.i18n import LANGUAGES
 from provisioning.web.pages import PREFIX, gettext, redirect, render, who
 from provisioning.web.sessions import close_session, open_session
@@ -111,7 +112,7 @@ async def login(request: web.Request) -> web.Response:
         path=PREFIX,
         httponly=True,
         samesite="Lax",
-        secure=request.secure,
+        secure=over_https(request),
         max_age=12 * 3600,
     )
     csrf.renew(request)
@@ -142,7 +143,7 @@ async def switch_language(request: web.Request) -> web.Response:
             lang,
             path=PREFIX,
             samesite="Lax",
-            secure=request.secure,
+            secure=over_https(request),
             max_age=365 * 24 * 3600,
         )
     raise response

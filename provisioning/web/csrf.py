@@ -10,10 +10,17 @@ import secrets
 
 from aiohttp import web
 
+from provisioning.state import SERVICES
+
 COOKIE = "pp_csrf"
 FIELD = "csrf"
 CSRF_KEY: web.RequestKey[str] = web.RequestKey("csrf", str)
 NEW_CSRF_KEY: web.RequestKey[bool] = web.RequestKey("new_csrf", bool)
+
+
+def over_https(request: web.Request) -> bool:
+    """Served over HTTPS (to us, or to a trusted proxy that says so): cookies are then Secure."""
+    return request.config_dict[SERVICES].guard.secure(request)
 
 
 def current_token(request: web.Request) -> str:
@@ -52,5 +59,5 @@ def set_cookie(request: web.Request, response: web.StreamResponse, path: str) ->
             path=path,
             httponly=True,
             samesite="Strict",
-            secure=request.secure,
+            secure=over_https(request),
         )

@@ -4,7 +4,7 @@ a phone the customer already has (and following it live until applied), returnin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +19,7 @@ from provisioning.orders import returns
 from provisioning.push import associations
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, customer_only
-from provisioning.web.pages import PREFIX, redirect, render, who
+from provisioning.web.pages import PREFIX, Formats, language, redirect, render, who
 from provisioning.web.scope import own_device, own_line, parse_id
 from provisioning.web.users import Who
 
@@ -176,6 +176,12 @@ async def _own_association(request: web.Request) -> dict[str, Any]:
     )
     view["elapsed_seconds"] = round(elapsed)
     view["line_number"] = line.number if line else ""
+    # Shown as they are: times in the account's zone, the duration in the reader's language.
+    fmt = Formats(language(request), request.config_dict[SERVICES].settings.default_timezone)
+    view["started"] = fmt.when(created)
+    view["deadline_text"] = fmt.when(datetime.fromisoformat(view["deadline"]))
+    seconds = view["seconds_to_apply"]
+    view["seconds_text"] = fmt.number(seconds) if seconds is not None else None
     return view
 
 

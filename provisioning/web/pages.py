@@ -71,6 +71,10 @@ class Formats:
             return local.strftime("%d/%m/%Y %H:%M")
         return local.strftime("%Y-%m-%d %H:%M")
 
+    def number(self, value: float) -> str:
+        text = f"{value:.1f}"
+        return text.replace(".", ",") if self.lang == "fr" else text
+
     def money(self, cents: int) -> str:
         text = amount(cents)
         return f"{text.replace('.', ',')} €" if self.lang == "fr" else f"€{text}"

@@ -28,7 +28,7 @@
     var text;
     if (view.status === "applied") {
       badge.className = "badge ok"; badge.textContent = labels.applied;
-      text = labels.in.replace("{s}", view.seconds_to_apply);
+      text = labels.in.replace("{s}", view.seconds_text);
     } else if (view.status === "overdue") {
       badge.className = "badge warn"; badge.textContent = labels.overdue; text = "";
     } else {
