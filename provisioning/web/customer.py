@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.accounts import get_account
 from provisioning.api.access import caller_ip
-from provisioning.db.models import Device, Line, LineSlot, Order, utcnow
-from provisioning.errors import DomainError, NotFound
+from provisioning.db.models import Association, Device, Line, LineSlot, Order, utcnow
+from provisioning.errors import DomainError, LineHasPhone, NotFound
 from provisioning.orders import returns
 from provisioning.push import associations
 from provisioning.state import SERVICES
@@ -150,14 +150,40 @@ async def associate(request: web.Request) -> web.Response:
                 session, line.id, device.mac, actor=actor(request)
             )
             association_id = association.id
+    except LineHasPhone as exc:
+        # A second click on "Valider" (or a reload) finds the line on that very phone: it
+        # follows the association the first click made.
+        earlier = await _association_of(request, person, mac)
+        if earlier is None:
+            return await _line_page(request, request.match_info["line_id"], error=exc,
+                                    status=exc.status)  # fmt: skip
+        association_id = earlier
     except DomainError as exc:
         if exc.status == 404:
             raise
-        # E.g. the line got a phone meanwhile: the line page explains, nothing was changed.
+        # E.g. the phone has no free slot any more: the line page explains, nothing changed.
         return await _line_page(
             request, request.match_info["line_id"], error=exc, status=exc.status
         )
     raise redirect(f"{PREFIX}/associations/{association_id}")
+
+
+async def _association_of(request: web.Request, person: Who, mac: str) -> int | None:
+    """The newest association, made in the last minutes, of this line with this phone."""
+    line_id = parse_id(request.match_info["line_id"], "line")
+    async with request.config_dict[SERVICES].read_sessions() as session:
+        device = await own_device(session, person, mac)
+        return await session.scalar(
+            select(Association.id)
+            .where(
+                Association.line_id == line_id,
+                Association.device_id == device.id,
+                Association.account_id == person.account_id,
+                Association.created_at > utcnow() - APPLY_PROMISE,
+            )
+            .order_by(Association.id.desc())
+            .limit(1)
+        )
 
 
 async def _own_association(request: web.Request) -> dict[str, Any]:

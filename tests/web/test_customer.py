@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from provisioning import tokens
 from provisioning.db.engine import SessionFactory
-from provisioning.db.models import Association, Order
+from provisioning.db.models import Association, Order, utcnow
 from tests.conftest import World
 from tests.web.kit import ALICE, Browser, ManagerWorld, hidden_fields, make_manager_world
 
@@ -182,13 +183,28 @@ async def test_associate_a_line_with_a_phone_already_there(
     status_url = resp.headers["Location"] + "/status"
     view = await (await alice.client.get(status_url)).json()
     assert view["status"] == "pending" and view["slot"] == 3 and view["late"] is False
-    # Double click on "Valider": the second is refused, nothing doubled.
-    status, page = await alice.post(
-        f"/manager/lines/{line}/associate", {"mac": mw.world.yealink_mac}
-    )
-    assert status == 409 and "Cette ligne a déjà un téléphone" in page
+    # A double click on "Valider" (no script): the second follows the first, nothing doubled.
+    again = await alice.client.post(
+        f"/manager/lines/{line}/associate",
+        data={"mac": mw.world.yealink_mac, "csrf": alice.csrf()}, allow_redirects=False,
+    )  # fmt: skip
+    assert again.status == 303 and again.headers["Location"] == resp.headers["Location"]
     async with sessions() as session:
         assert len((await session.scalars(select(Association))).all()) == 1
+    # The linphone cannot take it any more: refused on the line page, nothing changed.
+    status, page = await alice.post(
+        f"/manager/lines/{line}/associate", {"mac": mw.world.linphone_mac}
+    )
+    assert status == 409 and "Cette ligne a déjà un téléphone" in page
+    # Past five minutes without the phone fetching, the panel warns.
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Association).values(created_at=utcnow() - timedelta(minutes=6))
+        )
+    view = await (await alice.client.get(status_url)).json()
+    assert view["status"] == "pending" and view["late"] is True
+    status, page = await alice.get(resp.headers["Location"])
+    assert 'data-field="late">Plus de 5 minutes' in page
 
 
 async def test_a_refusal_reads_the_same_in_the_api_and_the_page(
