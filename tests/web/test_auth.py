@@ -8,12 +8,16 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import netaddr
 import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
+from provisioning.app import create_app
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import AuditEvent, WebSession, WebUser
 from provisioning.settings import Settings
@@ -190,3 +194,21 @@ async def test_cli_sets_passwords_from_stdin(
     browser = Browser(client)
     status, page = await browser.sign_in("alice.m", "a-long-password")
     assert status == 200 and "Mes lignes" in page
+
+
+async def test_cookies_are_secure_behind_an_https_proxy(
+    aiohttp_client: Any, settings: Settings, mw: ManagerWorld
+) -> None:
+    proxied = replace(settings, trusted_proxies=netaddr.IPSet(["127.0.0.1/32"]))
+    client = await aiohttp_client(create_app(proxied))
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7"}
+    resp = await client.get("/manager/login", headers=https)
+    assert resp.cookies["pp_csrf"]["secure"] and resp.cookies["pp_csrf"]["samesite"] == "Strict"
+    token = resp.cookies["pp_csrf"].value
+    # Over plain HTTP a client keeps Secure cookies to itself: the proxy would have sent it.
+    resp = await client.post(
+        "/manager/login", headers={**https, "Cookie": f"pp_csrf={token}"},
+        allow_redirects=False, data={"login": ALICE[0], "password": ALICE[1], "csrf": token},
+    )  # fmt: skip
+    assert resp.status == 303 and resp.cookies["pp_session"]["secure"]
+    assert resp.cookies["pp_session"]["httponly"]
