@@ -84,8 +84,11 @@ async def lines(request: web.Request) -> web.Response:
     async with request.config_dict[SERVICES].read_sessions() as session:
         account = await get_account(session, person.account_id)
         rows = await _rows(session, person.account_id)
+        awaiting = await returns.list_returns(
+            session, account_id=person.account_id, state="awaiting"
+        )
     items = [(r, _model_label(request, r.device)) for r in rows]
-    return render(request, "lines.html", account=account, items=items)
+    return render(request, "lines.html", account=account, items=items, returns=awaiting)
 
 
 async def _line_page(

@@ -237,9 +237,11 @@ async def test_return_a_phone(alice: Browser, mw: ManagerWorld) -> None:
     assert status == 200 and "Référence de retour" in page
     reference = re.search(r"RT-[A-Z0-9]{4}-[A-Z0-9]{4}", page).group(0)  # type: ignore[union-attr]
     assert "bureau de poste" in page
-    # Asking again gives the same reference.
+    # Asking again gives the same reference; the lines page lists it.
     status, page = await alice.get(f"/manager/devices/{mac}/return")
     assert reference in page
+    status, page = await alice.get("/manager/lines")
+    assert "Téléphones à renvoyer" in page and reference in page
 
 
 async def test_english_is_available(alice: Browser, mw: ManagerWorld) -> None:
