@@ -3,6 +3,7 @@ routes, which end with a catch-all)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from provisioning.web.pages import (
 from provisioning.web.sessions import find_session
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+log = logging.getLogger(__name__)
 MAX_FORM = 64 * 1024
 
 
@@ -50,6 +52,10 @@ async def manager_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = domain_error_page(request, exc)
     except DATABASE_ERRORS as exc:
         response = unavailable_page(request, exc)
+    except Exception:
+        # A bug of ours: logged with its traceback for us, a plain page for the reader.
+        log.exception("manager: unexpected error on %s %s", request.method, request.path)
+        response = error_page(request, 500)
     csrf.set_cookie(request, response, PREFIX)
     return response
 

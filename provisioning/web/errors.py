@@ -24,6 +24,7 @@ TITLES = {
     409: "This cannot be done now",
     413: "The form is too large",
     422: "Please check what you entered",
+    500: "Something went wrong",
     503: "The service is unavailable for a moment",
 }
 

@@ -249,3 +249,17 @@ async def test_english_is_available(alice: Browser, mw: ManagerWorld) -> None:
     status, page = await alice.get(f"/manager/lines/{mw.free_line}")
     assert status == 200 and '<html lang="en">' in page and "Order a Plug &amp; Phone" in page
     assert "Order equipment" in page
+
+
+async def test_a_bug_gives_a_page_not_a_traceback(
+    alice: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioning.web import customer
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret-detail-of-a-bug")
+
+    monkeypatch.setattr(customer, "_rows", broken)
+    status, page = await alice.get("/manager/lines")
+    assert status == 500 and "Une erreur est survenue" in page
+    assert "secret-detail-of-a-bug" not in page and "Traceback" not in page
