@@ -343,8 +343,17 @@ async def order_page(request: web.Request) -> web.Response:
         if order.account_id != person.account_id:
             raise NotFound(f"order {order_id} not found")
         line = await session.get(Line, order.line_id) if order.line_id else None
+    point = None
+    if order.relay_point_id:
+        carrier = request.config_dict[CARRIERS].get(order.carrier)
+        point = await carrier.relay_point(order.relay_point_id)
     return render(
-        request, "order_done.html", order=order, view=order_view(order, utcnow()), line=line
+        request,
+        "order_done.html",
+        order=order,
+        view=order_view(order, utcnow()),
+        line=line,
+        point=point,
     )
 
 

@@ -136,6 +136,7 @@ async def test_order_to_a_pick_up_point(
         f"/manager/lines/{line}/order", {**hidden, "accept_contract": "yes"}
     )
     assert status == 200 and "Commande confirmée" in page and "Mondial Relay" in page
+    assert "point relais Tabac de la Bourse" in page
     assert await _orders(sessions) == 1
 
 

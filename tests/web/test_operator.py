@@ -77,7 +77,7 @@ async def test_ship_an_order_by_its_mac(
         f"/manager/ops/orders/{order_id}",
         {"mac": "00:15:65:00:00:42", "tracking": "JJD000111222333444555"},
     )
-    assert status == 200 and "Commande n°1 expédiée" in page
+    assert status == 200 and f"Commande n°{order_id} expédiée" in page
     url = re.search(r'id="provisioning-url">([^<]+)<', page).group(1)  # type: ignore[union-attr]
     assert url.startswith("http://phones.test:8080/") and url.endswith("/")
     # Shipping twice is refused.
