@@ -28,6 +28,8 @@ from provisioning.security.middleware import security_middleware
 from provisioning.security.service import maintained
 from provisioning.settings import Settings
 from provisioning.state import SERVICES, Services
+from provisioning.web.app import create_manager
+from provisioning.web.pages import PREFIX as MANAGER_PREFIX
 
 PUSH_WORKER: web.AppKey[PushWorker] = web.AppKey("push_worker", PushWorker)
 
@@ -101,8 +103,9 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
 
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(push_ctx)
-    # The API first: the phone endpoint ends with a catch-all route.
+    # The API and the Manager first: the phone endpoint ends with a catch-all route.
     app.add_subapp(API_PREFIX, create_api())
+    app.add_subapp(MANAGER_PREFIX, create_manager())
     health.add_routes(app)
     if settings.metrics:
         app.router.add_get("/metrics", metrics.metrics_view)

@@ -42,6 +42,7 @@ from provisioning.rotation import rotate_secrets
 from provisioning.security import cli as security_cli
 from provisioning.security.lab import LabError
 from provisioning.settings import Settings, SettingsError
+from provisioning.web import cli as web_cli
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -625,6 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(account, "list", with_session(cmd_account_list), "list accounts")
     p = command(account, "show", with_session(cmd_account_show), "show an account")
     p.add_argument("account_id", type=_positive)
+    # account password; user create (the web Manager's sign-in)
+    web_cli.add_commands(sub, account, command, with_session, _positive)
 
     line = sub.add_parser("line", help="SIP lines").add_subparsers(dest="l", required=True)
     p = command(line, "add", with_session(cmd_line_add), "add a SIP line; prints its id")

@@ -10,11 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning import accounts
 from provisioning.crypto import Cipher
-from provisioning.db.models import Device
+from provisioning.db.models import Device, WebUser
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.render.files import device_files
 from provisioning.settings import Settings
+from provisioning.web import users
+
+# Sign-ins of the web Manager, printed by `provisioning serve --demo` (public on purpose).
+DEMO_CUSTOMER = ("alice", "alice-manager-2026")
+DEMO_OPERATOR = ("operator", "operator-manager-2026")
 
 YEALINK_MAC = "0015654aa937"
 LINPHONE_MAC = "020000c0ffee"  # locally administered: a softphone has no real MAC
@@ -67,6 +72,25 @@ async def seed(
         )
         await inventory.assign_line(session, YEALINK_MAC, first.id, 1)
         await inventory.assign_line(session, LINPHONE_MAC, second.id, 1)
+        # A line without a phone: in the Manager, order one or put it on the Yealink.
+        await accounts.create_line(
+            session,
+            settings,
+            cipher,
+            account.id,
+            "+33123456703",
+            username="alice-fax",
+            password="alice-secret-3",
+            display_name="Alice (accueil)",
+        )
+    # Apart, so that a demo database made before the Manager gets its sign-ins too.
+    if await session.scalar(select(WebUser).where(WebUser.login == DEMO_CUSTOMER[0])) is None:
+        yealink = await inventory.get_device(session, YEALINK_MAC)
+        if yealink.account_id is not None:
+            await users.set_customer_password(
+                session, yealink.account_id, DEMO_CUSTOMER[1], login=DEMO_CUSTOMER[0]
+            )
+            await users.create_operator(session, *DEMO_OPERATOR)
     shown = []
     for mac, agent in (
         (YEALINK_MAC, "Yealink SIP-T46U 108.86.0.20 00:15:65:4a:a9:37"),

@@ -95,6 +95,11 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
             f"\nTry: curl -A '{devices[0].user_agent}' {devices[0].urls[-1]}\n",
             flush=True,
         )
+        print(
+            f"Manager: {settings.base_url}/manager/  customer {' / '.join(demo_data.DEMO_CUSTOMER)}"
+            f", operator {' / '.join(demo_data.DEMO_OPERATOR)}\n",
+            flush=True,
+        )
     if settings.workers > 1:
         _run_workers(settings)
     else:

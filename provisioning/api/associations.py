@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 from provisioning.accounts import get_line
 from provisioning.api.access import actor, caller_ip, check_account, require_operator
 from provisioning.api.bodies import int_id, json_body, path_id, required
-from provisioning.db.models import Push
 from provisioning.devices.inventory import get_device
 from provisioning.push import associations
-from provisioning.push.changes import counts
+from provisioning.push.changes import counts, pushes_in_state
 from provisioning.state import SERVICES
 
 routes = web.RouteTableDef()
@@ -74,11 +72,7 @@ async def list_pushes(request: web.Request) -> web.Response:
     require_operator(request)
     async with request.config_dict[SERVICES].read_sessions() as session:
         by_state = await counts(session)
-        overdue = (
-            await session.scalars(
-                select(Push).where(Push.state == "overdue").order_by(Push.id.desc()).limit(100)
-            )
-        ).all()
+        overdue = await pushes_in_state(session, ("overdue",))
     return web.json_response(
         {
             "counts": by_state,

@@ -576,6 +576,47 @@ class SourceBan(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class WebUser(Base):
+    """Someone who signs in to the web Manager: a customer (one account) or an operator. The
+    password is stored as a memory-hard hash (scrypt, see `web.passwords`); failed sign-ins lock
+    the login for a while."""
+
+    __tablename__ = "web_users"
+    __table_args__ = (
+        CheckConstraint("role IN ('operator', 'customer')", name="role"),
+        CheckConstraint(
+            "(role = 'customer' AND account_id IS NOT NULL) "
+            "OR (role = 'operator' AND account_id IS NULL)",
+            name="role_account",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a
+    database dump gives no working session."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("web_users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 __all__ = [
     "DEVICE_STATES",
     "ORDER_KINDS",
@@ -604,5 +645,7 @@ __all__ = [
     "SourceBan",
     "SourceMisses",
     "UnknownDevice",
+    "WebSession",
+    "WebUser",
     "utcnow",
 ]

@@ -86,3 +86,11 @@ async def mark_overdue(session: AsyncSession, now: datetime) -> int:
 async def counts(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Push.state, func.count()).group_by(Push.state))
     return {state: int(n) for state, n in rows.all()}
+
+
+async def pushes_in_state(
+    session: AsyncSession, states: tuple[str, ...], limit: int = 100
+) -> list[Push]:
+    """Pushes in these states, newest first (operators' lists of pending and overdue)."""
+    query = select(Push).where(Push.state.in_(states)).order_by(Push.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())

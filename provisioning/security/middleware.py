@@ -21,9 +21,9 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
         return web.Response(status=403)
     if (
         guard.settings.http == "public"
-        and request.path.startswith(API)
+        and request.path.startswith((API, "/manager"))
         and not guard.secure(request)
     ):
-        # Bearer tokens and revealed configs are secrets too: HTTPS only.
+        # Bearer tokens, revealed configs and Manager passwords are secrets too: HTTPS only.
         return problem(403, "https-required", "Forbidden", "use HTTPS for the API")
     return await handler(request)

@@ -21,6 +21,7 @@ DEBIAN_PACKAGES: dict[str, str] = {
     "kea-dhcp4": "kea-dhcp4-server",
     "dnsmasq": "dnsmasq-base",
     "systemd-analyze": "systemd",
+    "chromium": "chromium",
 }
 
 # kamailio lives in /usr/sbin, which is not on PATH for every user or CI environment.

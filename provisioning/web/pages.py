@@ -1,0 +1,153 @@
+"""Rendering pages: one Jinja environment (autoescape on) per application, the request's
+language and signed-in person put into every template, and formatting of dates and money."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from aiohttp import web
+
+from provisioning.orders.money import amount
+from provisioning.state import SERVICES
+from provisioning.web import csrf
+from provisioning.web.i18n import DEFAULT, Translations
+from provisioning.web.users import Who
+
+PREFIX = "/manager"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+ENVIRONMENT: web.AppKey[jinja2.Environment] = web.AppKey("web_templates", jinja2.Environment)
+TRANSLATIONS: web.AppKey[dict[str, Translations]] = web.AppKey("web_translations", dict)
+WHO_KEY: web.RequestKey[Who | None] = web.RequestKey("web_who", object)  # type: ignore[arg-type]
+LANG_KEY: web.RequestKey[str] = web.RequestKey("web_lang", str)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals["base"] = PREFIX
+    return env
+
+
+def who(request: web.Request) -> Who | None:
+    return request.get(WHO_KEY)
+
+
+def language(request: web.Request) -> str:
+    lang: str = request.get(LANG_KEY, DEFAULT)
+    return lang
+
+
+def translations(request: web.Request) -> Translations:
+    return request.app[TRANSLATIONS][language(request)]
+
+
+def gettext(request: web.Request, message: str, **values: Any) -> str:
+    return translations(request).gettext(message, **values)
+
+
+class Formats:
+    """Dates in the server's time zone and money in the reader's language."""
+
+    def __init__(self, lang: str, timezone: str) -> None:
+        self.lang = lang
+        self.zone = ZoneInfo(timezone)
+
+    def when(self, value: datetime | None) -> str:
+        if value is None:
+            return "—"
+        local = value.astimezone(self.zone)
+        if self.lang == "fr":
+            return local.strftime("%d/%m/%Y %H:%M")
+        return local.strftime("%Y-%m-%d %H:%M")
+
+    def number(self, value: float) -> str:
+        text = f"{value:.1f}"
+        return text.replace(".", ",") if self.lang == "fr" else text
+
+    def money(self, cents: int) -> str:
+        text = amount(cents)
+        return f"{text.replace('.', ',')} €" if self.lang == "fr" else f"€{text}"
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    services = request.config_dict[SERVICES]
+    tr = translations(request)
+    values = {
+        "_": tr.gettext,
+        "lang": tr.language,
+        "who": who(request),
+        "csrf_field": csrf.FIELD,
+        "csrf_token": csrf.current_token(request),
+        "fmt": Formats(tr.language, services.settings.default_timezone),
+        "path": request.path_qs,
+        "headline": headline,
+        **context,
+    }
+    body = request.app[ENVIRONMENT].get_template(template).render(values)
+    response = web.Response(text=body, content_type="text/html", status=status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    )
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def redirect(location: str) -> web.HTTPSeeOther:
+    """After a POST, the browser goes to the result with a GET (no resubmission on reload)."""
+    return web.HTTPSeeOther(location)
+
+
+# A sentence for the reader per refusal (translated), above the domain's own message.
+_HEADLINES = {
+    "contract-not-accepted": "Please tick “I have read and accept the contract” to validate.",
+    "invalid-address": "Please check the delivery address.",
+    "unknown-relay-point": "Please choose a pick-up point from the list.",
+    "unknown-place": "No pick-up point is known near this place.",
+    "line-has-phone": "This line already has a phone.",
+    "line-has-no-phone": "This line has no phone.",
+    "order-pending": "A phone is already on order for this line.",
+    "no-free-slot": "This phone has no free slot any more.",
+    "slot-taken": "This phone has no free slot any more.",
+    "too-few-slots": "This model cannot carry all the lines of your phone.",
+    "unknown-model": "Please choose a model.",
+    "not-orderable": "This model cannot be ordered.",
+    "invalid-mac": "This is not a MAC address.",
+    "device-exists": "A device with this MAC address already exists.",
+    "order-not-open": "This order can no longer be shipped.",
+    "model-mismatch": "This phone is not the model ordered.",
+    "device-not-returnable": "This phone cannot be returned.",
+}
+_FIELD_HEADLINES = {
+    "relay_point": "Please choose a pick-up point from the list.",
+    "model": "Please choose a model.",
+    "tracking": "Please check the tracking number.",
+}
+
+
+def headline(error: Any) -> str:
+    """The English sentence (a msgid) that introduces a domain error on a page."""
+    code = getattr(error, "code", "")
+    if code in _HEADLINES:
+        return _HEADLINES[code]
+    field = (getattr(error, "field", None) or "").split(".")[0]
+    if field in _FIELD_HEADLINES:
+        return _FIELD_HEADLINES[field]
+    if getattr(error, "status", 400) == 422:
+        return "Please check what you entered."
+    return "This cannot be done."
