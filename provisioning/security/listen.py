@@ -16,7 +16,6 @@ from aiohttp.abc import AbstractAccessLogger
 from provisioning.security.tls import server_context
 from provisioning.settings import Settings
 
-
 BACKLOG = 4096  # capped by net.core.somaxconn (4096 on current kernels)
 
 
