@@ -4,6 +4,7 @@ API. Each change bumps the config revision of every device it affects."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -156,9 +157,19 @@ async def overrides_for(session: AsyncSession, device: Device) -> dict[str, str]
             )
         )
     scopes.append(and_(SettingOverride.scope == "device", SettingOverride.target == device.mac))
-    rows = (await session.scalars(select(SettingOverride).where(or_(*scopes)))).all()
+    rows = (
+        await session.scalars(
+            select(SettingOverride).where(or_(*scopes)).order_by(SettingOverride.id)
+        )
+    ).all()
+    return merge_overrides((row.scope, row.key, row.value) for row in rows)
+
+
+def merge_overrides(rows: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """(scope, key, value) in the order they were set -> one mapping: model, then account, then
+    device (last wins). The fetch path's driver-level read uses it too (`phones.lookup`)."""
+    ordered = list(rows)
     merged: dict[str, str] = {}
     for scope in SCOPES:
-        for row in sorted((r for r in rows if r.scope == scope), key=lambda r: r.id):
-            merged[row.key] = row.value
+        merged.update((key, value) for s, key, value in ordered if s == scope)
     return merged

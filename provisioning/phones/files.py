@@ -13,7 +13,6 @@ import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import SecretKeyError
@@ -23,7 +22,7 @@ from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_u
 from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
-from provisioning.phones.sightings import DatabaseUnavailable, SightingFacts, describe
+from provisioning.phones.sightings import DB_ERRORS, SightingFacts, describe
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
 from provisioning.security.bans import Miss
@@ -105,7 +104,7 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
                 revision = data.revision
                 services.cache.put((device_id, revision, file_name), cached)
             rendered = cached
-    except (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable) as exc:
+    except DB_ERRORS as exc:
         log.warning("phone fetch: database unavailable: %s", describe(exc))
         return unavailable()
     except (RenderError, SecretKeyError) as exc:
@@ -208,7 +207,7 @@ async def _write_behind(
     try:
         async with request.app[SERVICES].sessions() as session, session.begin():
             await write(session)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DB_ERRORS as exc:
         log.warning("phone fetch: %s not recorded: %s", what, type(exc).__name__)
 
 

@@ -27,7 +27,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from provisioning.crypto import Cipher
-from provisioning.overrides import SCOPES
+from provisioning.overrides import merge_overrides
 from provisioning.phones.sightings import DatabaseUnavailable, SightingFacts, summarise
 from provisioning.render.context import DeviceData
 from provisioning.render.snapshot import line_data
@@ -138,9 +138,7 @@ class RenderRows:
     def device_data(self, cipher: Cipher, settings: Settings) -> DeviceData:
         """The same `DeviceData` as `render.snapshot.load_device_data` builds from the ORM."""
         id_, mac, model_id, account_id, revision, token_enc, name, timezone, language = self.device
-        merged: dict[str, str] = {}
-        for scope in SCOPES:
-            merged.update((key, value) for s, key, value in self.overrides if s == scope)
+        merged = merge_overrides(self.overrides)
         user, password = ("", "") if self.digest is None else self.digest
         return DeviceData(
             id=id_,

@@ -23,7 +23,6 @@ from urllib.parse import unquote
 import netaddr
 from aiohttp import web
 from multidict import CIMultiDict
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import Cipher, token_hash
@@ -34,7 +33,7 @@ from provisioning.devices.mac import try_mac
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address
 from provisioning.phones.lookup import DeviceRow, DeviceRows
-from provisioning.phones.sightings import DatabaseUnavailable
+from provisioning.phones.sightings import DB_ERRORS
 from provisioning.security import digest
 from provisioning.security.bans import BanList, BanRules, Miss, record_miss
 from provisioning.security.credentials import digest_secrets, mac_of_previous_token
@@ -58,7 +57,6 @@ log = logging.getLogger("provisioning.security")
 # the client certificate it verified (URL-encoded PEM) and its verdict.
 CERT_HEADER = "X-Client-Cert"
 VERIFY_HEADER = "X-Client-Verify"
-DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from provisioning.db.engine import SessionFactory
+from provisioning.phones.sightings import DB_ERRORS
 from provisioning.security import bans, digest, policy
-from provisioning.security.guard import DB_ERRORS, Guard
+from provisioning.security.guard import Guard
 
 log = logging.getLogger("provisioning.security")
 HOUSEKEEPING_EVERY = 30  # syncs between clean-ups of expired bans, counters and nonce uses
