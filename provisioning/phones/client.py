@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import netaddr
-from aiohttp import web
 
 from provisioning.devices.identify import clean_user_agent
+from provisioning.phones.request import PhoneRequest
 
 
 def client_ip(peer: str, forwarded_for: str | None, trusted: netaddr.IPSet) -> str:
@@ -33,7 +33,7 @@ def _in(address: str, networks: netaddr.IPSet) -> bool:
         return False
 
 
-def peer_address(request: web.Request) -> str:
+def peer_address(request: PhoneRequest) -> str:
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport else None
     if isinstance(peer, tuple) and peer:
@@ -42,5 +42,5 @@ def peer_address(request: web.Request) -> str:
     return "0.0.0.0"  # noqa: S104 -- a unix socket: no network peer
 
 
-def user_agent(request: web.Request) -> str:
+def user_agent(request: PhoneRequest) -> str:
     return clean_user_agent(request.headers.get("User-Agent", ""))

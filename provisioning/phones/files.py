@@ -22,12 +22,14 @@ from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_u
 from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
+from provisioning.phones.request import PhoneRequest, Reply, empty, to_response
 from provisioning.phones.sightings import DB_ERRORS, SightingFacts, describe
+from provisioning.render.cache import Rendered
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
 from provisioning.security.bans import Miss
 from provisioning.security.guard import Claim, Refusal
-from provisioning.state import SERVICES
+from provisioning.state import SERVICES, Services
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +45,27 @@ def not_found() -> web.Response:
     return web.Response(status=404)
 
 
-def unavailable() -> web.Response:
-    return web.Response(status=503, headers={"Retry-After": RETRY_AFTER})
-
-
 async def fetch_file(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    settings = services.settings
+    """The aiohttp route: the same `fetch` the phone lane calls."""
     file_name = request.match_info.get("file", "")
     token = request.match_info.get("token") or request.query.get("token")
+    reply = await fetch(request.app[SERVICES], request, file_name, token)
+    request[FAMILY_KEY] = reply.family
+    return to_response(reply)
+
+
+async def fetch(
+    services: Services, request: PhoneRequest, file_name: str, token: str | None
+) -> Reply:
+    settings = services.settings
     if not FILE_NAME.fullmatch(file_name):
-        return not_found()
+        return empty(404)
     if token is not None and not TOKEN.fullmatch(token):
         return await services.guard.refuse(request, Refusal(miss=Miss.BAD_TOKEN))
     matches = match_file(services.catalog, file_name)
     if not matches:
-        return not_found()
-    request[FAMILY_KEY] = matches[0].family.name
+        return empty(404)
+    family = matches[0].family.name
     agent = user_agent(request)
     ua = parse_user_agent(services.catalog, agent)
     path_mac = next((m.mac for m in matches if m.mac), None)
@@ -74,17 +80,17 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
         spec = spec_for(services.catalog, device.model_id, matches) if device else None
         if device is not None and spec is not None:
             # The device's family, not the first one the name fits (`<mac>.cfg`).
-            request[FAMILY_KEY] = services.catalog.family_of(device.model_id).name
+            family = services.catalog.family_of(device.model_id).name
         if device is None:
             if token is None:
-                await _maybe_unknown(request, matches, ua, path_mac, agent, file_name)
+                await _maybe_unknown(services, request, matches, ua, path_mac, agent, file_name)
             refusal = found.refusal
         else:
             assert found.evidence is not None
             decision = services.authorize(found.evidence) if spec else Decision.REFUSE
             refusal = guard.refusal(request, found, decision, spec)
             if refusal is not None:
-                _log_refusal(request, found.evidence, file_name)
+                _log_refusal(services, request, found.evidence, file_name)
         if device is not None and spec is not None and refusal is None:
             # Orders: a shipped phone's first fetch completes its delivery (a replacement
             # takes over its lines) before anything is rendered for it.
@@ -98,7 +104,7 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
                 # revision (another transaction committed meanwhile): the key follows it.
                 found_rows = await services.guard.rows.render_rows(device_id)
                 if found_rows is None:  # deleted meanwhile
-                    return not_found()
+                    return empty(404)
                 data = found_rows.device_data(services.cipher, settings)
                 cached = render_file(services.renderer, settings, data, spec)
                 revision = data.revision
@@ -106,30 +112,43 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
             rendered = cached
     except DB_ERRORS as exc:
         log.warning("phone fetch: database unavailable: %s", describe(exc))
-        return unavailable()
+        return Reply(503, [("Retry-After", RETRY_AFTER)], family=family)
     except (RenderError, SecretKeyError) as exc:
         log.error("phone fetch: cannot render %s: %s", file_name, exc)
-        return web.Response(status=500)
+        return Reply(500, family=family)
 
     # Refusals and their bookkeeping (misses, bans) once the read transaction is over.
     if refusal is not None:
-        return await guard.refuse(request, refusal)
-    refused = await guard.accept(request, found)
-    if refused is not None:
-        return refused
-    await _record(request, device_id, agent, ua.firmware if ua else None, file_name, revision)
-    headers = {"ETag": rendered.etag, "Cache-Control": "no-store"}
+        reply = await guard.refuse(request, refusal)
+    else:
+        reply = await guard.accept(request, found) or await _send(
+            services, request, device_id, agent, ua, file_name, revision, rendered
+        )
+    reply.family = family
+    return reply
+
+
+async def _send(
+    services: Services,
+    request: PhoneRequest,
+    device_id: int,
+    agent: str,
+    ua: UserAgentInfo | None,
+    file_name: str,
+    revision: int,
+    rendered: Rendered,
+) -> Reply:
+    firmware = ua.firmware if ua else None
+    await _record(services, request, device_id, agent, firmware, file_name, revision)
+    headers = [("ETag", rendered.etag), ("Cache-Control", "no-store")]
     if rendered.etag in _etags(request.headers.get("If-None-Match", "")):
-        return web.Response(status=304, headers=headers)
-    response = web.Response(body=rendered.body, headers=headers)
-    response.content_type, _, charset = rendered.content_type.partition("; charset=")
-    if charset:
-        response.charset = charset
-    return response
+        return Reply(304, headers)
+    return Reply(200, headers, rendered.body, rendered.content_type)
 
 
 async def _maybe_unknown(
-    request: web.Request,
+    services: Services,
+    request: PhoneRequest,
     matches: list[FileMatch],
     ua: UserAgentInfo | None,
     path_mac: str | None,
@@ -141,28 +160,30 @@ async def _maybe_unknown(
     if plausible is None:
         return
     mac, family, ua_model = plausible
-    if await request.app[SERVICES].guard.rows.by_mac(mac) is not None:
+    if await services.guard.rows.by_mac(mac) is not None:
         return
     facts = UnknownFacts(
         mac=mac,
         family=family,
         ua_model=ua_model,
         seen_at=utcnow(),
-        ip=_client_ip(request),
+        ip=_client_ip(services, request),
         user_agent=agent,
         file_name=file_name,
     )
     # The answer is 404 either way; bookkeeping must not change it.
-    await _write_behind(request, "unknown device", lambda s: record_unknown(s, facts))
+    await _write_behind(services, "unknown device", lambda s: record_unknown(s, facts))
 
 
-def _log_refusal(request: web.Request, evidence: Evidence, file_name: str) -> None:
+def _log_refusal(
+    services: Services, request: PhoneRequest, evidence: Evidence, file_name: str
+) -> None:
     stated = {mac for mac in (evidence.path_mac, evidence.ua_mac) if mac}
     if stated - {evidence.device_mac}:
         # A phone (or someone) claiming another MAC than the device it reached: worth a look.
         log.warning(
             "phone fetch refused: %s asked %s as %s; MAC in path %s, in User-Agent %s",
-            _client_ip(request),
+            _client_ip(services, request),
             file_name,
             evidence.device_mac,
             evidence.path_mac or "-",
@@ -170,16 +191,17 @@ def _log_refusal(request: web.Request, evidence: Evidence, file_name: str) -> No
         )
 
 
-def _client_ip(request: web.Request) -> str:
+def _client_ip(services: Services, request: PhoneRequest) -> str:
     return client_ip(
         peer_address(request),
         request.headers.get("X-Forwarded-For"),
-        request.app[SERVICES].settings.trusted_proxies,
+        services.settings.trusted_proxies,
     )
 
 
 async def _record(
-    request: web.Request,
+    services: Services,
+    request: PhoneRequest,
     device_id: int,
     agent: str,
     firmware: str | None,
@@ -189,7 +211,7 @@ async def _record(
     facts = SightingFacts(
         device_id=device_id,
         seen_at=utcnow(),
-        ip=_client_ip(request),
+        ip=_client_ip(services, request),
         user_agent=agent,
         firmware=firmware[:64] if firmware else None,
         file_name=file_name,
@@ -197,15 +219,15 @@ async def _record(
     )
     # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
     # phone's problem: the file is already rendered.
-    await request.app[SERVICES].sightings.add(facts)
+    await services.sightings.add(facts)
 
 
 async def _write_behind(
-    request: web.Request, what: str, write: Callable[[AsyncSession], Awaitable[None]]
+    services: Services, what: str, write: Callable[[AsyncSession], Awaitable[None]]
 ) -> None:
     """Bookkeeping of the fetch path, in its own short transaction; a failure is logged only."""
     try:
-        async with request.app[SERVICES].sessions() as session, session.begin():
+        async with services.sessions() as session, session.begin():
             await write(session)
     except DB_ERRORS as exc:
         log.warning("phone fetch: %s not recorded: %s", what, type(exc).__name__)

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import netaddr
-from aiohttp import web
-from multidict import CIMultiDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import Cipher, token_hash
@@ -33,6 +31,7 @@ from provisioning.devices.mac import try_mac
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address
 from provisioning.phones.lookup import DeviceRow, DeviceRows
+from provisioning.phones.request import PhoneRequest, Reply, empty
 from provisioning.phones.sightings import DB_ERRORS
 from provisioning.security import digest
 from provisioning.security.bans import BanList, BanRules, Miss, record_miss
@@ -126,7 +125,7 @@ class Guard:
 
     # -- facts about the connection ---------------------------------------------------------
 
-    def source(self, request: web.Request) -> Source | None:
+    def source(self, request: PhoneRequest) -> Source | None:
         return source_of(
             client_ip(
                 peer_address(request),
@@ -135,7 +134,7 @@ class Guard:
             )
         )
 
-    def banned(self, request: web.Request) -> bool:
+    def banned(self, request: PhoneRequest) -> bool:
         if not len(self.bans):
             return False
         source = self.source(request)
@@ -144,21 +143,21 @@ class Guard:
         self.counts["banned_requests", ""] += 1
         return True
 
-    def _from_proxy(self, request: web.Request) -> bool:
+    def _from_proxy(self, request: PhoneRequest) -> bool:
         peer = peer_address(request)
         try:
             return netaddr.IPAddress(peer) in self.settings.trusted_proxies
         except (netaddr.AddrFormatError, ValueError, TypeError):
             return False
 
-    def secure(self, request: web.Request) -> bool:
+    def secure(self, request: PhoneRequest) -> bool:
         """TLS to us, or to a trusted proxy that says so."""
         if request.transport is not None and request.transport.get_extra_info("ssl_object"):
             return True
         forwarded = request.headers.get("X-Forwarded-Proto", "").strip().lower()
         return forwarded == "https" and self._from_proxy(request)
 
-    def certificate(self, request: web.Request) -> CertIdentity | None:
+    def certificate(self, request: PhoneRequest) -> CertIdentity | None:
         """The identity of a verified client certificate: from our own TLS handshake, or from
         a trusted TLS-terminating proxy's headers (anyone else's are ignored)."""
         if self.factory is None:
@@ -178,7 +177,7 @@ class Guard:
     # -- 1. identify --------------------------------------------------------------------------
 
     async def identify(
-        self, request: web.Request, read_sessions: SessionFactory, claim: Claim
+        self, request: PhoneRequest, read_sessions: SessionFactory, claim: Claim
     ) -> Found:
         """The device row comes through `rows`; a read session is opened only for what most
         fetches never need (a rotated-out token, digest secrets, a binding)."""
@@ -257,7 +256,9 @@ class Guard:
             bind_to=bind_to,
         )
 
-    def _digest_answer(self, request: web.Request) -> tuple[digest.DigestAnswer | None, bool, bool]:
+    def _digest_answer(
+        self, request: PhoneRequest
+    ) -> tuple[digest.DigestAnswer | None, bool, bool]:
         """(answer worth checking against a password, an answer failed already, nonce stale)."""
         header = request.headers.get("Authorization")
         if not header or header.lstrip()[:7].lower() != "digest ":
@@ -294,7 +295,7 @@ class Guard:
     # -- 2. refuse ----------------------------------------------------------------------------
 
     def refusal(
-        self, request: web.Request, found: Found, decision: Decision, spec: FileSpec | None
+        self, request: PhoneRequest, found: Found, decision: Decision, spec: FileSpec | None
     ) -> Refusal | None:
         """None when the file may be served; else how to refuse."""
         evidence = found.evidence
@@ -316,7 +317,7 @@ class Guard:
             return Refusal(miss=Miss.WRONG_DEVICE)
         return Refusal()
 
-    async def refuse(self, request: web.Request, refusal: Refusal) -> web.Response:
+    async def refuse(self, request: PhoneRequest, refusal: Refusal) -> Reply:
         source = self.source(request)
         if refusal.report and refusal.device_id is not None:
             where = source.address if source else "-"
@@ -344,17 +345,15 @@ class Guard:
                 self.counts["bans", "network" if "/" in ban.source else "address"] += 1
         if refusal.challenge:
             self.counts["challenges", ""] += 1
-            headers: CIMultiDict[str] = CIMultiDict()
-            for value in digest.challenges(
+            challenges = digest.challenges(
                 self.settings.digest_realm, self.nonces.issue(), stale=refusal.stale
-            ):
-                headers.add("WWW-Authenticate", value)
-            return web.Response(status=401, headers=headers)
-        return web.Response(status=404)
+            )
+            return empty(401, *(("WWW-Authenticate", value) for value in challenges))
+        return empty(404)
 
     # -- 3. accept ----------------------------------------------------------------------------
 
-    async def accept(self, request: web.Request, found: Found) -> web.Response | None:
+    async def accept(self, request: PhoneRequest, found: Found) -> Reply | None:
         """Spend the digest nonce-count (None: go ahead; else the answer to send instead) and
         bind a device on first contact."""
         answer = found.spend
@@ -367,7 +366,7 @@ class Guard:
             except DB_ERRORS as exc:
                 # Without the record a replay could not be told apart: nothing leaves.
                 log.warning("phone fetch: nonce not recorded: %s", type(exc).__name__)
-                return web.Response(status=503, headers={"Retry-After": "30"})
+                return empty(503, ("Retry-After", "30"))
             if not fresh:
                 return await self.refuse(
                     request, Refusal(miss=Miss.REPLAYED_DIGEST, challenge=True)
