@@ -444,6 +444,9 @@ def main() -> None:
     parser.add_argument("--server-args", default="", help="extra arguments to `serve`")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
+        "--access-log", action="store_true", help="the server writes its access log (nginx does not)"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="py-spy one worker during the keep-alive phase"
     )
     parser.add_argument(
@@ -493,6 +496,8 @@ def main() -> None:
             "PROVISIONING_SECRET_KEY": key,
             "PROVISIONING_PUSH_ENABLED": "false",
             "PROVISIONING_PUBLIC_URL": PUBLIC_URL,
+            # As the nginx reference (access_log off), unless asked.
+            "PROVISIONING_ACCESS_LOG": "true" if args.access_log else "false",
         }
         launched = time.perf_counter()
         server = subprocess.Popen(
@@ -517,6 +522,7 @@ def main() -> None:
             "workers": args.workers,
             "database": "postgresql" if url.startswith("postgresql") else "sqlite",
             "startup_s": round(startup, 2),
+            "access_log": args.access_log,
         }
         ours_url, nginx_url = f"http://127.0.0.1:{server_port}", f"http://127.0.0.1:{nginx_port}"
         wrk = {"threads": args.threads, "connections": args.connections}

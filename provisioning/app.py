@@ -19,7 +19,7 @@ from provisioning.phones.auth import Authorizer, default_authorizer
 from provisioning.phones.load import Load
 from provisioning.phones.lookup import open_rows
 from provisioning.phones.routes import add_routes as add_phone_routes
-from provisioning.phones.sightings import SightingBuffer
+from provisioning.phones.sightings import SightingBuffer, SightingHistory
 from provisioning.push.worker import PushWorker
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
@@ -60,6 +60,8 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             rows.write_sightings,
             interval=settings.sighting_flush_ms / 1000,
             limit=settings.sighting_buffer,
+            # As many (device, file) pairs as the render cache holds files.
+            history=SightingHistory(settings.sighting_history_seconds, settings.render_cache_size),
         )
         app[SERVICES] = Services(
             settings=settings,

@@ -17,12 +17,14 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
 
 import netaddr
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler, Middleware
 
 from provisioning.settings import Settings
@@ -100,10 +102,10 @@ def configure(settings: Settings) -> None:
     root.setLevel(logging.INFO)
 
 
-def request_id_middleware(trusted: netaddr.IPSet) -> Middleware:
-    """Take the proxy's request id (trusted proxies only) or make one; answer it back. A made
-    id is 64 random bits: unique enough across instances, and unlike a counter it tells a
-    client nothing about the instance's traffic."""
+def request_id_maker(trusted: netaddr.IPSet) -> Callable[[str | None, str | None], str]:
+    """(id the request gave, peer address) -> the request id: the proxy's when a trusted proxy
+    set a well-formed one, else a made one, 64 random bits: unique enough across instances, and
+    unlike a counter it tells a client nothing about the instance's traffic."""
 
     @lru_cache(maxsize=1024)
     def is_trusted(peer: str) -> bool:
@@ -112,14 +114,21 @@ def request_id_middleware(trusted: netaddr.IPSet) -> Middleware:
         except (netaddr.AddrFormatError, ValueError):
             return False
 
+    def make(given: str | None, peer: str | None) -> str:
+        if given and peer and is_trusted(peer) and _REQUEST_ID.fullmatch(given):
+            return given
+        return os.urandom(8).hex()
+
+    return make
+
+
+def request_id_middleware(trusted: netaddr.IPSet) -> Middleware:
+    """Take the proxy's request id (trusted proxies only) or make one; answer it back."""
+    make = request_id_maker(trusted)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        given = request.headers.get(REQUEST_ID_HEADER)
-        peer = request.remote
-        if given and peer and is_trusted(peer) and _REQUEST_ID.fullmatch(given):
-            rid = given
-        else:
-            rid = os.urandom(8).hex()
+        rid = make(request.headers.get(REQUEST_ID_HEADER), request.remote)
         # Not reset afterwards: the access log line is written later in the same task.
         request_id.set(rid)
         try:
@@ -132,3 +141,28 @@ def request_id_middleware(trusted: netaddr.IPSet) -> Middleware:
         return response
 
     return middleware
+
+
+# URL tokens are credentials: they never reach a log.
+_TOKEN_IN_PATH = re.compile(r"^/[A-Za-z0-9_-]{16,64}/")
+_TOKEN_IN_QUERY = re.compile(r"(token=)[^&]*")
+
+
+def masked_path(path_qs: str) -> str:
+    return _TOKEN_IN_QUERY.sub(r"\1***", _TOKEN_IN_PATH.sub("/***/", path_qs))
+
+
+# Peer, method, path (token masked), status, milliseconds: aiohttp's lines and the phone lane's.
+ACCESS_FORMAT = '%s "%s %s" %s %.1fms'
+
+
+class AccessLogger(AbstractAccessLogger):
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            ACCESS_FORMAT,
+            request.remote,
+            request.method,
+            masked_path(request.path_qs),
+            response.status,
+            time * 1000,
+        )

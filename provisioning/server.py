@@ -8,14 +8,11 @@ import ctypes
 import ctypes.util
 import logging
 import os
-import re
 import signal
 import sys
 import tempfile
 import time
 
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from provisioning import demo as demo_data
@@ -28,26 +25,6 @@ from provisioning.security import listen
 from provisioning.settings import Settings
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-# URL tokens are credentials: they never reach a log.
-_TOKEN_IN_PATH = re.compile(r"^/[A-Za-z0-9_-]{16,64}/")
-_TOKEN_IN_QUERY = re.compile(r"(token=)[^&]*")
-
-
-def masked_path(path_qs: str) -> str:
-    return _TOKEN_IN_QUERY.sub(r"\1***", _TOKEN_IN_PATH.sub("/***/", path_qs))
-
-
-class AccessLogger(AbstractAccessLogger):
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            '%s "%s %s" %s %.1fms',
-            request.remote,
-            request.method,
-            masked_path(request.path_qs),
-            response.status,
-            time * 1000,
-        )
 
 
 class BadRequestLogFilter(logging.Filter):
@@ -112,7 +89,7 @@ def _run_one(settings: Settings) -> None:
     listen.run(
         app,
         settings,
-        access_log_class=AccessLogger,
+        access_log_class=logs.AccessLogger,
         say=lambda text: print(text, file=sys.stderr, flush=True),
     )
 

@@ -97,6 +97,10 @@ class Settings:
     # -- The fetch path under load (README "Boot storms"). --
     # Sightings are written in batches every this many milliseconds (0: one write per fetch).
     sighting_flush_ms: int = 500
+    # History rows (`sightings`): a fetch that repeats the last one kept for its device and file
+    # (same revision, address, User-Agent, firmware) is kept again only after this many
+    # seconds; last-seen facts follow every fetch. 0: a row for every fetch.
+    sighting_history_seconds: int = 3600
     # Sightings kept in memory at most while the database cannot take them.
     sighting_buffer: int = 100_000
     # Phone requests one process handles at once; beyond, a 503 with Retry-After at once.
@@ -155,6 +159,12 @@ class Settings:
     log_format: str = "text"
     # Prometheus metrics at /metrics.
     metrics: bool = True
+    # One access log line per request (tokens masked). Off: refusals, errors and everything
+    # else are still logged; only the line per answered request goes.
+    access_log: bool = True
+    # Plain phone GETs served by the lean phone lane (phones.lane) instead of aiohttp's
+    # request machinery; everything else goes to aiohttp either way. Off: aiohttp for all.
+    phone_lane: bool = True
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -260,6 +270,8 @@ def _convert(name: str, text: str) -> Any:
         return _parse_int(key, text, 0, 10_000_000)
     if name == "sighting_flush_ms":
         return _parse_int(key, text, 0, 60_000)
+    if name == "sighting_history_seconds":
+        return _parse_int(key, text, 0, 366 * 24 * 3600)
     if name == "sighting_buffer":
         return _parse_int(key, text, 1, 10_000_000)
     if name == "max_inflight":
@@ -272,7 +284,7 @@ def _convert(name: str, text: str) -> Any:
         return _parse_percent(key, text)
     if name == "shipping_countries":
         return _parse_countries(key, text)
-    if name in {"allow_mac_only", "metrics"}:
+    if name in {"allow_mac_only", "metrics", "access_log", "phone_lane"}:
         return _parse_bool(key, text)
     if name == "log_format":
         if text not in {"text", "json"}:

@@ -14,7 +14,12 @@ from provisioning.app import create_app
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Device, Push, Sighting, utcnow
 from provisioning.phones.lookup import open_rows
-from provisioning.phones.sightings import DatabaseUnavailable, SightingBuffer, SightingFacts
+from provisioning.phones.sightings import (
+    DatabaseUnavailable,
+    SightingBuffer,
+    SightingFacts,
+    SightingHistory,
+)
 from provisioning.push.changes import devices_changed
 from provisioning.settings import Settings
 from provisioning.state import SERVICES
@@ -58,18 +63,59 @@ async def test_fetches_are_recorded_at_the_flush_and_at_clean_shutdown(
     assert seen.last_seen_at is not None and seen.state == "active"
     assert seen.last_revision_served == device.config_revision + 1
     assert seen.last_user_agent == YEALINK_UA
-    assert await _sightings(sessions, device.id) == 3
+    # The history keeps the first of three identical fetches; last-seen follows the last one.
+    assert await _sightings(sessions, device.id) == 1
     async with sessions() as session:
         states = (
             await session.scalars(select(Push.state).where(Push.device_id == device.id))
         ).all()
     assert states and set(states) == {"applied"}  # the fetch is the proof, batched or not
 
-    # One more fetch, then a clean shutdown: the cleanup writes it.
-    resp = await client.get(path, headers={"User-Agent": YEALINK_UA})
+    # Another file, and the same file from another User-Agent (a firmware upgrade), then a
+    # clean shutdown: the cleanup writes them, each a history row of its own.
+    resp = await client.get(
+        f"/{world.yealink_token}/y000000000108.cfg", headers={"User-Agent": YEALINK_UA}
+    )
+    assert resp.status == 200
+    upgraded = YEALINK_UA.replace("108.86.0.20", "108.86.0.45")
+    resp = await client.get(path, headers={"User-Agent": upgraded})
     assert resp.status == 200
     await client.close()
-    assert await _sightings(sessions, device.id) == 4
+    assert await _sightings(sessions, device.id) == 3
+    last = await _yealink(sessions)
+    assert last.last_user_agent == upgraded and last.last_firmware == "108.86.0.45"
+    assert seen.last_seen_at is not None and last.last_seen_at is not None
+    assert last.last_seen_at > seen.last_seen_at
+
+
+async def test_every_fetch_a_history_row_when_asked(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World
+) -> None:
+    client: TestClient = await aiohttp_client(
+        create_app(replace(settings, sighting_history_seconds=0))
+    )
+    device = await _yealink(sessions)
+    for _ in range(3):
+        resp = await client.get(
+            f"/{world.yealink_token}/{YEALINK_MAC}.cfg", headers={"User-Agent": YEALINK_UA}
+        )
+        assert resp.status == 200
+    assert await _sightings(sessions, device.id) == 3
+
+
+def test_history_keeps_what_is_new_or_old_enough() -> None:
+    history = SightingHistory(seconds=60, size=2)
+    facts = (3, "192.0.2.1", "UA", "1.0")
+    assert history.keep(1, "a.cfg", facts, now=0)
+    assert not history.keep(1, "a.cfg", facts, now=59)  # the same, within the period
+    assert history.keep(1, "a.cfg", facts, now=61)  # the same, a period after the last row
+    assert history.keep(1, "a.cfg", (4, "192.0.2.1", "UA", "1.0"), now=62)  # new revision
+    assert history.keep(1, "a.cfg", (4, "192.0.2.9", "UA", "1.0"), now=63)  # new address
+    assert history.keep(1, "b.cfg", (4, "192.0.2.9", "UA", "1.0"), now=64)  # another file
+    assert history.keep(2, "a.cfg", facts, now=65)  # another device: a.cfg of 1 forgotten
+    assert history.keep(1, "a.cfg", (4, "192.0.2.9", "UA", "1.0"), now=66)
+    every = SightingHistory(seconds=0, size=2)
+    assert all(every.keep(1, "a.cfg", facts, now=n) for n in range(5))
 
 
 async def test_a_batch_keeps_the_latest_facts_and_the_highest_revision(

@@ -82,6 +82,8 @@ def test_workers_share_the_port_restart_and_flush_on_sigterm(tmp_path: Path) -> 
         "PROVISIONING_PUSH_ENABLED": "false",
         # Long enough that nothing is written before the SIGTERM: the shutdown flush does it.
         "PROVISIONING_SIGHTING_FLUSH_MS": "60000",
+        # A history row for every fetch, so the rows count the fetches written.
+        "PROVISIONING_SIGHTING_HISTORY_SECONDS": "0",
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "provisioning", "serve", "--demo", "--port", str(port),

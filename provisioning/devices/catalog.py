@@ -97,6 +97,11 @@ class Family:
 @dataclass(frozen=True)
 class Catalog:
     families: dict[str, Family]
+    # What a file name or a User-Agent was found to mean (devices.identify): the same few
+    # thousand strings come back with every fetch of a boot storm.
+    memo: dict[tuple[str, str], Any] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
 
     @property
     def models(self) -> dict[str, Model]:

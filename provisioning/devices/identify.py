@@ -7,6 +7,7 @@ Each step is a small pure function so it can be tested on real request strings a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from provisioning.devices.catalog import Catalog, Family, FileSpec, Model
 from provisioning.devices.mac import try_mac
@@ -31,9 +32,27 @@ class UserAgentInfo:
     mac: str | None
 
 
+MEMO_SIZE = 65536  # strings remembered per catalog, then forgotten all at once
+
+
+def _remember(catalog: Catalog, key: tuple[str, str], value: Any) -> None:
+    if len(catalog.memo) >= MEMO_SIZE:
+        catalog.memo.clear()
+    catalog.memo[key] = value
+
+
 def match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
     """Every family file spec the name fits; several families share names such as `<mac>.cfg`,
     so the device record, not the name, decides which one applies."""
+    key = ("file", file_name)
+    known = catalog.memo.get(key)
+    if known is None:
+        known = tuple(_match_file(catalog, file_name))
+        _remember(catalog, key, known)
+    return list(known)
+
+
+def _match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
     found = []
     for family in catalog:
         for spec in family.files:
@@ -57,6 +76,15 @@ def match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
 
 
 def parse_user_agent(catalog: Catalog, user_agent: str) -> UserAgentInfo | None:
+    key = ("ua", user_agent)
+    known = catalog.memo.get(key, key)
+    if known is key:
+        known = _parse_user_agent(catalog, user_agent)
+        _remember(catalog, key, known)
+    return known  # type: ignore[no-any-return]
+
+
+def _parse_user_agent(catalog: Catalog, user_agent: str) -> UserAgentInfo | None:
     for family in catalog:
         for pattern in family.ua_patterns:
             match = pattern.search(user_agent)

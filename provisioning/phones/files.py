@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -208,18 +209,16 @@ async def _record(
     file_name: str,
     revision: int,
 ) -> None:
-    facts = SightingFacts(
-        device_id=device_id,
-        seen_at=utcnow(),
-        ip=_client_ip(services, request),
-        user_agent=agent,
-        firmware=firmware[:64] if firmware else None,
-        file_name=file_name,
-        revision=revision,
+    ip = _client_ip(services, request)
+    firmware = firmware[:64] if firmware else None
+    buffer = services.sightings
+    history = buffer.history.keep(
+        device_id, file_name, (revision, ip, agent, firmware), time.monotonic()
     )
+    facts = SightingFacts(device_id, utcnow(), ip, agent, firmware, file_name, revision, history)
     # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
     # phone's problem: the file is already rendered.
-    await services.sightings.add(facts)
+    await buffer.add(facts)
 
 
 async def _write_behind(

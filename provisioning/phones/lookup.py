@@ -103,6 +103,7 @@ def _sighting_params(
         [
             (f.device_id, when(f.seen_at), f.ip, f.user_agent, f.firmware, f.file_name, f.revision)
             for f in batch
+            if f.history
         ],
     )
 

@@ -6,12 +6,20 @@ the whole fetch path, so the server keeps sightings in memory and writes them in
 (its latest facts), marks the pushes the fetched revisions satisfy as applied and inserts the
 sighting rows. A clean shutdown flushes what is left; a crash loses at most one interval of
 last-seen facts, never a configuration.
+
+Every fetch updates the device's last-seen facts; the history (`sightings` rows) keeps a fetch
+when it tells something new about the device and file — another revision, address, User-Agent
+or firmware — or when that file's last row is older than `SIGHTING_HISTORY_SECONDS`
+(`SightingHistory`). Phones poll every few minutes: a row per poll would grow the table by a
+billion rows a day for a million phones, and cost the boot storm a random index insert per
+request, to say again what the device row already says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -46,6 +54,33 @@ class SightingFacts:
     firmware: str | None
     file_name: str
     revision: int
+    history: bool = True  # also a row in the history (`sightings`)
+
+
+class SightingHistory:
+    """Which fetches the history keeps: the first of each (device, file) in this process, then
+    any that differs from the last one kept, or comes `seconds` after it. Remembers at most
+    `size` (device, file) pairs, the least recently fetched forgotten first (a forgotten pair
+    only costs one more row). `seconds` 0 keeps every fetch."""
+
+    def __init__(self, seconds: float, size: int) -> None:
+        self.seconds = seconds
+        self.size = max(1, size)
+        self._kept: OrderedDict[tuple[int, str], tuple[tuple[object, ...], float]] = OrderedDict()
+
+    def keep(self, device_id: int, file_name: str, facts: tuple[object, ...], now: float) -> bool:
+        if self.seconds <= 0:
+            return True
+        key = (device_id, file_name)
+        kept = self._kept.get(key)
+        if kept is not None and kept[0] == facts and now - kept[1] < self.seconds:
+            self._kept.move_to_end(key)
+            return False
+        self._kept[key] = (facts, now)
+        self._kept.move_to_end(key)
+        if len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+        return True
 
 
 def summarise(
@@ -72,12 +107,20 @@ class SightingBuffer:
     """Sightings waiting for the next batch. `interval` 0 writes each one at once (the caller
     awaits it), which the tests and a single low-traffic instance may prefer."""
 
-    def __init__(self, write: Writer, *, interval: float, limit: int) -> None:
+    def __init__(
+        self,
+        write: Writer,
+        *,
+        interval: float,
+        limit: int,
+        history: SightingHistory | None = None,
+    ) -> None:
         # `phones.lookup.DeviceRows.write_sightings`: one transaction per batch, through the
         # driver (no ORM work, and on SQLite its own thread that waits in C, not on the GIL).
         self.write = write
         self.interval = interval
         self.limit = limit
+        self.history = history or SightingHistory(0, 1)
         self._pending: list[SightingFacts] = []
         self._lock = asyncio.Lock()
         self.written = 0

@@ -5,18 +5,79 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import uvloop
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from provisioning.phones.lane import Lane
 from provisioning.security.tls import server_context
 from provisioning.settings import Settings
 
 BACKLOG = 4096  # capped by net.core.somaxconn (4096 on current kernels)
+SHUTDOWN_SECONDS = 60.0  # as aiohttp's runner waits for its requests in flight
+log = logging.getLogger("aiohttp.access")
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    app: web.Application,
+    settings: Settings,
+    context: ssl.SSLContext | None,
+    access_log_class: type[AbstractAccessLogger],
+) -> AsyncIterator[list[tuple[str, asyncio.Server]]]:
+    """The app served on PORT (unless HTTP is off) and TLS_PORT (with a certificate) until the
+    block ends; then stop listening, answer the fetches in progress, drain aiohttp's requests
+    and run the cleanup contexts."""
+    loop = asyncio.get_running_loop()
+    runner = web.AppRunner(
+        app, access_log_class=access_log_class, access_log=log if settings.access_log else None
+    )
+    await runner.setup()
+    lane: Lane | None = None
+    servers: list[tuple[str, asyncio.Server]] = []
+    try:
+        handler = runner.server
+        assert handler is not None  # made by setup()
+        # Phones' plain GETs go to the phone lane, which hands every other connection to
+        # aiohttp's own protocol (phones.lane); without the lane aiohttp takes them all.
+        factory: Callable[[], asyncio.BaseProtocol] = handler
+        if settings.phone_lane:
+            lane = Lane(app, handler)
+            lane.start()
+            factory = lane.connection
+        # Several worker processes bind the same port; the kernel spreads connections. A boot
+        # storm opens connections by the thousand: with aiohttp's default backlog (128) the
+        # kernel drops SYNs and phones wait out their retransmission timers (1 s, 3 s, 7 s), so
+        # the queue is made long enough to hold them while the shedding answers 503.
+        ports: list[tuple[str, int, ssl.SSLContext | None]] = []
+        if settings.http != "off":
+            ports.append(("http", settings.port, None))
+        if context is not None:
+            ports.append(("https", settings.tls_port, context))
+        for scheme, port, tls in ports:
+            server = await loop.create_server(
+                factory,
+                settings.host,
+                port,
+                ssl=tls,
+                reuse_port=settings.workers > 1,
+                backlog=BACKLOG,
+            )
+            servers.append((scheme, server))
+        yield servers
+    finally:
+        for _, server in servers:
+            server.close()
+        if lane is not None:
+            await lane.shutdown(SHUTDOWN_SECONDS)
+        # aiohttp's connections: the runner's shutdown timeout (60 s), then the cleanup
+        # contexts close the push worker and the database.
+        await runner.cleanup()
 
 
 async def _serve(
@@ -26,47 +87,19 @@ async def _serve(
     access_log_class: type[AbstractAccessLogger],
     say: Callable[[str], None],
 ) -> None:
-    # Signals only set `stop`: the runner's cleanup below then drains requests in flight
-    # (aiohttp's own handlers raise out of the loop, which cancels them instead).
+    # Signals only set `stop`: leaving `listening` then drains requests in flight (aiohttp's
+    # own handlers raise out of the loop, which cancels them instead).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    runner = web.AppRunner(app, access_log_class=access_log_class)
-    await runner.setup()
-    try:
-        sites = []
-        # Several worker processes bind the same port; the kernel spreads connections. A boot
-        # storm opens connections by the thousand: with aiohttp's default backlog (128) the
-        # kernel drops SYNs and phones wait out their retransmission timers (1 s, 3 s, 7 s), so
-        # the queue is made long enough to hold them while the shedding answers 503.
-        shared = settings.workers > 1
-        if settings.http != "off":
-            sites.append(
-                web.TCPSite(
-                    runner, settings.host, settings.port, reuse_port=shared, backlog=BACKLOG
-                )
-            )
-        if context is not None:
-            sites.append(
-                web.TCPSite(
-                    runner,
-                    settings.host,
-                    settings.tls_port,
-                    ssl_context=context,
-                    reuse_port=shared,
-                    backlog=BACKLOG,
-                )
-            )
-        for site in sites:
-            await site.start()
-        names = ", ".join(site.name for site in sites)
-        say(f"======== Running on {names} ========\n(Press CTRL+C to quit)")
+    async with listening(app, settings, context, access_log_class) as servers:
+        names = [
+            f"{scheme}://{settings.host}:{server.sockets[0].getsockname()[1]}"
+            for scheme, server in servers
+        ]
+        say(f"======== Running on {', '.join(names)} ========\n(Press CTRL+C to quit)")
         await stop.wait()
-    finally:
-        # Stops listening, then waits for the requests in flight (the runner's shutdown
-        # timeout, 60 s) before the cleanup contexts close the push worker and the database.
-        await runner.cleanup()
 
 
 def run(

@@ -1,0 +1,414 @@
+"""The phone lane: a lean HTTP/1.1 protocol in front of aiohttp for what a boot storm is made of,
+plain GETs of a phone file.
+
+aiohttp spends most of a phone fetch's time in its own machinery (a Request, a Response, a task,
+middlewares, a writer per request): a bare aiohttp handler answering fixed bytes reaches half of
+nginx's requests/s on this machine, which left the fetch path itself no room (README "Boot
+storms"). This protocol reads a request head, and when it is a GET or HEAD of `/<token>/<file>` or
+`/<file>` (plain characters, no query, no body) answers it itself through the very `fetch` the
+aiohttp route calls, with the same answers, headers, bans, shedding, request id, metrics and
+access log. Anything else — the API, the Manager, health, metrics, firmware, a query string,
+percent-encoding, a body, an upgrade, an oversized or malformed head — makes it hand the
+connection, with every byte it has not answered, to aiohttp's own protocol, which then serves the
+connection to its end. The head is parsed by httptools (llhttp, the parser aiohttp uses too).
+
+A fetch that completes without waiting (SQLite, a cached file: the common case) is answered
+within the read callback; one that waits (PostgreSQL, a render, a write) continues in a task,
+and the connection reads nothing more until it is answered, so answers keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import re
+import time
+import types
+from collections.abc import Callable, Coroutine, Generator
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, cast
+
+import httptools
+from aiohttp import web
+from multidict import CIMultiDict
+
+from provisioning import logs
+from provisioning.metrics import METRICS, FetchMetrics
+from provisioning.phones.files import fetch
+from provisioning.phones.load import RETRY_AFTER as SHED_RETRY_AFTER
+from provisioning.phones.request import Reply, empty
+from provisioning.state import SERVICES, Services
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("aiohttp.access")
+
+MAX_HEAD = 8190  # aiohttp's limit for a request line or a header: beyond, it answers the error
+MAX_BUFFERED = 65536  # read paused while this much waits behind a fetch in progress
+IDLE_SECONDS = 75.0  # aiohttp's keep-alive timeout: the same for both layers
+SWEEP_SECONDS = 5.0
+# `/<token>/<file>` or `/<file>`, the characters phones use; the rest goes to aiohttp.
+PATH = re.compile(rb"/(?:([A-Za-z0-9_-]{16,64})/)?([A-Za-z0-9._-]{1,128})")
+STATUS_LINES = {
+    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
+}
+
+
+class LaneRequest:
+    """A `PhoneRequest` made from a parsed head."""
+
+    __slots__ = ("headers", "method", "raw_path", "transport")
+
+    def __init__(
+        self,
+        method: str,
+        raw_path: str,
+        headers: CIMultiDict[str],
+        transport: asyncio.Transport,
+    ) -> None:
+        self.method = method
+        self.raw_path = raw_path
+        self.headers = headers
+        self.transport: asyncio.Transport | None = transport
+
+
+class Lane:
+    """What the connections of one server process share."""
+
+    def __init__(self, app: web.Application, handover: Callable[[], asyncio.Protocol]) -> None:
+        services: Services = app[SERVICES]
+        self.services = services
+        self.handover = handover
+        self.metrics: FetchMetrics | None = app[METRICS].phone if METRICS in app else None
+        self.access_log = services.settings.access_log
+        self.request_id = logs.request_id_maker(services.settings.trusted_proxies)
+        # First path segments aiohttp routes elsewhere (api, manager, healthz, firmware...):
+        # read from the router, so a route added later is never shadowed by the lane.
+        self.reserved = frozenset(
+            segment.encode()
+            for resource in app.router.resources()
+            if (segment := resource.canonical.lstrip("/").split("/")[0]) and "{" not in segment
+        )
+        self.connections: set[PhoneConnection] = set()
+        self.busy = 0
+        self.closing = False
+        self._idle = asyncio.Event()
+        self._date = ""
+        self._date_second = -1
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def connection(self) -> PhoneConnection:
+        return PhoneConnection(self)
+
+    def date(self) -> str:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second, self._date = now, formatdate(now, usegmt=True)
+        return self._date
+
+    async def handle(self, request: LaneRequest, file_name: str, token: str | None) -> Reply:
+        """What the aiohttp chain does for a phone file: ban check, shedding, fetch."""
+        services = self.services
+        if services.guard.banned(request):
+            return empty(403)
+        load = services.load
+        if load.overloaded():
+            load.shed += 1
+            return empty(503, ("Retry-After", SHED_RETRY_AFTER))
+        load.inflight += 1
+        try:
+            return await fetch(services, request, file_name, token)
+        finally:
+            load.inflight -= 1
+
+    def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Close connections idle past the keep-alive timeout, or sending a head too slowly."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            limit = loop.time() - IDLE_SECONDS
+            for connection in [c for c in self.connections if c.last < limit and not c.busy]:
+                connection.close()
+
+    async def shutdown(self, grace: float) -> None:
+        """Idle connections close now; a fetch in progress is answered, then its connection
+        closes. Waits for those at most `grace` seconds."""
+        self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for connection in list(self.connections):
+            if not connection.busy:
+                connection.close()
+        if self.busy:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                log.warning("phone lane: %d fetches still in progress at shutdown", self.busy)
+
+    def done(self) -> None:
+        self.busy -= 1
+        if self.busy == 0:
+            self._idle.set()
+
+
+class PhoneConnection(asyncio.Protocol):
+    def __init__(self, lane: Lane) -> None:
+        self.lane = lane
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False
+        self.write_paused = False
+        self.read_paused = False
+        self.peer = "0.0.0.0"  # noqa: S104 -- a unix socket: no network peer
+        self.last = 0.0
+        self.parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._complete = False
+        self._keep_alive = False
+        self._version = "1.1"
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
+
+    def on_headers_complete(self) -> None:
+        self._keep_alive = self.parser.should_keep_alive()
+        self._version = self.parser.get_http_version()
+
+    def on_message_complete(self) -> None:
+        self._complete = True
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but provide its methods.
+        self.transport = cast(asyncio.Transport, transport)
+        peer = self.transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self.peer = str(peer[0]).removeprefix("::ffff:")
+        self.last = asyncio.get_running_loop().time()
+        if self.lane.closing:
+            self.transport.close()
+            return
+        self.lane.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lane.connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self.last = asyncio.get_running_loop().time()
+        if self.busy:
+            if len(self.buffer) > MAX_BUFFERED and not self.read_paused and self.transport:
+                self.read_paused = True
+                self.transport.pause_reading()
+            return
+        self._next()
+
+    def eof_received(self) -> bool | None:
+        # As aiohttp does: the transport closes; an answer in progress is dropped.
+        return None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.busy:
+            self._next()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Answer the complete heads waiting, in order, until one needs to wait."""
+        while self.buffer and not self.busy and not self.write_paused:
+            if self.transport is None or self.transport.is_closing():
+                return
+            if self.lane.closing:
+                self.close()
+                return
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0 or end > MAX_HEAD:
+                if end > MAX_HEAD or len(self.buffer) > MAX_HEAD:
+                    self._hand_over()  # aiohttp's limits and answers for large heads
+                return
+            end += 4
+            self._url, self._headers, self._complete = b"", [], False
+            try:
+                self.parser.feed_data(bytes(self.buffer[:end]))
+            except httptools.HttpParserError:
+                self._hand_over()  # aiohttp answers the error as it always does
+                return
+            method = self.parser.get_method()
+            match = PATH.fullmatch(self._url)
+            if (
+                not self._complete  # a body follows
+                or method not in (b"GET", b"HEAD")
+                or match is None
+                or (match[1] or match[2]) in self.lane.reserved
+            ):
+                self._hand_over()
+                return
+            del self.buffer[:end]
+            token = match[1].decode() if match[1] else None
+            self._serve(method.decode(), self._url.decode(), match[2].decode(), token)
+        if self.read_paused and not self.busy and self.transport:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def _hand_over(self) -> None:
+        """aiohttp's protocol takes the connection from here, with every unanswered byte."""
+        transport = self.transport
+        assert transport is not None
+        self.lane.connections.discard(self)
+        self.transport = None
+        protocol = self.lane.handover()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        data, self.buffer = bytes(self.buffer), bytearray()
+        if self.write_paused:
+            protocol.pause_writing()
+        if self.read_paused:
+            transport.resume_reading()
+        if data:
+            protocol.data_received(data)
+
+    def _serve(self, method: str, path: str, file_name: str, token: str | None) -> None:
+        assert self.transport is not None
+        headers = CIMultiDict(self._headers)
+        request = LaneRequest(method, path, headers, self.transport)
+        keep_alive, version = self._keep_alive, self._version
+        # Each request in a context of its own: the request id reaches its log lines only.
+        context = contextvars.copy_context()
+        context.run(self._start, request, keep_alive, version, file_name, token)
+
+    def _start(
+        self,
+        request: LaneRequest,
+        keep_alive: bool,
+        version: str,
+        file_name: str,
+        token: str | None,
+    ) -> None:
+        lane = self.lane
+        rid = lane.request_id(request.headers.get(logs.REQUEST_ID_HEADER), self.peer)
+        logs.request_id.set(rid)
+        started = time.perf_counter()
+        coroutine = lane.handle(request, file_name, token)
+        # Run it here until it has to wait (what Python 3.12's eager tasks do): most fetches
+        # never wait, and a task per request would cost more than the fetch.
+        try:
+            waiting = coroutine.send(None)
+        except StopIteration as stop:
+            self._answer(request, stop.value, rid, keep_alive, version, started)
+            return
+        except Exception:
+            log.exception("phone lane: error handling %s", logs.masked_path(request.raw_path))
+            self._answer(request, Reply(500), rid, keep_alive, version, started)
+            return
+        self.busy = True
+        lane.busy += 1
+        task = asyncio.get_running_loop().create_task(_resume(coroutine, waiting))
+
+        def finished(task: asyncio.Task[Reply]) -> None:
+            lane.done()
+            self.busy = False
+            if task.cancelled():
+                reply = Reply(500)
+            elif (error := task.exception()) is not None:
+                log.error(
+                    "phone lane: error handling %s",
+                    logs.masked_path(request.raw_path),
+                    exc_info=error,
+                )
+                reply = Reply(500)
+            else:
+                reply = task.result()
+            self._answer(request, reply, rid, keep_alive, version, started)
+            if lane.closing:
+                self.close()
+            else:
+                self._next()
+
+        task.add_done_callback(finished)
+
+    def _answer(
+        self,
+        request: LaneRequest,
+        reply: Reply,
+        rid: str,
+        keep_alive: bool,
+        version: str,
+        started: float,
+    ) -> None:
+        lane = self.lane
+        elapsed = time.perf_counter() - started
+        if lane.metrics is not None:
+            lane.metrics.observe(reply.family, reply.status, elapsed)
+        if lane.access_log:
+            access_log.info(
+                logs.ACCESS_FORMAT,
+                self.peer,
+                request.method,
+                logs.masked_path(request.raw_path),
+                reply.status,
+                elapsed * 1000,
+            )
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the phone went away meanwhile
+        head = [STATUS_LINES.get(reply.status) or f"HTTP/1.1 {reply.status} -\r\n".encode()]
+        for name, value in reply.headers:
+            head.append(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"))
+        if reply.content_type is not None:
+            head.append(f"Content-Type: {reply.content_type}\r\n".encode())
+        body = reply.body
+        if reply.status not in (204, 304):
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        head.append(f"Date: {lane.date()}\r\n{logs.REQUEST_ID_HEADER}: {rid}\r\n".encode())
+        # As aiohttp: HTTP/1.0 hears "keep-alive" when it is kept, HTTP/1.1 "close" when not.
+        if not keep_alive:
+            if version != "1.0":
+                head.append(b"Connection: close\r\n")
+        elif version == "1.0":
+            head.append(b"Connection: keep-alive\r\n")
+        head.append(b"\r\n")
+        if request.method != "HEAD" and reply.status not in (204, 304):
+            head.append(body)
+        transport.write(b"".join(head))
+        if not keep_alive:
+            transport.close()
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, Reply], waiting: Any) -> Generator[Any, Any, Reply]:
+    """Go on, inside a task, with a coroutine started outside one: first wait for what it was
+    waiting for, then drive it as the task would have from the start."""
+    while True:
+        try:
+            yield waiting
+        except BaseException as exc:
+            try:
+                waiting = coroutine.throw(exc)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+        else:
+            try:
+                waiting = coroutine.send(None)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
