@@ -444,7 +444,7 @@ def main() -> None:
     parser.add_argument("--server-args", default="", help="extra arguments to `serve`")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
-        "--access-log", action="store_true", help="the server writes its access log (nginx does not)"
+        "--access-log", action="store_true", help="server access log on (nginx: off)"
     )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy one worker during the keep-alive phase"
