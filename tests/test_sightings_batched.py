@@ -166,7 +166,7 @@ async def _batches(write: Any, sessions: SessionFactory, world: World) -> None:
     await write(
         [
             facts(6, "192.0.2.6", revision),
-            replace(facts(6, "192.0.2.7", other.config_revision), device_id=other.id),
+            facts(6, "192.0.2.7", other.config_revision)._replace(device_id=other.id),
         ],
     )
     async with sessions() as session:
@@ -183,7 +183,7 @@ async def _batches(write: Any, sessions: SessionFactory, world: World) -> None:
 
     # A device deleted meanwhile: its sighting is dropped, the batch still goes in.
     await write(
-        [replace(facts(7, "192.0.2.8", revision), device_id=10**9), facts(8, "192.0.2.9", revision)]
+        [facts(7, "192.0.2.8", revision)._replace(device_id=10**9), facts(8, "192.0.2.9", revision)]
     )
     assert (await _yealink(sessions)).last_ip == "192.0.2.9"
 

@@ -372,25 +372,27 @@ class PhoneConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the phone went away meanwhile
-        head = [STATUS_LINES.get(reply.status) or f"HTTP/1.1 {reply.status} -\r\n".encode()]
-        for name, value in reply.headers:
-            head.append(f"{name}: {value}\r\n".encode("utf-8", "surrogateescape"))
+        status = reply.status
+        # One string, encoded once: this runs for every request of a storm.
+        head = "".join([f"{name}: {value}\r\n" for name, value in reply.headers])
         if reply.content_type is not None:
-            head.append(f"Content-Type: {reply.content_type}\r\n".encode())
+            head += f"Content-Type: {reply.content_type}\r\n"
         body = reply.body
-        if reply.status not in (204, 304):
-            head.append(b"Content-Length: %d\r\n" % len(body))
-        head.append(f"Date: {lane.date()}\r\n{logs.REQUEST_ID_HEADER}: {rid}\r\n".encode())
+        bodiless = status in (204, 304)
+        if not bodiless:
+            head += f"Content-Length: {len(body)}\r\n"
+        head += f"Date: {lane.date()}\r\n{logs.REQUEST_ID_HEADER}: {rid}\r\n"
         # As aiohttp: HTTP/1.0 hears "keep-alive" when it is kept, HTTP/1.1 "close" when not.
         if not keep_alive:
             if version != "1.0":
-                head.append(b"Connection: close\r\n")
+                head += "Connection: close\r\n"
         elif version == "1.0":
-            head.append(b"Connection: keep-alive\r\n")
-        head.append(b"\r\n")
-        if request.method != "HEAD" and reply.status not in (204, 304):
-            head.append(body)
-        transport.write(b"".join(head))
+            head += "Connection: keep-alive\r\n"
+        status_line = STATUS_LINES.get(status) or f"HTTP/1.1 {status} -\r\n".encode()
+        data = status_line + head.encode("utf-8", "surrogateescape") + b"\r\n"
+        if not bodiless and request.method != "HEAD":
+            data += body
+        transport.write(data)
         if not keep_alive:
             transport.close()
 

@@ -22,8 +22,8 @@ import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -45,8 +45,7 @@ def describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-@dataclass(frozen=True)
-class SightingFacts:
+class SightingFacts(NamedTuple):
     device_id: int
     seen_at: datetime
     ip: str
