@@ -62,6 +62,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             limit=settings.sighting_buffer,
             # As many (device, file) pairs as the render cache holds files.
             history=SightingHistory(settings.sighting_history_seconds, settings.render_cache_size),
+            refresh=SightingHistory(settings.sighting_refresh_seconds, settings.render_cache_size),
         )
         app[SERVICES] = Services(
             settings=settings,

@@ -101,6 +101,10 @@ class Settings:
     # (same revision, address, User-Agent, firmware) is kept again only after this many
     # seconds; last-seen facts follow every fetch. 0: a row for every fetch.
     sighting_history_seconds: int = 3600
+    # A device's last-seen facts: a fetch that repeats them rewrites them only after this many
+    # seconds (a new revision, address, User-Agent or firmware: at the next batch). 0: every
+    # fetch.
+    sighting_refresh_seconds: int = 60
     # Sightings kept in memory at most while the database cannot take them.
     sighting_buffer: int = 100_000
     # Phone requests one process handles at once; beyond, a 503 with Retry-After at once.
@@ -270,7 +274,7 @@ def _convert(name: str, text: str) -> Any:
         return _parse_int(key, text, 0, 10_000_000)
     if name == "sighting_flush_ms":
         return _parse_int(key, text, 0, 60_000)
-    if name == "sighting_history_seconds":
+    if name in {"sighting_history_seconds", "sighting_refresh_seconds"}:
         return _parse_int(key, text, 0, 366 * 24 * 3600)
     if name == "sighting_buffer":
         return _parse_int(key, text, 1, 10_000_000)

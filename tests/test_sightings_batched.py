@@ -220,3 +220,33 @@ async def test_an_outage_keeps_the_newest_facts_within_the_limit(
         await rows.close()
     assert len(buffer) == 0 and buffer.written == 3
     assert (await _yealink(sessions)).last_ip == "192.0.2.4"
+
+
+async def test_repeated_facts_rewritten_only_after_the_refresh_period(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World
+) -> None:
+    """Last-seen facts a fetch repeats are not written again within SIGHTING_REFRESH_SECONDS;
+    a new address, User-Agent, firmware or revision is."""
+    app = create_app(replace(settings, sighting_refresh_seconds=3600))
+    client: TestClient = await aiohttp_client(app)
+    path = f"/{world.yealink_token}/{YEALINK_MAC}.cfg"
+    resp = await client.get(path, headers={"User-Agent": YEALINK_UA})
+    assert resp.status == 200
+    first = (await _yealink(sessions)).last_seen_at
+    assert first is not None
+    resp = await client.get(path, headers={"User-Agent": YEALINK_UA})
+    assert resp.status == 200
+    assert (await _yealink(sessions)).last_seen_at == first  # repeated: not rewritten
+    device = await _yealink(sessions)
+    async with sessions() as session, session.begin():
+        await devices_changed(session, Device.id == device.id, "test")
+    resp = await client.get(path, headers={"User-Agent": YEALINK_UA})
+    assert resp.status == 200
+    changed = await _yealink(sessions)
+    assert changed.last_seen_at is not None and changed.last_seen_at > first
+    assert changed.last_revision_served == device.config_revision + 1  # the push proof
+    async with sessions() as session:
+        states = (
+            await session.scalars(select(Push.state).where(Push.device_id == device.id))
+        ).all()
+    assert states and set(states) == {"applied"}

@@ -212,10 +212,12 @@ async def _record(
     ip = _client_ip(services, request)
     firmware = firmware[:64] if firmware else None
     buffer = services.sightings
-    history = buffer.history.keep(
-        device_id, file_name, (revision, ip, agent, firmware), time.monotonic()
+    told, now = (revision, ip, agent, firmware), time.monotonic()
+    history = buffer.history.keep(device_id, file_name, told, now)
+    touch = buffer.refresh.keep(device_id, "", told, now)
+    facts = SightingFacts(
+        device_id, utcnow(), ip, agent, firmware, file_name, revision, history, touch
     )
-    facts = SightingFacts(device_id, utcnow(), ip, agent, firmware, file_name, revision, history)
     # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
     # phone's problem: the file is already rendered.
     await buffer.add(facts)

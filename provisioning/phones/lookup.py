@@ -93,7 +93,9 @@ PG_TYPED = [
 def _sighting_params(
     batch: Sequence[SightingFacts], when: Any
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    latest, newest = summarise(batch)
+    # Devices whose last-seen facts are due (phones.sightings); their latest facts all the same.
+    due = {f.device_id for f in batch if f.touch}
+    latest, newest = summarise([f for f in batch if f.device_id in due])
     return (
         [
             (when(f.seen_at), f.ip, f.user_agent, f.firmware, f.revision, f.device_id)
@@ -225,12 +227,17 @@ class SqliteRows(DeviceRows):
         self._writer: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sightings")
 
+    def _write_batch(self, batch: Sequence[SightingFacts]) -> None:
+        self._write(_sighting_params(batch, _sqlite_time))
+
     def _write(self, params: tuple[list[Any], list[Any], list[Any]]) -> None:
         if self._writer is None:
             self._writer = sqlite3.connect(
                 self._path, timeout=30, isolation_level=None, check_same_thread=False
             )
             self._writer.execute("PRAGMA foreign_keys = ON")
+            # As the engine's connections (db.engine): WAL syncs at checkpoints, not each batch.
+            self._writer.execute("PRAGMA synchronous = NORMAL")
         db = self._writer
         last_seen, applied, rows = params
         db.execute("BEGIN IMMEDIATE")
@@ -244,9 +251,10 @@ class SqliteRows(DeviceRows):
         db.execute("COMMIT")
 
     async def write_sightings(self, batch: Sequence[SightingFacts]) -> None:
-        params = _sighting_params(batch, _sqlite_time)
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._write, params)
+            # The parameters are made in the writer's thread too: a large batch would otherwise
+            # hold the event loop for milliseconds.
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._write_batch, batch)
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
 

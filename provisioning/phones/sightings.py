@@ -7,12 +7,15 @@ the whole fetch path, so the server keeps sightings in memory and writes them in
 sighting rows. A clean shutdown flushes what is left; a crash loses at most one interval of
 last-seen facts, never a configuration.
 
-Every fetch updates the device's last-seen facts; the history (`sightings` rows) keeps a fetch
-when it tells something new about the device and file — another revision, address, User-Agent
-or firmware — or when that file's last row is older than `SIGHTING_HISTORY_SECONDS`
-(`SightingHistory`). Phones poll every few minutes: a row per poll would grow the table by a
-billion rows a day for a million phones, and cost the boot storm a random index insert per
-request, to say again what the device row already says.
+What is written is what is new (`SightingHistory`, one per process): a fetch that tells
+something new about a device — another revision, address, User-Agent or firmware — updates its
+last-seen facts (and proves pushes applied) at the next batch; one that repeats them does so
+only when they were last written `SIGHTING_REFRESH_SECONDS` ago or more, so "last seen" is
+exact to that many seconds. The history (`sightings` rows) keeps the same way one row per
+device and file per `SIGHTING_HISTORY_SECONDS`. Phones poll every few minutes and fetch several
+files at boot: a write per fetch would grow the history by a billion rows a day for a million
+phones, and cost a boot storm random index writes per request, to say again what the device
+row already says.
 """
 
 from __future__ import annotations
@@ -54,13 +57,14 @@ class SightingFacts(NamedTuple):
     file_name: str
     revision: int
     history: bool = True  # also a row in the history (`sightings`)
+    touch: bool = True  # the device's last-seen facts need writing
 
 
 class SightingHistory:
-    """Which fetches the history keeps: the first of each (device, file) in this process, then
+    """Which fetches are worth writing: the first of each (device, file) in this process, then
     any that differs from the last one kept, or comes `seconds` after it. Remembers at most
-    `size` (device, file) pairs, the least recently fetched forgotten first (a forgotten pair
-    only costs one more row). `seconds` 0 keeps every fetch."""
+    `size` pairs, the least recently fetched forgotten first (a forgotten pair only costs one
+    more write). `seconds` 0 keeps every fetch."""
 
     def __init__(self, seconds: float, size: int) -> None:
         self.seconds = seconds
@@ -113,13 +117,15 @@ class SightingBuffer:
         interval: float,
         limit: int,
         history: SightingHistory | None = None,
+        refresh: SightingHistory | None = None,
     ) -> None:
         # `phones.lookup.DeviceRows.write_sightings`: one transaction per batch, through the
         # driver (no ORM work, and on SQLite its own thread that waits in C, not on the GIL).
         self.write = write
         self.interval = interval
         self.limit = limit
-        self.history = history or SightingHistory(0, 1)
+        self.history = history or SightingHistory(0, 1)  # per (device, file): the history rows
+        self.refresh = refresh or SightingHistory(0, 1)  # per device: its last-seen facts
         self._pending: list[SightingFacts] = []
         self._lock = asyncio.Lock()
         self.written = 0
