@@ -12,9 +12,9 @@ percent-encoding, a body, an upgrade, an oversized or malformed head — makes i
 connection, with every byte it has not answered, to aiohttp's own protocol, which then serves the
 connection to its end. The head is parsed by httptools (llhttp, the parser aiohttp uses too).
 
-A fetch that completes without waiting (SQLite, a cached file: the common case) is answered
-within the read callback; one that waits (PostgreSQL, a render, a write) continues in a task,
-and the connection reads nothing more until it is answered, so answers keep their order.
+Each request runs in a task (started eagerly from Python 3.12, so a fetch that never waits is
+answered within the read callback); the connection reads nothing more until it is answered, so
+answers keep their order.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import asyncio
 import contextvars
 import logging
 import re
+import sys
 import time
-import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, cast
+from typing import cast
 
 import httptools
 from aiohttp import web
@@ -50,6 +50,7 @@ IDLE_SECONDS = 75.0  # aiohttp's keep-alive timeout: the same for both layers
 SWEEP_SECONDS = 5.0
 # `/<token>/<file>` or `/<file>`, the characters phones use; the rest goes to aiohttp.
 PATH = re.compile(rb"/(?:([A-Za-z0-9_-]{16,64})/)?([A-Za-z0-9._-]{1,128})")
+EAGER = sys.version_info >= (3, 12)  # asyncio.Task(eager_start=True)
 STATUS_LINES = {
     status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
 }
@@ -310,22 +311,18 @@ class PhoneConnection(asyncio.Protocol):
         logs.request_id.set(rid)
         started = time.perf_counter()
         coroutine = lane.handle(request, file_name, token)
-        # Run it here until it has to wait (what Python 3.12's eager tasks do): most fetches
-        # never wait, and a task per request would cost more than the fetch.
-        try:
-            waiting = coroutine.send(None)
-        except StopIteration as stop:
-            self._answer(request, stop.value, rid, keep_alive, version, started)
-            return
-        except Exception:
-            log.exception("phone lane: error handling %s", logs.masked_path(request.raw_path))
-            self._answer(request, Reply(500), rid, keep_alive, version, started)
-            return
+        # A task of its own, as aiohttp gives each request: what the fetch awaits may need one
+        # (asyncpg's connect runs under asyncio.timeout). From Python 3.12 the task starts at
+        # once and most fetches (SQLite, a cached file) are done before this returns.
+        loop = asyncio.get_running_loop()
+        if EAGER:
+            task = asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg]
+        else:
+            task = loop.create_task(coroutine)
         self.busy = True
         lane.busy += 1
-        task = asyncio.get_running_loop().create_task(_resume(coroutine, waiting))
 
-        def finished(task: asyncio.Task[Reply]) -> None:
+        def finished(task: asyncio.Task[Reply], *, later: bool = True) -> None:
             lane.done()
             self.busy = False
             if task.cancelled():
@@ -342,10 +339,13 @@ class PhoneConnection(asyncio.Protocol):
             self._answer(request, reply, rid, keep_alive, version, started)
             if lane.closing:
                 self.close()
-            else:
+            elif later:  # answered now, the loop in `_next` goes on by itself
                 self._next()
 
-        task.add_done_callback(finished)
+        if task.done():
+            finished(task, later=False)
+        else:
+            task.add_done_callback(finished)
 
     def _answer(
         self,
@@ -395,22 +395,3 @@ class PhoneConnection(asyncio.Protocol):
         transport.write(data)
         if not keep_alive:
             transport.close()
-
-
-@types.coroutine
-def _resume(coroutine: Coroutine[Any, Any, Reply], waiting: Any) -> Generator[Any, Any, Reply]:
-    """Go on, inside a task, with a coroutine started outside one: first wait for what it was
-    waiting for, then drive it as the task would have from the start."""
-    while True:
-        try:
-            yield waiting
-        except BaseException as exc:
-            try:
-                waiting = coroutine.throw(exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-        else:
-            try:
-                waiting = coroutine.send(None)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
