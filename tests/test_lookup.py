@@ -107,3 +107,40 @@ async def test_concurrent_first_requests_share_one_pool(
         assert len(made) == 1
     finally:
         await rows.close()
+
+
+async def test_rows_kept_only_until_the_database_changes(
+    settings: Settings, sessions: SessionFactory, world: World
+) -> None:
+    """A row read again comes from memory while nothing changed, and is read afresh as soon as
+    any other connection committed (PRAGMA data_version): never a stale revision, token or
+    deleted device. PostgreSQL reads every time."""
+    from sqlalchemy import delete, update
+
+    from provisioning.db.models import Device
+    from provisioning.phones.lookup import SqliteRows
+    from provisioning.push.changes import devices_changed
+
+    rows = open_rows(settings.database_url)
+    hashed = token_hash(world.yealink_token)
+    try:
+        first = await rows.by_token_hash(hashed)
+        assert first is not None
+        if isinstance(rows, SqliteRows):
+            assert await rows.by_token_hash(hashed) is first  # kept: no other commit since
+        async with sessions() as session, session.begin():
+            await devices_changed(session, Device.id == first.id, "test")
+        changed = await rows.by_token_hash(hashed)
+        assert changed is not None
+        assert changed.config_revision == first.config_revision + 1
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(Device).where(Device.id == first.id).values(token_hash="0" * 64)
+            )
+        assert await rows.by_token_hash(hashed) is None  # the old token names nobody now
+        assert await rows.by_mac(world.yealink_mac) is not None
+        async with sessions() as session, session.begin():
+            await session.execute(delete(Device).where(Device.mac == world.linphone_mac))
+        assert await rows.by_mac(world.linphone_mac) is None
+    finally:
+        await rows.close()

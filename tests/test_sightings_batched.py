@@ -250,3 +250,32 @@ async def test_repeated_facts_rewritten_only_after_the_refresh_period(
             await session.scalars(select(Push.state).where(Push.device_id == device.id))
         ).all()
     assert states and set(states) == {"applied"}
+
+
+async def test_facts_never_written_are_forgotten() -> None:
+    """A fact dropped or whose write failed is not counted as written: the next fetch that
+    repeats it (a new revision's proof above all) is written."""
+
+    async def down(_batch: Any) -> None:
+        raise DatabaseUnavailable("OperationalError")
+
+    now = utcnow()
+    told = (5, "192.0.2.1", YEALINK_UA, "108.86.0.20")
+    facts = SightingFacts(1, now, "192.0.2.1", YEALINK_UA, "108.86.0.20", "a.cfg", 5)
+    at_once = SightingBuffer(
+        down, interval=0, limit=10,
+        history=SightingHistory(3600, 10), refresh=SightingHistory(60, 10),
+    )  # fmt: skip
+    assert at_once.refresh.keep(1, "", told, 0) and at_once.history.keep(1, "a.cfg", told, 0)
+    await at_once.add(facts)  # the write fails
+    assert at_once.refresh.keep(1, "", told, 1) and at_once.history.keep(1, "a.cfg", told, 1)
+
+    batched = SightingBuffer(
+        down, interval=60, limit=1,
+        history=SightingHistory(3600, 10), refresh=SightingHistory(60, 10),
+    )  # fmt: skip
+    assert batched.refresh.keep(1, "", told, 0)
+    await batched.add(facts)
+    await batched.add(facts._replace(device_id=2))  # over the limit: the first is dropped
+    assert batched.refresh.keep(1, "", told, 1)
+    assert not batched.refresh.keep(1, "", told, 2)  # remembered again from here

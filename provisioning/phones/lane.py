@@ -45,14 +45,17 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("aiohttp.access")
 
 MAX_HEAD = 8190  # aiohttp's limit for a request line or a header: beyond, it answers the error
-MAX_BUFFERED = 65536  # read paused while this much waits behind a fetch in progress
+MAX_BUFFERED = 65536  # read paused while this much waits and cannot be answered yet
 IDLE_SECONDS = 75.0  # aiohttp's keep-alive timeout: the same for both layers
 SWEEP_SECONDS = 5.0
 # `/<token>/<file>` or `/<file>`, the characters phones use; the rest goes to aiohttp.
 PATH = re.compile(rb"/(?:([A-Za-z0-9_-]{16,64})/)?([A-Za-z0-9._-]{1,128})")
 EAGER = sys.version_info >= (3, 12)  # asyncio.Task(eager_start=True)
+# As aiohttp, the answer's version is the request's (1.0 or 1.1).
 STATUS_LINES = {
-    status.value: f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode() for status in HTTPStatus
+    (version, status.value): f"HTTP/{version} {status.value} {status.phrase}\r\n".encode()
+    for status in HTTPStatus
+    for version in ("1.0", "1.1")
 }
 
 
@@ -93,6 +96,7 @@ class Lane:
         )
         self.connections: set[PhoneConnection] = set()
         self.busy = 0
+        self.tasks: set[asyncio.Task[Reply]] = set()  # fetches in progress
         self.closing = False
         self._idle = asyncio.Event()
         self._date = ""
@@ -149,7 +153,12 @@ class Lane:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
             except TimeoutError:
-                log.warning("phone lane: %d fetches still in progress at shutdown", self.busy)
+                # As aiohttp after its timeout: cancelled, so that none outlives the database
+                # (the cleanup that follows flushes the last sightings and closes it).
+                log.warning("phone lane: %d fetches cancelled at shutdown", self.busy)
+                for task in list(self.tasks):
+                    task.cancel()
+                await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def done(self) -> None:
         self.busy -= 1
@@ -171,6 +180,7 @@ class PhoneConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[str, str]] = []
         self._complete = False
+        self._expect = False
         self._keep_alive = False
         self._version = "1.1"
 
@@ -180,6 +190,8 @@ class PhoneConnection(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"expect":
+            self._expect = True  # 100-continue or 417: aiohttp's business
         self._headers.append((name.decode("latin-1"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
@@ -210,12 +222,10 @@ class PhoneConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buffer += data
         self.last = asyncio.get_running_loop().time()
-        if self.busy:
-            if len(self.buffer) > MAX_BUFFERED and not self.read_paused and self.transport:
-                self.read_paused = True
-                self.transport.pause_reading()
-            return
-        self._next()
+        if self.busy or self.write_paused:
+            self._throttle()
+        else:
+            self._next()
 
     def eof_received(self) -> bool | None:
         # As aiohttp does: the transport closes; an answer in progress is dropped.
@@ -223,6 +233,20 @@ class PhoneConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._throttle()
+
+    def _throttle(self) -> None:
+        """Stop reading while what arrived cannot be answered yet (a fetch in progress, or a
+        client that does not read its answers) and enough of it waits; read again after."""
+        if self.transport is None:
+            return
+        stuck = self.busy or self.write_paused
+        if stuck and len(self.buffer) > MAX_BUFFERED and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+        elif self.read_paused and not stuck and len(self.buffer) <= MAX_BUFFERED:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -249,17 +273,19 @@ class PhoneConnection(asyncio.Protocol):
                     self._hand_over()  # aiohttp's limits and answers for large heads
                 return
             end += 4
-            self._url, self._headers, self._complete = b"", [], False
+            self._url, self._headers, self._complete, self._expect = b"", [], False, False
             try:
                 self.parser.feed_data(bytes(self.buffer[:end]))
-            except httptools.HttpParserError:
-                self._hand_over()  # aiohttp answers the error as it always does
+            except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+                self._hand_over()  # aiohttp answers errors, upgrades and CONNECT its own way
                 return
             method = self.parser.get_method()
             match = PATH.fullmatch(self._url)
             if (
                 not self._complete  # a body follows
                 or method not in (b"GET", b"HEAD")
+                or self._version not in ("1.0", "1.1")
+                or self._expect
                 or match is None
                 or (match[1] or match[2]) in self.lane.reserved
             ):
@@ -268,9 +294,7 @@ class PhoneConnection(asyncio.Protocol):
             del self.buffer[:end]
             token = match[1].decode() if match[1] else None
             self._serve(method.decode(), self._url.decode(), match[2].decode(), token)
-        if self.read_paused and not self.busy and self.transport:
-            self.read_paused = False
-            self.transport.resume_reading()
+        self._throttle()
 
     def _hand_over(self) -> None:
         """aiohttp's protocol takes the connection from here, with every unanswered byte."""
@@ -321,22 +345,25 @@ class PhoneConnection(asyncio.Protocol):
             task = loop.create_task(coroutine)
         self.busy = True
         lane.busy += 1
+        lane.tasks.add(task)
 
         def finished(task: asyncio.Task[Reply], *, later: bool = True) -> None:
+            lane.tasks.discard(task)
             lane.done()
             self.busy = False
+            keep = keep_alive
             if task.cancelled():
-                reply = Reply(500)
+                reply, keep = Reply(500), False
             elif (error := task.exception()) is not None:
                 log.error(
                     "phone lane: error handling %s",
                     logs.masked_path(request.raw_path),
                     exc_info=error,
                 )
-                reply = Reply(500)
+                reply, keep = Reply(500), False  # as aiohttp: the connection closes
             else:
                 reply = task.result()
-            self._answer(request, reply, rid, keep_alive, version, started)
+            self._answer(request, reply, rid, keep, version, started)
             if lane.closing:
                 self.close()
             elif later:  # answered now, the loop in `_next` goes on by itself
@@ -357,6 +384,7 @@ class PhoneConnection(asyncio.Protocol):
         started: float,
     ) -> None:
         lane = self.lane
+        self.last = asyncio.get_running_loop().time()  # the keep-alive clock starts now
         elapsed = time.perf_counter() - started
         if lane.metrics is not None:
             lane.metrics.observe(reply.family, reply.status, elapsed)
@@ -388,7 +416,9 @@ class PhoneConnection(asyncio.Protocol):
                 head += "Connection: close\r\n"
         elif version == "1.0":
             head += "Connection: keep-alive\r\n"
-        status_line = STATUS_LINES.get(status) or f"HTTP/1.1 {status} -\r\n".encode()
+        status_line = (
+            STATUS_LINES.get((version, status)) or f"HTTP/{version} {status} -\r\n".encode()
+        )
         data = status_line + head.encode("utf-8", "surrogateescape") + b"\r\n"
         if not bodiless and request.method != "HEAD":
             data += body

@@ -10,6 +10,10 @@ is kept for everything else.
 
 SQLite runs in WAL mode: a read never waits for a writer, so a synchronous read on the loop's
 thread takes microseconds; a short busy timeout bounds the rare wait (a checkpoint restart).
+On SQLite the rows read are also kept until the database changes: `PRAGMA data_version`, asked
+before every lookup (2 µs against 9 µs for the row), moves whenever any other connection — this
+process's writers, another worker, another instance, the CLI — has committed a change, and the
+kept rows are then dropped. A lookup therefore returns what a read at that moment would.
 """
 
 from __future__ import annotations
@@ -219,9 +223,13 @@ def _row(values: Any) -> DeviceRow | None:
 
 
 class SqliteRows(DeviceRows):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, keep: int = 100_000) -> None:
         self._path = path
         self._reader: sqlite3.Connection | None = None
+        # Rows read since the database last changed (module docstring), at most `keep`.
+        self._rows: dict[tuple[str, str], DeviceRow | None] = {}
+        self._version: int | None = None
+        self._keep = keep
         # Batches are written by one thread of their own, which spends its time inside SQLite
         # (GIL released) and waits its turn for the write lock with SQLite's busy timeout.
         self._writer: sqlite3.Connection | None = None
@@ -231,6 +239,8 @@ class SqliteRows(DeviceRows):
         self._write(_sighting_params(batch, _sqlite_time))
 
     def _write(self, params: tuple[list[Any], list[Any], list[Any]]) -> None:
+        if not any(params):
+            return  # every fetch repeated what was written: nothing to say, no lock to take
         if self._writer is None:
             self._writer = sqlite3.connect(
                 self._path, timeout=30, isolation_level=None, check_same_thread=False
@@ -270,7 +280,16 @@ class SqliteRows(DeviceRows):
 
     def _one(self, sql: str, value: str) -> DeviceRow | None:
         try:
-            return _row(self._db.execute(sql + "?", (value,)).fetchone())
+            db = self._db
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._version or len(self._rows) >= self._keep:
+                self._rows.clear()
+                self._version = version
+            key = (sql, value)
+            if key in self._rows:
+                return self._rows[key]
+            row = self._rows[key] = _row(db.execute(sql + "?", (value,)).fetchone())
+            return row
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
 

@@ -85,6 +85,11 @@ class SightingHistory:
             self._kept.popitem(last=False)
         return True
 
+    def forget(self, device_id: int, file_name: str) -> None:
+        """What was kept was never written (dropped, or its write failed): the next fetch
+        repeating it is written."""
+        self._kept.pop((device_id, file_name), None)
+
 
 def summarise(
     batch: Sequence[SightingFacts],
@@ -136,11 +141,14 @@ class SightingBuffer:
 
     async def add(self, facts: SightingFacts) -> None:
         if self.interval <= 0:
-            await self._write([facts])
+            if not await self._write([facts]):
+                self._lost([facts])
             return
         if len(self._pending) >= self.limit:
             # The database has been unreachable for a while: keep the newest facts.
-            del self._pending[: len(self._pending) - self.limit + 1]
+            cut = len(self._pending) - self.limit + 1
+            self._lost(self._pending[:cut])
+            del self._pending[:cut]
             self.dropped += 1
         self._pending.append(facts)
 
@@ -149,7 +157,16 @@ class SightingBuffer:
             batch, self._pending = self._pending, []
             if batch and not await self._write(batch):
                 # Kept for the next round, ahead of what arrived meanwhile, within the limit.
-                self._pending = (batch + self._pending)[-self.limit :]
+                kept = batch + self._pending
+                self._lost(kept[: -self.limit])
+                self._pending = kept[-self.limit :]
+
+    def _lost(self, facts: Sequence[SightingFacts]) -> None:
+        """Facts that will never be written: a later fetch repeating them must be (a new
+        revision's proof above all)."""
+        for each in facts:
+            self.refresh.forget(each.device_id, "")
+            self.history.forget(each.device_id, each.file_name)
 
     async def _write(self, batch: list[SightingFacts]) -> bool:
         try:

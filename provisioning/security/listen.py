@@ -73,6 +73,10 @@ async def listening(
     finally:
         for _, server in servers:
             server.close()
+        if runner.server is not None:
+            # aiohttp's kept-alive connections (those the lane handed over too) close after
+            # their request in progress, as the lane's do, while both drain.
+            runner.server.pre_shutdown()
         if lane is not None:
             await lane.shutdown(SHUTDOWN_SECONDS)
         # aiohttp's connections: the runner's shutdown timeout (60 s), then the cleanup
