@@ -48,7 +48,7 @@ async def test_rows_and_render_data_match_the_orm(
         assert (row.id, row.mac, row.model_id, row.account_id, row.config_revision) == (
             device.id, device.mac, device.model_id, device.account_id, device.config_revision,
         )  # fmt: skip
-        assert row.created_at == device.created_at and row.last_seen_at is None
+        assert row.created_at == device.created_at and not row.seen
         assert await rows.by_token_hash(token_hash("no-such-token-at-all")) is None
         found = await rows.render_rows(row.id)
         assert found is not None
@@ -112,33 +112,92 @@ async def test_concurrent_first_requests_share_one_pool(
 async def test_rows_kept_only_until_the_database_changes(
     settings: Settings, sessions: SessionFactory, world: World
 ) -> None:
-    """A row read again comes from memory while nothing changed, and is read afresh as soon as
-    any other connection committed (PRAGMA data_version): never a stale revision, token or
-    deleted device. PostgreSQL reads every time."""
+    """A row read again comes from memory while nothing it holds changed, whatever else was
+    written (last-seen facts refreshed by sightings); it is read afresh as soon as anything it
+    holds changed, by any statement of any connection (row_generation, moved by triggers):
+    never a stale revision, token, first sighting, pending delivery or deleted device.
+    PostgreSQL reads every time."""
+    from datetime import timedelta
+
     from sqlalchemy import delete, update
 
-    from provisioning.db.models import Device
+    from provisioning.db.models import Device, Order, utcnow
     from provisioning.phones.lookup import SqliteRows
+    from provisioning.phones.sightings import SightingFacts
     from provisioning.push.changes import devices_changed
 
     rows = open_rows(settings.database_url)
+    kept = isinstance(rows, SqliteRows)
     hashed = token_hash(world.yealink_token)
+
+    async def sighting(device_id: int, revision: int) -> None:
+        await rows.write_sightings(
+            [SightingFacts(device_id, utcnow(), "192.0.2.9", "ua", None, "f.cfg", revision)]
+        )
+
     try:
         first = await rows.by_token_hash(hashed)
-        assert first is not None
-        if isinstance(rows, SqliteRows):
-            assert await rows.by_token_hash(hashed) is first  # kept: no other commit since
+        assert first is not None and not first.seen
+        if kept:
+            assert await rows.by_token_hash(hashed) is first  # kept: nothing changed since
+        # The first sighting changes what the row says (seen): read afresh.
+        await sighting(first.id, first.config_revision)
+        seen = await rows.by_token_hash(hashed)
+        assert seen is not None and seen.seen and seen.config_revision == first.config_revision
+        # Later sightings refresh last-seen facts only: the row stays (SQLite).
+        await sighting(first.id, first.config_revision)
+        again = await rows.by_token_hash(hashed)
+        assert again == seen
+        if kept:
+            assert again is seen
         async with sessions() as session, session.begin():
             await devices_changed(session, Device.id == first.id, "test")
         changed = await rows.by_token_hash(hashed)
         assert changed is not None
         assert changed.config_revision == first.config_revision + 1
+        # A device set back to "never seen" (a returned phone made ready again).
+        async with sessions() as session, session.begin():
+            await session.execute(
+                update(Device).where(Device.id == first.id).values(last_seen_at=None)
+            )
+        unseen = await rows.by_mac(world.yealink_mac)
+        assert unseen is not None and not unseen.seen
+        if kept:
+            assert await rows.by_mac(world.yealink_mac) is unseen
+        async with sessions() as session, session.begin():
+            created = utcnow() - timedelta(days=3)
+            await session.execute(
+                update(Device).where(Device.id == first.id).values(created_at=created)
+            )
+        older = await rows.by_mac(world.yealink_mac)
+        assert older is not None and older.created_at == created
         async with sessions() as session, session.begin():
             await session.execute(
                 update(Device).where(Device.id == first.id).values(token_hash="0" * 64)
             )
         assert await rows.by_token_hash(hashed) is None  # the old token names nobody now
         assert await rows.by_mac(world.yealink_mac) is not None
+        # A shipped order makes a never-seen phone's next fetch its delivery; then not.
+        other = await rows.by_mac(world.linphone_mac)
+        assert other is not None and not other.awaiting_delivery
+        now = utcnow()
+        async with sessions() as session, session.begin():
+            order = Order(
+                account_id=world.account_id, kind="new", state="shipped",
+                model_id=other.model_id, model_label="-", carrier="c", carrier_label="-",
+                delivery_name="-", delivery_street="-", delivery_postcode="-",
+                delivery_town="-", delivery_country="FR", vat_rate_bp=2000,
+                model_price_cents=100, shipping_cents=0, total_excl_cents=100, vat_cents=20,
+                total_incl_cents=120, contract_accepted_at=now, validated_at=now, ship_by=now,
+                device_id=other.id,
+            )  # fmt: skip
+            session.add(order)
+        shipped = await rows.by_mac(world.linphone_mac)
+        assert shipped is not None and shipped.awaiting_delivery
+        async with sessions() as session, session.begin():
+            await session.execute(update(Order).values(state="delivered"))
+        delivered = await rows.by_mac(world.linphone_mac)
+        assert delivered is not None and not delivered.awaiting_delivery
         async with sessions() as session, session.begin():
             await session.execute(delete(Device).where(Device.mac == world.linphone_mac))
         assert await rows.by_mac(world.linphone_mac) is None

@@ -617,6 +617,19 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class RowGeneration(Base):
+    """One row, one number: on SQLite, triggers (migration 0009) add one to it whenever a device
+    row changes in a way the phone fetch path reads (token, MAC, model, account, revision,
+    first sighting, creation, deletion) or an order's state or device changes. The fetch path
+    keeps the rows it read while the number stays (phones.lookup); refreshing last-seen facts
+    does not move it. PostgreSQL reads every time and has no triggers."""
+
+    __tablename__ = "row_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 __all__ = [
     "DEVICE_STATES",
     "ORDER_KINDS",
@@ -640,6 +653,7 @@ __all__ = [
     "Model",
     "Order",
     "Push",
+    "RowGeneration",
     "SettingOverride",
     "Sighting",
     "SourceBan",

@@ -10,10 +10,14 @@ is kept for everything else.
 
 SQLite runs in WAL mode: a read never waits for a writer, so a synchronous read on the loop's
 thread takes microseconds; a short busy timeout bounds the rare wait (a checkpoint restart).
-On SQLite the rows read are also kept until the database changes: `PRAGMA data_version`, asked
-before every lookup (2 µs against 9 µs for the row), moves whenever any other connection — this
-process's writers, another worker, another instance, the CLI — has committed a change, and the
-kept rows are then dropped. A lookup therefore returns what a read at that moment would.
+On SQLite the rows read are also kept while `row_generation` stays: SQLite triggers (migration
+0009) move that number in the same transaction as any change to what these rows hold, whoever
+commits it (this process, another worker, another instance, the CLI, manual SQL), and the kept
+rows are then dropped; reading it costs one indexed select of one row before every lookup. A
+lookup therefore returns what a read at that moment would. Last-seen facts, which phones refresh
+all the time, do not move it (rows say whether a device was ever seen, not when): with `PRAGMA
+data_version`, which moves on any commit, the sightings written every half second emptied the
+rows twice a second and almost every lookup read the database.
 """
 
 from __future__ import annotations
@@ -39,12 +43,13 @@ from provisioning.settings import Settings
 
 # A device never seen with a shipped order completes its delivery at this fetch (orders.handover).
 COLUMNS = (
-    "id, mac, model_id, account_id, config_revision, last_seen_at, created_at,"
+    "id, mac, model_id, account_id, config_revision, last_seen_at IS NOT NULL, created_at,"
     " last_seen_at IS NULL AND EXISTS (SELECT 1 FROM orders o WHERE o.device_id = devices.id"
     " AND o.state = 'shipped')"
 )
 BY_TOKEN = f"SELECT {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608 (constants only)
 BY_MAC = f"SELECT {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
+GENERATION = "SELECT value FROM row_generation WHERE id = 1"
 
 
 # What rendering needs (a render-cache miss), read in one read-only transaction: the device row
@@ -179,7 +184,7 @@ class DeviceRow(NamedTuple):
     model_id: str
     account_id: int | None
     config_revision: int
-    last_seen_at: datetime | None
+    seen: bool  # fetched at least once (whether, not when: kept rows do not follow sightings)
     created_at: datetime
     awaiting_delivery: bool
 
@@ -214,19 +219,17 @@ def _utc(value: Any) -> datetime | None:
 def _row(values: Any) -> DeviceRow | None:
     if values is None:
         return None
-    id_, mac, model_id, account_id, revision, last_seen_at, created_at, awaiting = values
+    id_, mac, model_id, account_id, revision, seen, created_at, awaiting = values
     created = _utc(created_at)
     assert created is not None
-    return DeviceRow(
-        id_, mac, model_id, account_id, revision, _utc(last_seen_at), created, bool(awaiting)
-    )
+    return DeviceRow(id_, mac, model_id, account_id, revision, bool(seen), created, bool(awaiting))
 
 
 class SqliteRows(DeviceRows):
     def __init__(self, path: str, *, keep: int = 100_000) -> None:
         self._path = path
         self._reader: sqlite3.Connection | None = None
-        # Rows read since the database last changed (module docstring), at most `keep`.
+        # Rows read since `row_generation` last moved (module docstring), at most `keep`.
         self._rows: dict[tuple[str, str], DeviceRow | None] = {}
         self._version: int | None = None
         self._keep = keep
@@ -281,10 +284,13 @@ class SqliteRows(DeviceRows):
     def _one(self, sql: str, value: str) -> DeviceRow | None:
         try:
             db = self._db
-            version = db.execute("PRAGMA data_version").fetchone()[0]
-            if version != self._version or len(self._rows) >= self._keep:
+            generation = db.execute(GENERATION).fetchone()
+            if generation is None:  # the row deleted by hand: nothing can be kept safely
                 self._rows.clear()
-                self._version = version
+                return _row(db.execute(sql + "?", (value,)).fetchone())
+            if generation[0] != self._version or len(self._rows) >= self._keep:
+                self._rows.clear()
+                self._version = generation[0]
             key = (sql, value)
             if key in self._rows:
                 return self._rows[key]

@@ -117,7 +117,7 @@ def bound_elsewhere(bound_to: str | None, source: Source | None) -> bool:
 def window_closed(
     policy: Policy, device: DeviceRow, window_from: datetime | None, now: datetime
 ) -> bool:
-    if policy.first_contact_days is None or device.last_seen_at is not None:
+    if policy.first_contact_days is None or device.seen:
         return False
     start = window_from or device.created_at
     return now > start + timedelta(days=policy.first_contact_days)
