@@ -18,6 +18,7 @@ import pytest
 from provisioning import logs
 from provisioning.app import create_app
 from provisioning.phones import lane as lane_module
+from provisioning.phones.request import Reply
 from provisioning.security.listen import listening
 from provisioning.security.sources import source_of
 from provisioning.settings import Settings
@@ -293,6 +294,7 @@ class FakeTransport:
         self.reading = True
         self.expected = expected
         self.all_written = asyncio.Event()
+        self.closed = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("192.0.2.7", 5060) if name == "peername" else default
@@ -303,10 +305,10 @@ class FakeTransport:
             self.all_written.set()
 
     def is_closing(self) -> bool:
-        return False
+        return self.closed
 
     def close(self) -> None:
-        pass
+        self.closed = True
 
     def pause_reading(self) -> None:
         self.reading = False
@@ -336,3 +338,70 @@ async def test_a_client_that_does_not_read_is_not_read_either(
             await transport.all_written.wait()
         assert transport.reading and len(transport.written) == count
         assert all(data.startswith(b"HTTP/1.1 200 OK\r\n") for data in transport.written)
+
+
+@pytest.mark.parametrize("by_hand", [True, False], ids=["first-step-by-hand", "task"])
+async def test_fetches_that_wait_fail_or_outlive_shutdown(
+    lane_settings: Settings, monkeypatch: pytest.MonkeyPatch, by_hand: bool
+) -> None:
+    """However a fetch starts (its first step run by the lane before Python 3.12 on SQLite, or a
+    task): one that waits is answered in order on its connection, in its request's context; one
+    that fails is a 500 that closes the connection; one still waiting past the shutdown grace is
+    cancelled (its cleanup runs) and its connection closed."""
+    cleaned: list[str] = []
+
+    async def fake_fetch(services: Any, request: Any, file_name: str, token: Any) -> Reply:
+        if file_name == "fails.cfg":
+            raise RuntimeError("boom")
+        if file_name == "waits.cfg":
+            await asyncio.sleep(0.05)
+            return Reply(200, [], logs.request_id.get().encode(), "text/plain")
+        if file_name == "forever.cfg":
+            try:
+                await asyncio.sleep(3600)
+            finally:
+                cleaned.append(file_name)
+        return Reply(200, [], b"now", "text/plain")
+
+    monkeypatch.setattr(lane_module, "fetch", fake_fetch)
+    async with serving(lane_settings) as (_, app):
+        lane = lane_module.Lane(app, lambda: pytest.fail("nothing to hand over"))  # type: ignore[arg-type,return-value]
+        lane.by_hand = by_hand
+        transport = FakeTransport(3)
+        connection = lane.connection()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+        connection.data_received(
+            get("/waits.cfg", "X-Request-Id: ignored") + get("/now.cfg") + get("/waits.cfg")
+        )
+        async with asyncio.timeout(10):
+            await transport.all_written.wait()
+        answers = split_responses(b"".join(transport.written))
+        assert [(status, body[:3]) for status, _, body in answers] == [
+            (200, answers[0][1]["x-request-id"].encode()[:3]),
+            (200, b"now"),
+            (200, answers[2][1]["x-request-id"].encode()[:3]),
+        ]
+        # The context the request id was set in, not a neighbour's.
+        assert answers[0][2].decode() == answers[0][1]["x-request-id"]
+        assert answers[2][2].decode() == answers[2][1]["x-request-id"]
+        assert answers[0][2] != answers[2][2]
+
+        failing = FakeTransport(1)
+        connection = lane.connection()
+        connection.connection_made(failing)  # type: ignore[arg-type]
+        connection.data_received(get("/fails.cfg") + get("/now.cfg"))
+        async with asyncio.timeout(10):
+            await failing.all_written.wait()
+        failed = split_responses(b"".join(failing.written))
+        assert [status for status, _, _ in failed] == [500]
+        assert failed[0][1]["connection"] == "close" and failing.closed
+
+        stuck = FakeTransport(1)
+        connection = lane.connection()
+        connection.connection_made(stuck)  # type: ignore[arg-type]
+        connection.data_received(get("/forever.cfg"))
+        await asyncio.sleep(0.05)
+        assert lane.busy == 1 and not stuck.written
+        await lane.shutdown(0.1)
+        assert cleaned == ["forever.cfg"] and lane.busy == 0 and stuck.closed
+        assert [status for status, _, _ in split_responses(b"".join(stuck.written))] == [500]

@@ -190,6 +190,10 @@ class DeviceRow(NamedTuple):
 
 
 class DeviceRows(ABC):
+    # Reads answered on the event loop's thread without waiting (the phone lane then runs a
+    # fetch's first step without a task of its own; asyncpg needs one to connect).
+    immediate = False
+
     @abstractmethod
     async def by_token_hash(self, token_hash: str) -> DeviceRow | None: ...
 
@@ -226,6 +230,8 @@ def _row(values: Any) -> DeviceRow | None:
 
 
 class SqliteRows(DeviceRows):
+    immediate = True
+
     def __init__(self, path: str, *, keep: int = 100_000) -> None:
         self._path = path
         self._reader: sqlite3.Connection | None = None
