@@ -9,9 +9,9 @@ gave, which MACs it states, where it comes from) and an `Authorizer` turns them 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from provisioning.settings import Settings
@@ -88,9 +88,9 @@ class Decision(Enum):
     EXPIRED = "expired"
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """What the request proved about the device it asks for."""
+class Evidence(NamedTuple):
+    """What the request proved about the device it asks for (a named tuple: made for every
+    fetch, several times cheaper than a frozen dataclass)."""
 
     device_mac: str
     by_token: bool  # the device was found by its URL token
@@ -101,7 +101,7 @@ class Evidence:
     # for this device's family (a Yealink CA says nothing about a Polycom phone).
     cert_mac: str | None = None
     cert_vendor_ok: bool = True
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy = Policy()  # frozen: one instance shared is fine
     bound_elsewhere: bool = False
     window_closed: bool = False
 

@@ -215,6 +215,8 @@ async def _record(
     told, now = (revision, ip, agent, firmware), time.monotonic()
     history = buffer.history.keep(device_id, file_name, told, now)
     touch = buffer.refresh.keep(device_id, "", told, now)
+    if not (history or touch):
+        return  # what was written a moment ago, again: nothing to write
     facts = SightingFacts(
         device_id, utcnow(), ip, agent, firmware, file_name, revision, history, touch
     )

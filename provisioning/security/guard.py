@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import unquote
 
 import netaddr
@@ -58,8 +59,7 @@ CERT_HEADER = "X-Client-Cert"
 VERIFY_HEADER = "X-Client-Verify"
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """What the request says before anything is proven."""
 
     token: str | None
@@ -76,12 +76,16 @@ class Refusal:
     device_id: int | None = None
 
 
-@dataclass(frozen=True)
-class Found:
+NO_REFUSAL = Refusal()
+
+
+class Found(NamedTuple):
+    """What `identify` found (named tuples: made for every fetch)."""
+
     device: DeviceRow | None
     source: Source | None
     evidence: Evidence | None = None
-    refusal: Refusal = field(default_factory=Refusal)  # when no device was proven
+    refusal: Refusal = NO_REFUSAL  # when no device was proven
     digest_failed: bool = False  # a digest answer was sent and did not verify
     stale: bool = False
     spend: digest.DigestAnswer | None = None  # the verified digest answer, to spend on accept
