@@ -13,8 +13,9 @@ connection, with every byte it has not answered, to aiohttp's own protocol, whic
 connection to its end. The head is parsed by httptools (llhttp, the parser aiohttp uses too).
 
 Each request runs in a task (started eagerly from Python 3.12, so a fetch that never waits is
-answered within the read callback); the connection reads nothing more until it is answered, so
-answers keep their order.
+answered within the read callback; before 3.12, on SQLite, the lane runs the first step itself to
+the same effect, `PhoneConnection._start`); the connection reads nothing more until it is
+answered, so answers keep their order.
 """
 
 from __future__ import annotations
