@@ -20,6 +20,7 @@ from provisioning.devices.mac import colon_mac
 from provisioning.errors import DeviceExists, InvalidInput, ModelMismatch, OrderNotOpen
 from provisioning.orders import fulfilment, orders, returns
 from provisioning.orders.carriers import Carriers, load_carriers
+from provisioning.security.credentials import digest_secrets, rotate_credential
 from provisioning.settings import Settings
 from tests.conftest import World
 
@@ -66,6 +67,15 @@ async def order_and_ship(
         )
     async with sessions() as session, session.begin():
         return await fulfilment.ship_order(session, catalog, cipher, carriers, order.id, mac)
+
+
+async def digest_secrets_of(
+    sessions: SessionFactory, cipher: Cipher, mac: str
+) -> list[tuple[str, str]]:
+    async with sessions() as session:
+        device = await session.scalar(select(Device).where(Device.mac == mac))
+        assert device is not None
+        return list(await digest_secrets(session, cipher, device.id))
 
 
 async def state_of(sessions: SessionFactory, mac: str) -> tuple[str, int | None]:
@@ -193,6 +203,16 @@ async def test_return_then_reshipment_to_another_account(
         )
     status, alice_cfg, _ = await fetch(client, world.yealink_token, file, agent)
     assert "secret-1" in alice_cfg and "alice-only" in alice_cfg
+    # Alice's phone also got a new URL (the old one good for an hour more) and a digest
+    # password: none of it may open the phone's files once it has changed hands.
+    async with sessions() as session, session.begin():
+        rotated = await rotate_credential(session, cipher, mac, "token", overlap=3600)
+        await rotate_credential(session, cipher, mac, "digest", overlap=0)
+    assert rotated.token is not None
+    status, alice_cfg, _ = await fetch(client, world.yealink_token, file, agent)
+    assert status == 200  # within its overlap
+    alice_password = (await digest_secrets_of(sessions, cipher, mac))[0][1]
+    assert alice_password in alice_cfg
 
     async with sessions() as session, session.begin():
         ret, created = await returns.request_return(session, mac)
@@ -211,9 +231,12 @@ async def test_return_then_reshipment_to_another_account(
     assert await state_of(sessions, mac) == ("returned", None)
 
     unknown = await client.get(f"/{'x' * 32}/{file}", headers={"User-Agent": agent})
-    old = await client.get(f"/{world.yealink_token}/{file}", headers={"User-Agent": agent})
-    assert (old.status, await old.read()) == (unknown.status, await unknown.read()) == (404, b"")
-    assert set(old.headers) - {"Date", "Server"} == set(unknown.headers) - {"Date", "Server"}
+    for token in (world.yealink_token, rotated.token):
+        old = await client.get(f"/{token}/{file}", headers={"User-Agent": agent})
+        assert (old.status, await old.read()) == (unknown.status, await unknown.read())
+        assert old.status == 404
+        assert set(old.headers) - {"Date", "Server"} == set(unknown.headers) - {"Date", "Server"}
+    assert await digest_secrets_of(sessions, cipher, mac) == []
 
     # Refurbished, the same phone goes to Bob, who collects it at a pick-up point.
     request = orders.OrderRequest(
@@ -235,8 +258,10 @@ async def test_return_then_reshipment_to_another_account(
     assert "account.1.user_name = 33999999999" in bob_cfg and "bob-secret" in bob_cfg
     for alice_thing in ("secret-1", "secret-2", "33123456701", "alice-only", "Alice"):
         assert alice_thing not in bob_cfg
-    old = await client.get(f"/{world.yealink_token}/{file}", headers={"User-Agent": agent})
-    assert (old.status, await old.read()) == (404, b"")
+    assert alice_password not in bob_cfg
+    for token in (world.yealink_token, rotated.token):
+        old = await client.get(f"/{token}/{file}", headers={"User-Agent": agent})
+        assert (old.status, await old.read()) == (404, b"")
     assert await state_of(sessions, mac) == ("active", world.other_account_id)
 
 

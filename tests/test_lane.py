@@ -341,13 +341,17 @@ async def test_a_client_that_does_not_read_is_not_read_either(
 
 
 @pytest.mark.parametrize("by_hand", [True, False], ids=["first-step-by-hand", "task"])
+@pytest.mark.parametrize("at_once", [False, True], ids=["after-grace", "cancelled-at-once"])
 async def test_fetches_that_wait_fail_or_outlive_shutdown(
-    lane_settings: Settings, monkeypatch: pytest.MonkeyPatch, by_hand: bool
+    lane_settings: Settings, monkeypatch: pytest.MonkeyPatch, by_hand: bool, at_once: bool
 ) -> None:
     """However a fetch starts (its first step run by the lane before Python 3.12 on SQLite, or a
     task): one that waits is answered in order on its connection, in its request's context; one
     that fails is a 500 that closes the connection; one still waiting past the shutdown grace is
-    cancelled (its cleanup runs) and its connection closed."""
+    cancelled (its cleanup runs, even when cancelled before its task ever ran) and its
+    connection closed. Bytes arrive from the event loop, as from a socket: no task is current
+    (by hand, the first step has none: nothing before a fetch's first wait may need one, which
+    the SQLite fetch path honours; asyncpg's connect does not, hence tasks on PostgreSQL)."""
     cleaned: list[str] = []
 
     async def fake_fetch(services: Any, request: Any, file_name: str, token: Any) -> Reply:
@@ -363,6 +367,9 @@ async def test_fetches_that_wait_fail_or_outlive_shutdown(
                 cleaned.append(file_name)
         return Reply(200, [], b"now", "text/plain")
 
+    def arrive(connection: lane_module.PhoneConnection, data: bytes) -> None:
+        asyncio.get_running_loop().call_soon(connection.data_received, data)
+
     monkeypatch.setattr(lane_module, "fetch", fake_fetch)
     async with serving(lane_settings) as (_, app):
         lane = lane_module.Lane(app, lambda: pytest.fail("nothing to hand over"))  # type: ignore[arg-type,return-value]
@@ -370,8 +377,9 @@ async def test_fetches_that_wait_fail_or_outlive_shutdown(
         transport = FakeTransport(3)
         connection = lane.connection()
         connection.connection_made(transport)  # type: ignore[arg-type]
-        connection.data_received(
-            get("/waits.cfg", "X-Request-Id: ignored") + get("/now.cfg") + get("/waits.cfg")
+        arrive(
+            connection,
+            get("/waits.cfg", "X-Request-Id: ignored") + get("/now.cfg") + get("/waits.cfg"),
         )
         async with asyncio.timeout(10):
             await transport.all_written.wait()
@@ -389,7 +397,7 @@ async def test_fetches_that_wait_fail_or_outlive_shutdown(
         failing = FakeTransport(1)
         connection = lane.connection()
         connection.connection_made(failing)  # type: ignore[arg-type]
-        connection.data_received(get("/fails.cfg") + get("/now.cfg"))
+        arrive(connection, get("/fails.cfg") + get("/now.cfg"))
         async with asyncio.timeout(10):
             await failing.all_written.wait()
         failed = split_responses(b"".join(failing.written))
@@ -400,8 +408,19 @@ async def test_fetches_that_wait_fail_or_outlive_shutdown(
         connection = lane.connection()
         connection.connection_made(stuck)  # type: ignore[arg-type]
         connection.data_received(get("/forever.cfg"))
-        await asyncio.sleep(0.05)
         assert lane.busy == 1 and not stuck.written
-        await lane.shutdown(0.1)
-        assert cleaned == ["forever.cfg"] and lane.busy == 0 and stuck.closed
+        if at_once:
+            # Cancelled before its task ever ran: a fetch the lane started by hand (or an eager
+            # task) has begun and must clean up; a plain task's fetch never began.
+            (task,) = lane.tasks
+            task.cancel()
+            async with asyncio.timeout(10):  # its answer is written by its done callback, first
+                await asyncio.gather(task, return_exceptions=True)
+            began = by_hand or lane_module.EAGER
+        else:
+            await asyncio.sleep(0.05)  # its task has run, and waits
+            await lane.shutdown(0.1)
+            began = True
+            assert stuck.closed
+        assert cleaned == (["forever.cfg"] if began else []) and lane.busy == 0
         assert [status for status, _, _ in split_responses(b"".join(stuck.written))] == [500]

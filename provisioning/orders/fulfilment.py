@@ -126,7 +126,7 @@ async def _reissue(
     before = device_summary(device)
     await forget_device_settings(session, device)
     await session.execute(delete(LineSlot).where(LineSlot.device_id == device.id))
-    token = new_credential(device, cipher)
+    token = await new_credential(session, device, cipher)
     device.account_id = order.account_id
     device.state = "assigned"
     # Its first fetch at the new customer's is a first fetch: no sighting of its past life.

@@ -138,7 +138,8 @@ async def receive_return(
     before = device_summary(device)
     released = await release_lines(session, device)
     await forget_device_settings(session, device)
-    new_credential(device, cipher)  # never shown: the phone's old URL now gives a 404
+    # Never shown: the phone's old URL now gives a 404.
+    await new_credential(session, device, cipher)
     device.account_id = None
     device.state = "returned"
     await session.flush()

@@ -26,7 +26,6 @@ import logging
 import re
 import sys
 import time
-import types
 from collections.abc import Callable, Coroutine, Generator
 from email.utils import formatdate
 from http import HTTPStatus
@@ -385,10 +384,16 @@ class PhoneConnection(asyncio.Protocol):
             except StopIteration as stop:
                 conclude(stop.value, None, later=False)
                 return
+            except asyncio.CancelledError:  # it awaited something cancelled: as a task would
+                conclude(None, None, later=False)
+                return
             except Exception as error:  # answered 500 and logged, as a task's error
                 conclude(None, error, later=False)
                 return
-            task = loop.create_task(_carry_on(coroutine, yielded), context=context)
+            except BaseException:  # KeyboardInterrupt, SystemExit: the counts stay right
+                conclude(None, None, later=False)
+                raise
+            task = loop.create_task(_Resumed(coroutine, yielded), context=context)
         elif EAGER:
             task = asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg]
         else:
@@ -452,28 +457,31 @@ class PhoneConnection(asyncio.Protocol):
             transport.close()
 
 
-async def _carry_on(coroutine: Coroutine[Any, Any, Reply], yielded: Any) -> Reply:
-    """The rest of a fetch whose first step ran by hand, in a task."""
-    return await _resumed(coroutine, yielded)
+class _Resumed(Coroutine[Any, Any, Reply]):
+    """A fetch whose first step ran by hand, for a task to go on with: the task's first step
+    gets what the fetch yielded then (the future it waits on), every later send or throw goes
+    to the fetch itself, as if the task had run it from the start. A throw before the first
+    step (a task cancelled at once) reaches the fetch too, which then cleans up."""
 
+    __slots__ = ("_fetch", "_started", "_yielded")
 
-@types.coroutine
-def _resumed(coroutine: Coroutine[Any, Any, Reply], yielded: Any) -> Generator[Any, Any, Reply]:
-    # What the coroutine yielded (a future to wait on) goes to the task, what the task sends
-    # or throws back goes to the coroutine: as if the task had run it from the start.
-    while True:
-        try:
-            sent = yield yielded
-        except GeneratorExit:
-            coroutine.close()
-            raise
-        except BaseException as error:  # cancellation included: passed on
-            try:
-                yielded = coroutine.throw(error)
-            except StopIteration as stop:
-                return cast(Reply, stop.value)
-        else:
-            try:
-                yielded = coroutine.send(sent)
-            except StopIteration as stop:
-                return cast(Reply, stop.value)
+    def __init__(self, fetch: Coroutine[Any, Any, Reply], yielded: Any) -> None:
+        self._fetch = fetch
+        self._yielded = yielded
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        if not self._started:
+            self._started = True
+            return self._yielded
+        return self._fetch.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        self._started = True
+        return self._fetch.throw(*args)
+
+    def close(self) -> None:
+        self._fetch.close()
+
+    def __await__(self) -> Generator[Any, None, Reply]:
+        raise TypeError("a task runs it; nothing awaits it")

@@ -293,6 +293,7 @@ class SqliteRows(DeviceRows):
             generation = db.execute(GENERATION).fetchone()
             if generation is None:  # the row deleted by hand: nothing can be kept safely
                 self._rows.clear()
+                self._version = None  # nor trusted again when the row comes back
                 return _row(db.execute(sql + "?", (value,)).fetchone())
             if generation[0] != self._version or len(self._rows) >= self._keep:
                 self._rows.clear()

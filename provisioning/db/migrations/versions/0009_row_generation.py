@@ -27,7 +27,7 @@ depends_on: str | Sequence[str] | None = None
 BUMP = "BEGIN UPDATE row_generation SET value = value + 1; END"
 # What `phones.lookup.COLUMNS` reads, compared old to new (IS NOT: NULL-safe).
 DEVICE_CHANGED = (
-    "OLD.mac IS NOT NEW.mac OR OLD.model_id IS NOT NEW.model_id"
+    "OLD.id IS NOT NEW.id OR OLD.mac IS NOT NEW.mac OR OLD.model_id IS NOT NEW.model_id"
     " OR OLD.account_id IS NOT NEW.account_id OR OLD.config_revision IS NOT NEW.config_revision"
     " OR OLD.created_at IS NOT NEW.created_at OR OLD.token_hash IS NOT NEW.token_hash"
     " OR (OLD.last_seen_at IS NULL) <> (NEW.last_seen_at IS NULL)"
