@@ -1,0 +1,145 @@
+"""Phone lane, in process: CPU time per phone fetch through the lane and the whole fetch path,
+without sockets, wrk or a second process in the way.
+
+    python benchmarks/phone_lane.py [--devices 10000] [--requests 20000] [--keep DIR]
+
+Seeds N devices as the boot-storm benchmark does (SQLite, in a temporary folder or --keep),
+starts the app behind the listener `serve` uses, and feeds keep-alive GETs of random known
+devices' files (token, vendor User-Agent) to one lane connection whose transport only counts
+what is written. After a warm-up (every file rendered once), five rounds of --requests each;
+prints the CPU time per request of each round and the best. The boot-storm benchmark measures
+the server from the outside; this one shows what a change to the path costs, a few µs apart,
+on a machine too noisy for requests/s to tell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import uvloop
+from boot_storm import PUBLIC_URL, seed
+
+from provisioning import logs
+from provisioning.app import create_app
+from provisioning.crypto import generate_key
+from provisioning.phones import lane as lane_module
+from provisioning.security.listen import listening
+from provisioning.settings import Settings
+
+
+class CountingTransport:
+    """Takes what the lane writes; says when `want` answers were written."""
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.want = 0
+        self.done = asyncio.Event()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 50000) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.written += 1
+        if self.written >= self.want:
+            self.done.set()
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def measure(settings: Settings, targets: list[dict[str, str]], count: int) -> list[float]:
+    app = create_app(settings)
+    async with listening(app, settings, None, logs.AccessLogger):
+        lane = lane_module.Lane(app, lambda: sys.exit("handed over: not a phone request"))  # type: ignore[arg-type,return-value]
+        requests = [
+            f"GET {t['path']} HTTP/1.1\r\nHost: phones\r\nUser-Agent: {t['agent']}\r\n\r\n".encode()
+            for t in targets
+        ]
+        rng = random.Random(20261127)
+        connection = lane.connection()
+        transport = CountingTransport()
+        connection.connection_made(transport)  # type: ignore[arg-type]
+
+        async def one(request: bytes) -> None:
+            transport.want = transport.written + 1
+            transport.done.clear()
+            connection.data_received(request)
+            if transport.written < transport.want:  # it waits (a render, a write): until answered
+                await transport.done.wait()
+
+        async def run(n: int) -> None:
+            for _ in range(n):
+                await one(requests[rng.randrange(len(requests))])
+
+        for target in targets:  # warm: every file rendered and cached once
+            await one(
+                f"GET {target['path']} HTTP/1.1\r\nUser-Agent: {target['agent']}\r\n\r\n".encode()
+            )
+        await run(count)
+        await asyncio.sleep(1)  # the sightings of the warm-up written
+        rounds = []
+        for _ in range(5):
+            started = time.process_time()
+            await run(count)
+            rounds.append((time.process_time() - started) / count * 1e6)
+        return rounds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--keep", type=Path, help="folder keeping the seeded database")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = args.keep or Path(tmp)
+        store.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite+aiosqlite:///{store.resolve() / 'lane.sqlite3'}"
+        kept = store / "lane-targets.json"
+        if args.keep and kept.exists():
+            key = (store / "lane-key").read_text()
+            targets = json.loads(kept.read_text())
+        else:
+            key = generate_key()
+            seeding = Settings(
+                database_url=url, secret_key=(key,), push_enabled=False, public_url=PUBLIC_URL
+            )
+            targets = asyncio.run(seed(seeding, args.devices, args.devices, store / "static"))
+            if args.keep:
+                (store / "lane-key").write_text(key)
+                kept.write_text(json.dumps(targets))
+        settings = Settings(
+            database_url=url, secret_key=(key,), push_enabled=False, public_url=PUBLIC_URL
+        )
+        settings = replace(settings, access_log=False, host="127.0.0.1", port=0)
+        uvloop.install()
+        rounds = asyncio.run(measure(settings, targets, args.requests))
+    print(
+        f"{args.devices} devices, {args.requests} keep-alive fetches x 5 rounds: "
+        f"best {min(rounds):.1f} µs CPU per fetch (rounds: {', '.join(f'{r:.1f}' for r in rounds)})"
+    )
+
+
+if __name__ == "__main__":
+    main()
