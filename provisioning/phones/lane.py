@@ -377,8 +377,9 @@ class PhoneConnection(asyncio.Protocol):
         if lane.by_hand:
             # Before 3.12, on a database read without waiting (SQLite), the fetch's first step
             # runs here, as an eager task's would: most fetches end within it, and a task and
-            # two turns of the loop per request were a fifth of the lane's time. A fetch that
-            # waits (a bookkeeping write through the ORM) goes on in a task, in this context.
+            # two turns of the loop per request were about 15 % of a fetch's CPU (measured with
+            # benchmarks/phone_lane.py). A fetch that waits (a bookkeeping write through the
+            # ORM) goes on in a task, in this context.
             try:
                 yielded = coroutine.send(None)
             except StopIteration as stop:
