@@ -3,12 +3,13 @@ would contain bumps the device's config revision in the same transaction."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import Cipher, new_device_token, token_hash
-from provisioning.db.models import Device, DeviceCredential, LineSlot, SettingOverride, utcnow
+from provisioning.db.models import Device, LineSlot, SettingOverride
 from provisioning.push.changes import devices_changed
+from provisioning.security.credentials import expire_credentials
 
 
 async def bump(session: AsyncSession, device_id: int, reason: str = "order") -> None:
@@ -50,16 +51,7 @@ async def new_credential(session: AsyncSession, device: Device, cipher: Cipher) 
     on, and so do a token still in its rotation overlap and the digest passwords its last
     customer's phone carried (a phone that changes hands keeps nothing that opened its files).
     Returns the new token (the caller decides whether anyone ever sees it)."""
-    now = utcnow()
-    await session.execute(
-        update(DeviceCredential)
-        .where(
-            DeviceCredential.device_id == device.id,
-            or_(DeviceCredential.expires_at.is_(None), DeviceCredential.expires_at > now),
-        )
-        .values(expires_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    await expire_credentials(session, device.id)
     token = new_device_token()
     device.token_hash = token_hash(token)
     device.token_enc = cipher.encrypt(token)

@@ -64,6 +64,18 @@ def _valid(now: datetime) -> Any:
     return or_(DeviceCredential.expires_at.is_(None), DeviceCredential.expires_at > now)
 
 
+async def expire_credentials(session: AsyncSession, device_id: int) -> None:
+    """Every credential of the device still valid stops opening its files now (the phone
+    changes hands: rotated-out tokens in their overlap and digest passwords included)."""
+    now = utcnow()
+    await session.execute(
+        update(DeviceCredential)
+        .where(DeviceCredential.device_id == device_id, _valid(now))
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def digest_secrets(
     session: AsyncSession, cipher: Cipher, device_id: int
 ) -> list[tuple[str, str]]:
