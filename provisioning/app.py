@@ -15,6 +15,7 @@ from provisioning.api.app import create_api
 from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory, make_writer_engine
 from provisioning.devices.catalog import load_catalog
+from provisioning.phones.answers import Answers
 from provisioning.phones.auth import Authorizer, default_authorizer
 from provisioning.phones.load import Load
 from provisioning.phones.lookup import open_rows
@@ -77,6 +78,9 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             guard=guard,
             sightings=sightings,
             load=load,
+            # As many answers as the render cache holds files. An authorizer of the caller's
+            # own may weigh more than the evidence (the time, say): its answers are not kept.
+            answers=Answers(settings.render_cache_size if authorizer is None else 0),
         )
         # Cleanup runs after the server stopped taking requests: the last flush sees them all.
         async with (

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.devices.catalog import Catalog
+from provisioning.phones.answers import Answers
 from provisioning.phones.auth import Authorizer
 from provisioning.phones.load import Load
 from provisioning.phones.sightings import SightingBuffer
@@ -39,6 +40,8 @@ class Services:
     sightings: SightingBuffer
     # Requests in flight and the event loop's lag: overload is answered 503 at once.
     load: Load
+    # Answers the phone lane gives again to the same request head while they hold.
+    answers: Answers
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -292,6 +292,7 @@ def _services(settings: Settings, catalog: Catalog) -> Services:
         settings=settings, engine=None, sessions=None, read_sessions=None,  # type: ignore[arg-type]
         catalog=catalog, renderer=Renderer(catalog), cipher=Cipher(settings.secret_key),
         cache=RenderCache(0), authorize=lambda _e: True, guard=None, sightings=None, load=None,
+        answers=None,
     )  # fmt: skip
 
 

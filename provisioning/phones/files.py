@@ -21,10 +21,11 @@ from provisioning.db.models import utcnow
 from provisioning.devices.identify import FileMatch, UserAgentInfo, match_file, parse_user_agent
 from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_unknown
 from provisioning.orders.handover import at_first_fetch
+from provisioning.phones.answers import Kept
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
-from provisioning.phones.request import PhoneRequest, Reply, empty, to_response
-from provisioning.phones.sightings import DB_ERRORS, SightingFacts, describe
+from provisioning.phones.request import PhoneRequest, Replay, Reply, empty, to_response
+from provisioning.phones.sightings import DB_ERRORS, DatabaseUnavailable, SightingFacts, describe
 from provisioning.render.cache import Rendered
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
@@ -125,8 +126,74 @@ async def fetch(
         reply = await guard.accept(request, found) or await _send(
             services, request, device_id, agent, ua, file_name, revision, rendered
         )
+        # Served (no refusal): the device, its file and its evidence are known here.
+        assert device is not None and spec is not None and found.evidence is not None
+        if (
+            found.replay_from is not None
+            and reply.status in (200, 304)
+            and not device.awaiting_delivery  # the delivery just completed moved things
+            and not (spec.secret and settings.http == "public")  # depends on the transport
+        ):
+            reply.replay = Replay(
+                found.replay_from,
+                device.account_id,
+                found.evidence.policy,
+                device_id,
+                agent,
+                _firmware(ua),
+                file_name,
+                revision,
+            )
     reply.family = family
     return reply
+
+
+def _firmware(ua: UserAgentInfo | None) -> str | None:
+    return ua.firmware[:64] if ua and ua.firmware else None
+
+
+async def fetch_again(services: Services, request: PhoneRequest, kept: Kept) -> Reply | None:
+    """A kept answer (phones.answers) if it is still what `fetch` would say, its sighting
+    recorded; None when `fetch` must answer."""
+    replay = kept.reply.replay
+    assert replay is not None
+    if not _still_true(services, replay):
+        return None
+    facts = _sighting(
+        services, request, replay.device_id, replay.user_agent, replay.firmware,
+        replay.file_name, replay.revision,
+    )  # fmt: skip
+    if facts is not None:
+        await services.sightings.add(facts)
+    return kept.reply
+
+
+def given_again(services: Services, request: PhoneRequest, kept: Kept) -> Reply | None:
+    """`fetch_again` without waiting for anything, when sightings are batched; None when it
+    cannot answer so (sightings written at once, or the answer no longer holds)."""
+    replay = kept.reply.replay
+    assert replay is not None
+    buffer = services.sightings
+    if buffer.interval <= 0 or not _still_true(services, replay):
+        return None
+    facts = _sighting(
+        services, request, replay.device_id, replay.user_agent, replay.firmware,
+        replay.file_name, replay.revision,
+    )  # fmt: skip
+    if facts is not None:
+        buffer.add_nowait(facts)
+    return kept.reply
+
+
+def _still_true(services: Services, replay: Replay) -> bool:
+    """Nothing the answer was decided from has changed since."""
+    try:
+        if services.guard.rows.generation() != replay.generation:
+            return False
+    except DatabaseUnavailable:
+        return False  # the whole path answers what it answers then (a 503)
+    policy = services.guard.policies.policy_for(replay.account_id)
+    return policy is replay.policy or policy == replay.policy
 
 
 async def _send(
@@ -139,8 +206,7 @@ async def _send(
     revision: int,
     rendered: Rendered,
 ) -> Reply:
-    firmware = ua.firmware if ua else None
-    await _record(services, request, device_id, agent, firmware, file_name, revision)
+    await record_sighting(services, request, device_id, agent, _firmware(ua), file_name, revision)
     headers = [("ETag", rendered.etag), ("Cache-Control", "no-store")]
     if rendered.etag in _etags(request.headers.get("If-None-Match", "")):
         return Reply(304, headers)
@@ -200,7 +266,7 @@ def _client_ip(services: Services, request: PhoneRequest) -> str:
     )
 
 
-async def _record(
+async def record_sighting(
     services: Services,
     request: PhoneRequest,
     device_id: int,
@@ -209,20 +275,33 @@ async def _record(
     file_name: str,
     revision: int,
 ) -> None:
+    facts = _sighting(services, request, device_id, agent, firmware, file_name, revision)
+    if facts is not None:
+        # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
+        # phone's problem: the file is already rendered.
+        await services.sightings.add(facts)
+
+
+def _sighting(
+    services: Services,
+    request: PhoneRequest,
+    device_id: int,
+    agent: str,
+    firmware: str | None,
+    file_name: str,
+    revision: int,
+) -> SightingFacts | None:
+    """What this fetch tells worth writing, or None: what was written a moment ago, again."""
     ip = _client_ip(services, request)
-    firmware = firmware[:64] if firmware else None
     buffer = services.sightings
     told, now = (revision, ip, agent, firmware), time.monotonic()
     history = buffer.history.keep(device_id, file_name, told, now)
     touch = buffer.refresh.keep(device_id, "", told, now)
     if not (history or touch):
-        return  # what was written a moment ago, again: nothing to write
-    facts = SightingFacts(
+        return None
+    return SightingFacts(
         device_id, utcnow(), ip, agent, firmware, file_name, revision, history, touch
     )
-    # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
-    # phone's problem: the file is already rendered.
-    await buffer.add(facts)
 
 
 async def _write_behind(

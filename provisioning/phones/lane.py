@@ -33,11 +33,12 @@ from typing import Any, cast
 
 import httptools
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from provisioning import logs
 from provisioning.metrics import METRICS, FetchMetrics
-from provisioning.phones.files import fetch
+from provisioning.phones.answers import Kept
+from provisioning.phones.files import fetch, fetch_again, given_again
 from provisioning.phones.load import RETRY_AFTER as SHED_RETRY_AFTER
 from provisioning.phones.request import Reply, empty
 from provisioning.state import SERVICES, Services
@@ -69,7 +70,7 @@ class LaneRequest:
         self,
         method: str,
         raw_path: str,
-        headers: CIMultiDict[str],
+        headers: CIMultiDictProxy[str],
         transport: asyncio.Transport,
     ) -> None:
         self.method = method
@@ -98,6 +99,7 @@ class Lane:
             for resource in app.router.resources()
             if (segment := resource.canonical.lstrip("/").split("/")[0]) and "{" not in segment
         )
+        self.answers = services.answers
         self.connections: set[PhoneConnection] = set()
         self.busy = 0
         self.tasks: set[asyncio.Task[Reply]] = set()  # fetches in progress
@@ -116,8 +118,36 @@ class Lane:
             self._date_second, self._date = now, formatdate(now, usegmt=True)
         return self._date
 
-    async def handle(self, request: LaneRequest, file_name: str, token: str | None) -> Reply:
-        """What the aiohttp chain does for a phone file: ban check, shedding, fetch."""
+    async def handle(
+        self,
+        request: LaneRequest,
+        file_name: str,
+        token: str | None,
+        head: bytes,
+        kept: Kept | None,
+    ) -> Reply:
+        """What the aiohttp chain does for a phone file: ban check, shedding, fetch; or, for a
+        head answered before, that answer again while it holds (phones.answers)."""
+        services = self.services
+        refused = self.admit(request)
+        if refused is not None:
+            return refused
+        load = services.load
+        load.inflight += 1
+        try:
+            if kept is not None:
+                reply = await fetch_again(services, request, kept)
+                if reply is not None:
+                    self.answers.given += 1
+                    return reply
+                self.answers.stale += 1
+                self.answers.forget(head)
+            return await fetch(services, request, file_name, token)
+        finally:
+            load.inflight -= 1
+
+    def admit(self, request: LaneRequest) -> Reply | None:
+        """The ban check and shedding: the answer when the request goes no further."""
         services = self.services
         if services.guard.banned(request):
             return empty(403)
@@ -125,11 +155,7 @@ class Lane:
         if load.overloaded():
             load.shed += 1
             return empty(503, ("Retry-After", SHED_RETRY_AFTER))
-        load.inflight += 1
-        try:
-            return await fetch(services, request, file_name, token)
-        finally:
-            load.inflight -= 1
+        return None
 
     def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
@@ -277,9 +303,18 @@ class PhoneConnection(asyncio.Protocol):
                     self._hand_over()  # aiohttp's limits and answers for large heads
                 return
             end += 4
+            head = bytes(self.buffer[:end])
+            kept = self.lane.answers.get(head)
+            if kept is not None:  # answered before: no need to parse it again
+                del self.buffer[:end]
+                request = LaneRequest(kept.method, kept.raw_path, kept.headers, self.transport)
+                if not self._give_again(request, kept):
+                    self._serve(request, kept.keep_alive, kept.version, kept.file_name,
+                                kept.token, head, kept)  # fmt: skip
+                continue
             self._url, self._headers, self._complete, self._expect = b"", [], False, False
             try:
-                self.parser.feed_data(bytes(self.buffer[:end]))
+                self.parser.feed_data(head)
             except (httptools.HttpParserError, httptools.HttpParserUpgrade):
                 self._hand_over()  # aiohttp answers errors, upgrades and CONNECT its own way
                 return
@@ -297,8 +332,32 @@ class PhoneConnection(asyncio.Protocol):
                 return
             del self.buffer[:end]
             token = match[1].decode() if match[1] else None
-            self._serve(method.decode(), self._url.decode(), match[2].decode(), token)
+            headers = CIMultiDictProxy(CIMultiDict(self._headers))
+            request = LaneRequest(method.decode(), self._url.decode(), headers, self.transport)
+            self._serve(request, self._keep_alive, self._version, match[2].decode(), token, head)
         self._throttle()
+
+    def _give_again(self, request: LaneRequest, kept: Kept) -> bool:
+        """A kept answer given at once, when nothing needs waiting for: what `_start` and
+        `Lane.handle` do for it, without a task, a context or a coroutine (a third of the
+        CPU time of such an answer, measured with benchmarks/phone_lane.py). False: nothing
+        was done, the request takes the usual way, which answers whatever it is (a ban, a
+        shed, a changed answer, a sighting written at once)."""
+        lane = self.lane
+        started = time.perf_counter()
+        if lane.admit(request) is not None:
+            return False
+        reply = given_again(lane.services, request, kept)
+        if reply is None:
+            return False
+        lane.answers.given += 1
+        rid = lane.request_id(request.headers.get(logs.REQUEST_ID_HEADER), self.peer)
+        reset = logs.request_id.set(rid)  # for the access log line
+        try:
+            self._answer(request, reply, rid, kept.keep_alive, kept.version, started, kept)
+        finally:
+            logs.request_id.reset(reset)
+        return True
 
     def _hand_over(self) -> None:
         """aiohttp's protocol takes the connection from here, with every unanswered byte."""
@@ -317,14 +376,21 @@ class PhoneConnection(asyncio.Protocol):
         if data:
             protocol.data_received(data)
 
-    def _serve(self, method: str, path: str, file_name: str, token: str | None) -> None:
-        assert self.transport is not None
-        headers = CIMultiDict(self._headers)
-        request = LaneRequest(method, path, headers, self.transport)
-        keep_alive, version = self._keep_alive, self._version
+    def _serve(
+        self,
+        request: LaneRequest,
+        keep_alive: bool,
+        version: str,
+        file_name: str,
+        token: str | None,
+        head: bytes,
+        kept: Kept | None = None,
+    ) -> None:
         # Each request in a context of its own: the request id reaches its log lines only.
         context = contextvars.copy_context()
-        context.run(self._start, context, request, keep_alive, version, file_name, token)
+        context.run(
+            self._start, context, request, keep_alive, version, file_name, token, head, kept
+        )
 
     def _start(
         self,
@@ -334,12 +400,14 @@ class PhoneConnection(asyncio.Protocol):
         version: str,
         file_name: str,
         token: str | None,
+        head: bytes,
+        kept: Kept | None,
     ) -> None:
         lane = self.lane
         rid = lane.request_id(request.headers.get(logs.REQUEST_ID_HEADER), self.peer)
         logs.request_id.set(rid)
         started = time.perf_counter()
-        coroutine = lane.handle(request, file_name, token)
+        coroutine = lane.handle(request, file_name, token, head, kept)
         self.busy = True
         lane.busy += 1
 
@@ -355,7 +423,15 @@ class PhoneConnection(asyncio.Protocol):
                         exc_info=error,
                     )
                 reply, keep = Reply(500), False  # as aiohttp: the connection closes
-            self._answer(request, reply, rid, keep, version, started)
+            elif reply.replay is not None and (kept is None or reply is not kept.reply):
+                lane.answers.put(
+                    head,
+                    Kept(
+                        request.method, request.raw_path, request.headers, keep_alive, version,
+                        file_name, token, reply,
+                    ),
+                )  # fmt: skip
+            self._answer(request, reply, rid, keep, version, started, kept)
             if lane.closing:
                 self.close()
             elif later:  # answered now, the loop in `_next` goes on by itself
@@ -413,6 +489,7 @@ class PhoneConnection(asyncio.Protocol):
         keep_alive: bool,
         version: str,
         started: float,
+        kept: Kept | None,
     ) -> None:
         lane = self.lane
         self.last = asyncio.get_running_loop().time()  # the keep-alive clock starts now
@@ -431,31 +508,42 @@ class PhoneConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the phone went away meanwhile
-        status = reply.status
-        # One string, encoded once: this runs for every request of a storm.
-        head = "".join([f"{name}: {value}\r\n" for name, value in reply.headers])
-        if reply.content_type is not None:
-            head += f"Content-Type: {reply.content_type}\r\n"
-        body = reply.body
-        bodiless = status in (204, 304)
-        if not bodiless:
-            head += f"Content-Length: {len(body)}\r\n"
-        head += f"Date: {lane.date()}\r\n{logs.REQUEST_ID_HEADER}: {rid}\r\n"
-        # As aiohttp: HTTP/1.0 hears "keep-alive" when it is kept, HTTP/1.1 "close" when not.
-        if not keep_alive:
-            if version != "1.0":
-                head += "Connection: close\r\n"
-        elif version == "1.0":
-            head += "Connection: keep-alive\r\n"
-        status_line = (
-            STATUS_LINES.get((version, status)) or f"HTTP/{version} {status} -\r\n".encode()
-        )
-        data = status_line + head.encode("utf-8", "surrogateescape") + b"\r\n"
-        if not bodiless and request.method != "HEAD":
-            data += body
-        transport.write(data)
+        if kept is not None and reply is kept.reply and keep_alive == kept.keep_alive:
+            # An answer given again: its bytes around the date and request id are the same.
+            if kept.wire is None:
+                kept.wire = _wire(reply, request.method, keep_alive, version)
+            before, after = kept.wire
+        else:
+            before, after = _wire(reply, request.method, keep_alive, version)
+        middle = f"Date: {lane.date()}\r\n{logs.REQUEST_ID_HEADER}: {rid}\r\n"
+        transport.write(before + middle.encode() + after)
         if not keep_alive:
             transport.close()
+
+
+def _wire(reply: Reply, method: str, keep_alive: bool, version: str) -> tuple[bytes, bytes]:
+    """An answer's bytes before the Date and request id headers, and after them."""
+    status = reply.status
+    head = "".join([f"{name}: {value}\r\n" for name, value in reply.headers])
+    if reply.content_type is not None:
+        head += f"Content-Type: {reply.content_type}\r\n"
+    body = reply.body
+    bodiless = status in (204, 304)
+    if not bodiless:
+        head += f"Content-Length: {len(body)}\r\n"
+    # As aiohttp: HTTP/1.0 hears "keep-alive" when it is kept, HTTP/1.1 "close" when not.
+    tail = ""
+    if not keep_alive:
+        if version != "1.0":
+            tail = "Connection: close\r\n"
+    elif version == "1.0":
+        tail = "Connection: keep-alive\r\n"
+    status_line = STATUS_LINES.get((version, status)) or f"HTTP/{version} {status} -\r\n".encode()
+    before = status_line + head.encode("utf-8", "surrogateescape")
+    after = tail.encode() + b"\r\n"
+    if not bodiless and method != "HEAD":
+        after += body
+    return before, after
 
 
 class _Resumed(Coroutine[Any, Any, Reply]):

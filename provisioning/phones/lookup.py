@@ -210,6 +210,17 @@ class DeviceRows(ABC):
     async def close(self) -> None:
         return None
 
+    def generation(self) -> int | None:
+        """Read now: a number that moves in the same transaction as any change to what these
+        rows hold (SQLite's `row_generation`, module docstring). None when there is no such
+        number (PostgreSQL): then nothing decided from these rows may be kept."""
+        return None
+
+    @property
+    def read_at(self) -> int | None:
+        """The generation the row of the last lookup is at least as new as (None: unknown)."""
+        return None
+
 
 def _utc(value: Any) -> datetime | None:
     if value is None:
@@ -287,21 +298,34 @@ class SqliteRows(DeviceRows):
             self._reader = reader
         return self._reader
 
-    def _one(self, sql: str, value: str) -> DeviceRow | None:
+    def generation(self) -> int | None:
         try:
-            db = self._db
-            generation = db.execute(GENERATION).fetchone()
-            if generation is None:  # the row deleted by hand: nothing can be kept safely
+            found = self._db.execute(GENERATION).fetchone()
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        # None: the row deleted by hand; nothing can be kept safely, nor trusted again when
+        # the row comes back.
+        generation = None if found is None else found[0]
+        if generation is None or generation != self._version:
+            self._rows.clear()
+            self._version = generation
+        return generation
+
+    @property
+    def read_at(self) -> int | None:
+        return self._version
+
+    def _one(self, sql: str, value: str) -> DeviceRow | None:
+        generation = self.generation()
+        try:
+            if generation is None:
+                return _row(self._db.execute(sql + "?", (value,)).fetchone())
+            if len(self._rows) >= self._keep:
                 self._rows.clear()
-                self._version = None  # nor trusted again when the row comes back
-                return _row(db.execute(sql + "?", (value,)).fetchone())
-            if generation[0] != self._version or len(self._rows) >= self._keep:
-                self._rows.clear()
-                self._version = generation[0]
             key = (sql, value)
             if key in self._rows:
                 return self._rows[key]
-            row = self._rows[key] = _row(db.execute(sql + "?", (value,)).fetchone())
+            row = self._rows[key] = _row(self._db.execute(sql + "?", (value,)).fetchone())
             return row
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from aiohttp import web
+
+from provisioning.phones.auth import Policy
 
 
 class PhoneRequest(Protocol):
@@ -30,6 +32,20 @@ class PhoneRequest(Protocol):
     def transport(self) -> asyncio.Transport | None: ...
 
 
+class Replay(NamedTuple):
+    """What giving a fetch's answer again to the same request head takes (phones.answers): the
+    conditions it was decided under, and the sighting each fetch records."""
+
+    generation: int  # the device rows' `row_generation` it was decided at
+    account_id: int | None
+    policy: Policy  # the account's policy then
+    device_id: int
+    user_agent: str
+    firmware: str | None
+    file_name: str
+    revision: int
+
+
 @dataclass(slots=True)
 class Reply:
     status: int
@@ -37,6 +53,7 @@ class Reply:
     body: bytes = b""
     content_type: str | None = None  # with "; charset=..." when there is one
     family: str = "none"  # the template family the request counts under (metrics)
+    replay: Replay | None = None  # set when the same head may get this answer again
 
 
 def empty(status: int, *headers: tuple[str, str]) -> Reply:

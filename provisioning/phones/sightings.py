@@ -144,6 +144,11 @@ class SightingBuffer:
             if not await self._write([facts]):
                 self._lost([facts])
             return
+        self.add_nowait(facts)
+
+    def add_nowait(self, facts: SightingFacts) -> None:
+        """Into the next batch (`interval` above 0)."""
+        assert self.interval > 0, "sightings written at once are awaited: add()"
         if len(self._pending) >= self.limit:
             # The database has been unreachable for a while: keep the newest facts.
             cut = len(self._pending) - self.limit + 1

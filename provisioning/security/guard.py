@@ -90,6 +90,11 @@ class Found(NamedTuple):
     stale: bool = False
     spend: digest.DigestAnswer | None = None  # the verified digest answer, to spend on accept
     bind_to: str | None = None  # first contact: where to bind the device once served
+    # Decided from the device row, as of this `row_generation` (lookup.DeviceRows), the
+    # request head and the account's policy alone: the phone lane may give the same answer to
+    # the same head while neither moves (phones.answers). None: something else had a say (a
+    # rotated-out token, a digest answer, a certificate, a binding or first-contact window).
+    replay_from: int | None = None
 
 
 def factory_from_settings(settings: Settings, catalog: Catalog) -> FactoryCertificates | None:
@@ -188,9 +193,11 @@ class Guard:
         source = self.source(request)
         answer, digest_failed, stale = self._digest_answer(request)
         device: DeviceRow | None = None
+        read_at: int | None = None
         if claim.token is not None:
             hashed = token_hash(claim.token)
             device = await self.rows.by_token_hash(hashed)
+            read_at = self.rows.read_at if device is not None else None
             if device is None:
                 # A token rotated out is still good during its overlap.
                 async with read_sessions() as session:
@@ -250,6 +257,14 @@ class Guard:
             bound_elsewhere=elsewhere,
             window_closed=window_closed(policy, device, window_from, utcnow()),
         )
+        plain = (
+            answer is None
+            and not digest_failed
+            and not stale
+            and self.factory is None  # a certificate on another connection would have a say
+            and policy.binding == "off"
+            and policy.first_contact_days is None
+        )
         return Found(
             device,
             source,
@@ -258,6 +273,7 @@ class Guard:
             stale=stale,
             spend=spend,
             bind_to=bind_to,
+            replay_from=read_at if plain else None,
         )
 
     def _digest_answer(
