@@ -65,7 +65,8 @@ DB_TIMEOUT = 2.0
 # Phone fetches are answered in a few milliseconds from the cache; a slow render or a busy
 # database shows in the upper buckets.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-CACHE_SYNC_SECONDS = 5.0
+# Several workers: fetch counts and cache counters reach the shared files this often.
+SYNC_SECONDS = 1.0
 
 
 def prepare_multiprocess(folder: str | Path) -> None:
@@ -133,11 +134,15 @@ class LocalFetchMetrics(Collector):
         )
 
 
-class SharedFetchMetrics:
-    """Several processes: prometheus-client's file-backed counter and histogram, summed over
-    the workers at scrape time (a few microseconds per request)."""
+class SharedFetchMetrics(LocalFetchMetrics):
+    """Several processes: counted as in one process, and copied every `SYNC_SECONDS` (and when
+    the worker stops) into prometheus-client's file-backed counter and histogram, which a
+    scrape sums over the workers. Writing those files on every request (three locked writes)
+    was a tenth of a worker's time in a boot storm; a worker killed outright loses at most its
+    last second of counts."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.fetches = Counter(
             "provisioning_phone_fetches", FETCHES_HELP, ("family", "status"), registry=None
         )
@@ -147,15 +152,27 @@ class SharedFetchMetrics:
             buckets=LATENCY_BUCKETS,
             registry=None,
         )
-        self._children: dict[tuple[str, int], Counter] = {}
+        self._synced_counts: dict[tuple[str, int], int] = {}
+        self._synced_buckets = [0] * len(self.buckets)
+        self._synced_total = 0.0
 
-    def observe(self, family: str, status: int, seconds: float) -> None:
-        key = (family, status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.fetches.labels(family, str(status))
-        child.inc()
-        self.latency.observe(seconds)
+    def sync(self) -> None:
+        for key, n in list(self.counts.items()):
+            done = self._synced_counts.get(key, 0)
+            if n > done:
+                self.fetches.labels(key[0], str(key[1])).inc(n - done)
+                self._synced_counts[key] = n
+        buckets = list(self.buckets)
+        deltas = [n - done for n, done in zip(buckets, self._synced_buckets, strict=True)]
+        if any(deltas):
+            # The histogram takes one observation at a time; these are its own per-bucket
+            # values (`observe` adds 1 to the first bucket whose bound holds the value, and
+            # the value to the sum), given the interval's counts at once.
+            for value, delta in zip(self.latency._buckets, deltas, strict=True):
+                if delta:
+                    value.inc(delta)
+            self.latency._sum.inc(self.total - self._synced_total)
+            self._synced_buckets, self._synced_total = buckets, self.total
 
 
 def phone_middleware(metrics: FetchMetrics, routes: frozenset[AbstractRoute]) -> Middleware:
@@ -366,6 +383,8 @@ class Metrics:
     def scrape(self) -> bytes:
         if self.registry is not None:
             return generate_latest(self.registry)
+        if isinstance(self.phone, SharedFetchMetrics):
+            self.phone.sync()  # this worker's own counts up to now; the others' within a second
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         registry.register(self.database)
@@ -382,23 +401,30 @@ async def metrics_view(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-async def _cache_sync_ctx(app: web.Application) -> AsyncIterator[None]:
-    sync = app[METRICS].cache_sync
-    if sync is None:
+async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Several workers: this one's counts copied to the shared files every `SYNC_SECONDS`, and
+    once more after its last request."""
+    metrics = app[METRICS]
+    cache_sync, phone = metrics.cache_sync, metrics.phone
+    if cache_sync is None or not isinstance(phone, SharedFetchMetrics):
         yield
         return
 
+    def sync() -> None:
+        phone.sync()
+        cache_sync.sync(app[SERVICES].cache)
+
     async def loop() -> None:
         while True:
-            await asyncio.sleep(CACHE_SYNC_SECONDS)
-            sync.sync(app[SERVICES].cache)
+            await asyncio.sleep(SYNC_SECONDS)
+            sync()
 
     task = asyncio.create_task(loop())
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    sync.sync(app[SERVICES].cache)
+    sync()
 
 
 def install(app: web.Application, phone_routes: frozenset[AbstractRoute]) -> Middleware:
@@ -406,5 +432,5 @@ def install(app: web.Application, phone_routes: frozenset[AbstractRoute]) -> Mid
     (before the phone catch-all); returns the middleware to put in the app's chain."""
     metrics = Metrics.create(lambda: app[SERVICES].cache if SERVICES in app else None)
     app[METRICS] = metrics
-    app.cleanup_ctx.append(_cache_sync_ctx)
+    app.cleanup_ctx.append(_sync_ctx)
     return phone_middleware(metrics.phone, phone_routes)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.db.models import Device, Sighting
+from provisioning.metrics import SYNC_SECONDS
 from tests.peers.require import free_port
 
 
@@ -106,6 +107,9 @@ def test_workers_share_the_port_restart_and_flush_on_sigterm(tmp_path: Path) -> 
         assert len(workers) == 2
 
         assert [_fetch(file_url, agent) for _ in range(20)] == [200] * 20
+        # Counts reach the shared files every second (metrics.SYNC_SECONDS): a worker killed
+        # outright loses at most its last second of them.
+        time.sleep(SYNC_SECONDS + 0.5)
         # One worker killed: the parent starts another; the port is served meanwhile.
         victim = min(workers)
         os.kill(victim, signal.SIGKILL)
@@ -123,6 +127,7 @@ def test_workers_share_the_port_restart_and_flush_on_sigterm(tmp_path: Path) -> 
             time.sleep(0.2)
         assert len(_children(server.pid)) == 2 and victim not in _children(server.pid)
         assert [_fetch(file_url, agent) for _ in range(10)] == [200] * 10
+        time.sleep(SYNC_SECONDS + 0.5)  # the other worker's counts in the files too
         # /metrics sums both workers' counters (and keeps the killed one's): 31 fetches.
         parts = urlsplit(file_url)
         connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)

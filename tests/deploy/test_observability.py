@@ -243,8 +243,11 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
         pid = os.fork()
         if pid == 0:
             phone = metrics.SharedFetchMetrics()
-            for _ in range(worker + 1):
+            for _ in range(worker + 1):  # synced after each (the worker's loop): deltas added
                 phone.observe("yealink", 200, 0.003)
+                phone.sync()
+            phone.sync()  # nothing new: nothing added
+            phone.observe("yealink", 404, 0.3)  # never synced: a worker killed outright
             cache = RenderCache(10)
             cache.hits, cache.misses = 10 * (worker + 1), 1
             metrics.CacheSync().sync(cache)
@@ -275,6 +278,10 @@ def test_several_worker_processes_are_summed_in_multiprocess_mode(tmp_path: Path
     found = samples(alive)
     assert value(found, "provisioning_phone_fetches_total", family="yealink", status="200") == 3
     assert value(found, "provisioning_phone_fetch_seconds_count") == 3
+    assert value(found, "provisioning_phone_fetch_seconds_bucket", le="0.0025") == 0
+    assert value(found, "provisioning_phone_fetch_seconds_bucket", le="0.005") == 3
+    assert abs(value(found, "provisioning_phone_fetch_seconds_sum") - 0.009) < 1e-9
+    assert 'status="404"' not in alive
     assert value(found, "provisioning_render_cache_hits_total") == 30
     assert value(found, "provisioning_render_cache_misses_total") == 2
     assert value(found, "provisioning_database_up") == 0
