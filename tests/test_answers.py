@@ -223,3 +223,30 @@ def test_answers_are_bounded() -> None:
     answers.put(b"other", Kept("GET", "/", headers, True, "1.1", "f", None, unkept))
     assert answers.get(b"other") is None
     assert len(Answers(0)) == 0
+
+
+async def test_bans_and_shedding_come_first_and_count_once(
+    lane_settings: Settings, world: World
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from provisioning.security.sources import source_of
+
+    head = get(f"/{world.yealink_token}/{YEALINK_MAC}.cfg", UA)
+    async with serving(lane_settings) as (url, app):
+        services = app[SERVICES]
+        for _ in range(3):  # kept, and given again at least once (the first sighting aside)
+            assert (await answer(url, head))[0][0] == 200
+        services.load.inflight = services.load.max_inflight
+        shed = await answer(url, head)
+        services.load.inflight = 0
+        source = source_of("127.0.0.1")
+        assert source is not None
+        services.guard.bans.add(source.address, datetime.now(UTC) + timedelta(hours=1))
+        banned = await answer(url, head)
+        services.guard.bans.remove(source.address)
+        after = await answer(url, head)
+    assert (shed[0][0], shed[0][1]["retry-after"], banned[0][0]) == (503, "10", 403)
+    assert after[0][0] == 200
+    assert services.load.shed == 1
+    assert services.guard.counts["banned_requests", ""] == 1
