@@ -52,6 +52,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Order, Push, SourceBan, utcnow
+from provisioning.phones.answers import Answers
 from provisioning.phones.files import FAMILY_KEY
 from provisioning.render.cache import RenderCache
 from provisioning.state import SERVICES
@@ -304,13 +305,28 @@ class DatabaseCollector(Collector):
         yield bans
 
 
-class CacheCollector(Collector):
-    """The render cache's counters, read when scraped (one process)."""
+GIVEN_HELP = "Phone fetches given the answer kept for their request head (phones.answers)"
+STALE_HELP = "Phone fetches whose kept answer no longer held: answered the whole way"
 
-    def __init__(self, cache: Callable[[], RenderCache | None]) -> None:
+
+class CacheCollector(Collector):
+    """The render cache's and the kept answers' counters, read when scraped (one process)."""
+
+    def __init__(
+        self,
+        cache: Callable[[], RenderCache | None],
+        answers: Callable[[], Answers | None] = lambda: None,
+    ) -> None:
         self.cache = cache
+        self.answers = answers
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        answers = self.answers()
+        if answers is not None:
+            yield CounterMetricFamily(
+                "provisioning_phone_answers_given_again", GIVEN_HELP, answers.given
+            )
+            yield CounterMetricFamily("provisioning_phone_answers_stale", STALE_HELP, answers.stale)
         cache = self.cache()
         if cache is None:
             return
@@ -348,14 +364,22 @@ class CacheSync:
             registry=None,
             multiprocess_mode="livesum",
         )
+        self.given = Counter("provisioning_phone_answers_given_again", GIVEN_HELP, registry=None)
+        self.stale = Counter("provisioning_phone_answers_stale", STALE_HELP, registry=None)
         self._seen = (0, 0)
+        self._answers_seen = (0, 0)
 
-    def sync(self, cache: RenderCache) -> None:
+    def sync(self, cache: RenderCache, answers: Answers | None = None) -> None:
         hits, misses = cache.hits, cache.misses
         self.hits.inc(max(0, hits - self._seen[0]))
         self.misses.inc(max(0, misses - self._seen[1]))
         self._seen = (hits, misses)
         self.entries.set(cache_size(cache))
+        if answers is not None:
+            given, stale = answers.given, answers.stale
+            self.given.inc(max(0, given - self._answers_seen[0]))
+            self.stale.inc(max(0, stale - self._answers_seen[1]))
+            self._answers_seen = (given, stale)
 
 
 @dataclass
@@ -369,9 +393,13 @@ class Metrics:
     cache_sync: CacheSync | None
 
     @classmethod
-    def create(cls, cache: Callable[[], RenderCache | None]) -> Metrics:
+    def create(
+        cls,
+        cache: Callable[[], RenderCache | None],
+        answers: Callable[[], Answers | None] = lambda: None,
+    ) -> Metrics:
         database = DatabaseCollector()
-        collector = CacheCollector(cache)
+        collector = CacheCollector(cache, answers)
         if multiprocess_mode():
             return cls(None, SharedFetchMetrics(), database, collector, CacheSync())
         registry = CollectorRegistry(auto_describe=True)
@@ -412,7 +440,7 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def sync() -> None:
         phone.sync()
-        cache_sync.sync(app[SERVICES].cache)
+        cache_sync.sync(app[SERVICES].cache, app[SERVICES].answers)
 
     async def loop() -> None:
         while True:
@@ -430,7 +458,10 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
 def install(app: web.Application, phone_routes: frozenset[AbstractRoute]) -> Middleware:
     """Set up metrics for `app`: the `/metrics` route must already be added by the caller
     (before the phone catch-all); returns the middleware to put in the app's chain."""
-    metrics = Metrics.create(lambda: app[SERVICES].cache if SERVICES in app else None)
+    metrics = Metrics.create(
+        lambda: app[SERVICES].cache if SERVICES in app else None,
+        lambda: app[SERVICES].answers if SERVICES in app else None,
+    )
     app[METRICS] = metrics
     app.cleanup_ctx.append(_sync_ctx)
     return phone_middleware(metrics.phone, phone_routes)

@@ -5,8 +5,10 @@ the head (a digest answer, a binding)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
+import aiohttp
 from sqlalchemy import text
 
 from provisioning.crypto import Cipher
@@ -60,6 +62,10 @@ async def test_the_same_head_gets_the_same_answer_again(
         again = [await answer(url, head) for head in heads]
         # Pipelined on one connection, each answered in turn.
         pipelined = split_responses(await exchange(url, get(path, UA) * 3, answers=3))
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+            scraped = await resp.text()
+    given = re.search(r"^provisioning_phone_answers_given_again_total (\S+)$", scraped, re.M)
+    assert given is not None and float(given[1]) == answers.given
     assert [found[0][0] for found in first] == [200, 200, 304, 200, 200]
     assert [stable(found) for found in again] == [stable(found) for found in first]
     assert stable(pipelined) == stable(first[0]) * 3

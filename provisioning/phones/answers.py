@@ -58,8 +58,8 @@ class Kept:
         self.file_name = file_name  # what the whole path needs when the answer no longer holds
         self.token = token
         self.reply = reply
-        # The answer's bytes before and after its Date and request id (made by the lane).
-        self.wire: tuple[bytes, bytes] | None = None
+        # The answer's bytes around its Date and request id, and its body (made by the lane).
+        self.wire: tuple[bytes, bytes, bytes] | None = None
 
 
 class Answers:

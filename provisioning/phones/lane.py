@@ -513,17 +513,18 @@ class PhoneConnection(asyncio.Protocol):
             # An answer given again: its bytes around the date and request id are the same.
             if kept.wire is None:
                 kept.wire = _wire(reply, request.method, keep_alive, version)
-            before, after = kept.wire
+            before, after, body = kept.wire
         else:
-            before, after = _wire(reply, request.method, keep_alive, version)
+            before, after, body = _wire(reply, request.method, keep_alive, version)
         middle = f"Date: {lane.date()}\r\n{logs.REQUEST_ID_HEADER}: {rid}\r\n"
-        transport.write(before + middle.encode() + after)
+        transport.write(before + middle.encode() + after + body)
         if not keep_alive:
             transport.close()
 
 
-def _wire(reply: Reply, method: str, keep_alive: bool, version: str) -> tuple[bytes, bytes]:
-    """An answer's bytes before the Date and request id headers, and after them."""
+def _wire(reply: Reply, method: str, keep_alive: bool, version: str) -> tuple[bytes, bytes, bytes]:
+    """An answer's bytes before the Date and request id headers, the rest of its head, and its
+    body (the render cache's own bytes: a kept answer holds no copy of them)."""
     status = reply.status
     head = "".join([f"{name}: {value}\r\n" for name, value in reply.headers])
     if reply.content_type is not None:
@@ -542,9 +543,7 @@ def _wire(reply: Reply, method: str, keep_alive: bool, version: str) -> tuple[by
     status_line = STATUS_LINES.get((version, status)) or f"HTTP/{version} {status} -\r\n".encode()
     before = status_line + head.encode("utf-8", "surrogateescape")
     after = tail.encode() + b"\r\n"
-    if not bodiless and method != "HEAD":
-        after += body
-    return before, after
+    return before, after, body if not bodiless and method != "HEAD" else b""
 
 
 class _Resumed(Coroutine[Any, Any, Reply]):

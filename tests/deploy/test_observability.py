@@ -239,6 +239,7 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
     metrics.prepare_multiprocess(sys.argv[1])
     pids = []
     from provisioning.render.cache import RenderCache
+    from provisioning.phones.answers import Answers
     for worker in range(2):
         pid = os.fork()
         if pid == 0:
@@ -250,7 +251,9 @@ MULTIPROCESS_SCRIPT = textwrap.dedent(
             phone.observe("yealink", 404, 0.3)  # never synced: a worker killed outright
             cache = RenderCache(10)
             cache.hits, cache.misses = 10 * (worker + 1), 1
-            metrics.CacheSync().sync(cache)
+            answers = Answers(1)
+            answers.given, answers.stale = 5 * (worker + 1), worker
+            metrics.CacheSync().sync(cache, answers)
             os._exit(0)
         pids.append(pid)
     for pid in pids:
@@ -284,6 +287,8 @@ def test_several_worker_processes_are_summed_in_multiprocess_mode(tmp_path: Path
     assert 'status="404"' not in alive
     assert value(found, "provisioning_render_cache_hits_total") == 30
     assert value(found, "provisioning_render_cache_misses_total") == 2
+    assert value(found, "provisioning_phone_answers_given_again_total") == 15
+    assert value(found, "provisioning_phone_answers_stale_total") == 1
     assert value(found, "provisioning_database_up") == 0
     found = samples(dead)
     # Counters keep the dead workers' totals; the live gauge forgets them.
