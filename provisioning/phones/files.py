@@ -159,10 +159,7 @@ async def fetch_again(services: Services, request: PhoneRequest, kept: Kept) -> 
     assert replay is not None
     if not _still_true(services, replay):
         return None
-    facts = _sighting(
-        services, request, replay.device_id, replay.user_agent, replay.firmware,
-        replay.file_name, replay.revision,
-    )  # fmt: skip
+    facts = _replayed_sighting(services, request, replay)
     if facts is not None:
         await services.sightings.add(facts)
     return kept.reply
@@ -176,13 +173,19 @@ def given_again(services: Services, request: PhoneRequest, kept: Kept) -> Reply 
     buffer = services.sightings
     if buffer.interval <= 0 or not _still_true(services, replay):
         return None
-    facts = _sighting(
-        services, request, replay.device_id, replay.user_agent, replay.firmware,
-        replay.file_name, replay.revision,
-    )  # fmt: skip
+    facts = _replayed_sighting(services, request, replay)
     if facts is not None:
         buffer.add_nowait(facts)
     return kept.reply
+
+
+def _replayed_sighting(
+    services: Services, request: PhoneRequest, replay: Replay
+) -> SightingFacts | None:
+    return _sighting(
+        services, request, replay.device_id, replay.user_agent, replay.firmware,
+        replay.file_name, replay.revision,
+    )  # fmt: skip
 
 
 def _still_true(services: Services, replay: Replay) -> bool:
@@ -206,7 +209,7 @@ async def _send(
     revision: int,
     rendered: Rendered,
 ) -> Reply:
-    await record_sighting(services, request, device_id, agent, _firmware(ua), file_name, revision)
+    await _record(services, request, device_id, agent, _firmware(ua), file_name, revision)
     headers = [("ETag", rendered.etag), ("Cache-Control", "no-store")]
     if rendered.etag in _etags(request.headers.get("If-None-Match", "")):
         return Reply(304, headers)
@@ -266,7 +269,7 @@ def _client_ip(services: Services, request: PhoneRequest) -> str:
     )
 
 
-async def record_sighting(
+async def _record(
     services: Services,
     request: PhoneRequest,
     device_id: int,
