@@ -306,7 +306,10 @@ class DatabaseCollector(Collector):
 
 
 GIVEN_HELP = "Phone fetches given the answer kept for their request head (phones.answers)"
-STALE_HELP = "Phone fetches whose kept answer no longer held: answered the whole way"
+STALE_HELP = (
+    "Phone fetches whose kept answer no longer held, or could not be checked (database"
+    " unavailable): answered the whole way"
+)
 
 
 class CacheCollector(Collector):

@@ -249,6 +249,8 @@ class SqliteRows(DeviceRows):
         # Rows read since `row_generation` last moved (module docstring), at most `keep`.
         self._rows: dict[tuple[str, str], DeviceRow | None] = {}
         self._version: int | None = None
+        self._last: int | None = None  # the database's number when last read
+        self._epoch = 0
         self._keep = keep
         # Batches are written by one thread of their own, which spends its time inside SQLite
         # (GIL released) and waits its turn for the write lock with SQLite's busy timeout.
@@ -303,9 +305,15 @@ class SqliteRows(DeviceRows):
             found = self._db.execute(GENERATION).fetchone()
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
-        # None: the row deleted by hand; nothing can be kept safely, nor trusted again when
-        # the row comes back.
-        generation = None if found is None else found[0]
+        value = None if found is None else found[0]
+        # The row deleted by hand (nothing can be kept meanwhile), or the number gone back (a
+        # database restored under a running server): it may come back to a value met before
+        # with other rows behind it, so what this process returns from then on is another
+        # series, never equal to one it returned before.
+        if value is None or (self._last is not None and value < self._last):
+            self._epoch += 1
+        self._last = value
+        generation = None if value is None else (self._epoch << 48) | value
         if generation is None or generation != self._version:
             self._rows.clear()
             self._version = generation
