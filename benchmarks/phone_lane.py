@@ -6,8 +6,11 @@ without sockets, wrk or a second process in the way.
 Seeds N devices as the boot-storm benchmark does (SQLite, in a temporary folder or --keep),
 starts the app behind the listener `serve` uses, and feeds keep-alive GETs of random known
 devices' files (token, vendor User-Agent) to one lane connection whose transport only counts
-what is written. After a warm-up (every file rendered once), five rounds of --requests each;
-prints the CPU time per request of each round and the best. The boot-storm benchmark measures
+what is written. After a warm-up (every file rendered once, then --requests fetches, which
+keep the answers of most heads), five rounds of --requests each; prints the CPU time per
+request of each round and the best: mostly answers given again by head (phones.answers), or,
+with --whole-path, each fetch identified, authorised and looked up. The boot-storm benchmark
+measures
 the server from the outside; this one shows what a change to the path costs, a few µs apart,
 on a machine too noisy for requests/s to tell.
 """
@@ -37,6 +40,7 @@ from provisioning.crypto import generate_key
 from provisioning.phones import lane as lane_module
 from provisioning.security.listen import listening
 from provisioning.settings import Settings
+from provisioning.state import SERVICES
 
 
 class CountingTransport:
@@ -68,9 +72,13 @@ class CountingTransport:
         pass
 
 
-async def measure(settings: Settings, targets: list[dict[str, str]], count: int) -> list[float]:
+async def measure(
+    settings: Settings, targets: list[dict[str, str]], count: int, whole_path: bool
+) -> list[float]:
     app = create_app(settings)
     async with listening(app, settings, None, logs.AccessLogger):
+        if whole_path:
+            app[SERVICES].answers.size = 0  # nothing kept: every fetch goes the whole way
         lane = lane_module.Lane(app, lambda: sys.exit("handed over: not a phone request"))  # type: ignore[arg-type,return-value]
         requests = [
             f"GET {t['path']} HTTP/1.1\r\nHost: phones\r\nUser-Agent: {t['agent']}\r\n\r\n".encode()
@@ -111,6 +119,11 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--keep", type=Path, help="folder keeping the seeded database")
+    parser.add_argument(
+        "--whole-path",
+        action="store_true",
+        help="keep no answers (phones.answers): each fetch identified, authorised, looked up",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = args.keep or Path(tmp)
@@ -134,9 +147,10 @@ def main() -> None:
         )
         settings = replace(settings, access_log=False, host="127.0.0.1", port=0)
         uvloop.install()
-        rounds = asyncio.run(measure(settings, targets, args.requests))
+        rounds = asyncio.run(measure(settings, targets, args.requests, args.whole_path))
+    what = "whole path" if args.whole_path else "answers kept by head"
     print(
-        f"{args.devices} devices, {args.requests} keep-alive fetches x 5 rounds: "
+        f"{args.devices} devices, {args.requests} keep-alive fetches x 5 rounds, {what}: "
         f"best {min(rounds):.1f} µs CPU per fetch (rounds: {', '.join(f'{r:.1f}' for r in rounds)})"
     )
 

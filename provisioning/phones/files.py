@@ -130,6 +130,7 @@ async def fetch(
         assert device is not None and spec is not None and found.evidence is not None
         if (
             found.replay_from is not None
+            and services.answers.size > 0
             and reply.status in (200, 304)
             and not device.awaiting_delivery  # the delivery just completed moved things
             and not (spec.secret and settings.http == "public")  # depends on the transport

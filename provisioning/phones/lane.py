@@ -434,7 +434,11 @@ class PhoneConnection(asyncio.Protocol):
                         exc_info=error,
                     )
                 reply, keep = Reply(500), False  # as aiohttp: the connection closes
-            elif reply.replay is not None and (kept is None or reply is not kept.reply):
+            elif (
+                reply.replay is not None
+                and lane.answers.size > 0
+                and (kept is None or reply is not kept.reply)
+            ):
                 lane.answers.put(
                     head,
                     Kept(
