@@ -256,3 +256,26 @@ async def test_bans_and_shedding_come_first_and_count_once(
     assert after[0][0] == 200
     assert services.load.shed == 1
     assert services.guard.counts["banned_requests", ""] == 1
+
+
+async def test_behind_a_proxy_that_gives_each_request_an_id(
+    lane_settings: Settings, world: World, is_postgres: bool
+) -> None:
+    """deploy/nginx sets a new X-Request-Id on every request: the rest of the head is the
+    phone's own, so its answer is given again, each with the id its request came with."""
+    import netaddr
+
+    settings = replace(lane_settings, trusted_proxies=netaddr.IPSet(["127.0.0.1/32"]))
+    path = f"/{world.yealink_token}/{YEALINK_MAC}.cfg"
+    ids = [f"nginx-{n:032x}" for n in range(4)]
+    async with serving(settings) as (url, app):
+        found = [
+            await answer(url, get(path, UA, f"X-Request-Id: {rid}", "X-Forwarded-For: 192.0.2.7"))
+            for rid in ids
+        ]
+        answers = app[SERVICES].answers
+    assert [f[0][1]["x-request-id"] for f in found] == ids
+    assert all(stable(f) == stable(found[0]) for f in found)
+    if not is_postgres:
+        # Kept once; given again to the others (one at most the whole way: the first sighting).
+        assert len(answers) == 1 and answers.given + answers.stale == 3 and answers.given >= 2

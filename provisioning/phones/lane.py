@@ -52,6 +52,7 @@ IDLE_SECONDS = 75.0  # aiohttp's keep-alive timeout: the same for both layers
 SWEEP_SECONDS = 5.0
 # `/<token>/<file>` or `/<file>`, the characters phones use; the rest goes to aiohttp.
 PATH = re.compile(rb"/(?:([A-Za-z0-9_-]{16,64})/)?([A-Za-z0-9._-]{1,128})")
+REQUEST_ID_LINE = b"\r\n" + logs.REQUEST_ID_HEADER.lower().encode() + b":"
 EAGER = sys.version_info >= (3, 12)  # asyncio.Task(eager_start=True)
 # As aiohttp, the answer's version is the request's (1.0 or 1.1).
 STATUS_LINES = {
@@ -314,13 +315,14 @@ class PhoneConnection(asyncio.Protocol):
                 return
             end += 4
             head = bytes(self.buffer[:end])
-            kept = self.lane.answers.get(head)
+            key, given_id = _without_request_id(head)
+            kept = self.lane.answers.get(key)
             if kept is not None:  # answered before: no need to parse it again
                 del self.buffer[:end]
                 request = LaneRequest(kept.method, kept.raw_path, kept.headers, self.transport)
-                if not self._give_again(request, kept):
+                if not self._give_again(request, kept, given_id):
                     self._serve(request, kept.keep_alive, kept.version, kept.file_name,
-                                kept.token, head, kept)  # fmt: skip
+                                kept.token, key, given_id, kept)  # fmt: skip
                 continue
             self._url, self._headers, self._complete, self._expect = b"", [], False, False
             try:
@@ -344,10 +346,12 @@ class PhoneConnection(asyncio.Protocol):
             token = match[1].decode() if match[1] else None
             headers = CIMultiDictProxy(CIMultiDict(self._headers))
             request = LaneRequest(method.decode(), self._url.decode(), headers, self.transport)
-            self._serve(request, self._keep_alive, self._version, match[2].decode(), token, head)
+            self._serve(
+                request, self._keep_alive, self._version, match[2].decode(), token, key, given_id
+            )
         self._throttle()
 
-    def _give_again(self, request: LaneRequest, kept: Kept) -> bool:
+    def _give_again(self, request: LaneRequest, kept: Kept, given_id: str | None) -> bool:
         """A kept answer given at once, when nothing needs waiting for: what `_start` and
         `Lane.handle` do for it, without a task, a context or a coroutine (a third of the
         CPU time of such an answer, measured with benchmarks/phone_lane.py). False: nothing
@@ -362,7 +366,7 @@ class PhoneConnection(asyncio.Protocol):
             if reply is None:
                 return False
             lane.answers.given += 1
-        rid = lane.request_id(request.headers.get(logs.REQUEST_ID_HEADER), self.peer)
+        rid = lane.request_id(given_id, self.peer)
         reset = logs.request_id.set(rid)  # for the access log line
         try:
             self._answer(request, reply, rid, kept.keep_alive, kept.version, started, kept)
@@ -395,13 +399,15 @@ class PhoneConnection(asyncio.Protocol):
         file_name: str,
         token: str | None,
         head: bytes,
+        given_id: str | None,
         kept: Kept | None = None,
     ) -> None:
         # Each request in a context of its own: the request id reaches its log lines only.
         context = contextvars.copy_context()
         context.run(
-            self._start, context, request, keep_alive, version, file_name, token, head, kept
-        )
+            self._start, context, request, keep_alive, version, file_name, token, head,
+            given_id, kept,
+        )  # fmt: skip
 
     def _start(
         self,
@@ -412,10 +418,11 @@ class PhoneConnection(asyncio.Protocol):
         file_name: str,
         token: str | None,
         head: bytes,
+        given_id: str | None,
         kept: Kept | None,
     ) -> None:
         lane = self.lane
-        rid = lane.request_id(request.headers.get(logs.REQUEST_ID_HEADER), self.peer)
+        rid = lane.request_id(given_id, self.peer)
         logs.request_id.set(rid)
         started = time.perf_counter()
         coroutine = lane.handle(request, file_name, token, head, kept)
@@ -534,6 +541,18 @@ class PhoneConnection(asyncio.Protocol):
         transport.write(before + middle.encode() + after + body)
         if not keep_alive:
             transport.close()
+
+
+def _without_request_id(head: bytes) -> tuple[bytes, str | None]:
+    """A head without its request id header, and that id. A proxy in front (deploy/nginx) sets
+    a new one on every request: without it, the head is what the phone sends every time, which
+    is what answers are kept by (phones.answers); the id itself is each request's own."""
+    at = head.lower().find(REQUEST_ID_LINE)
+    if at < 0:
+        return head, None
+    end = head.find(b"\r\n", at + 2)
+    given = head[at + len(REQUEST_ID_LINE) : end].strip().decode("utf-8", "surrogateescape")
+    return head[:at] + head[end:], given
 
 
 def _wire(reply: Reply, method: str, keep_alive: bool, version: str) -> tuple[bytes, bytes, bytes]:
