@@ -210,7 +210,11 @@ async def _send(
     revision: int,
     rendered: Rendered,
 ) -> Reply:
-    await _record(services, request, device_id, agent, _firmware(ua), file_name, revision)
+    facts = _sighting(services, request, device_id, agent, _firmware(ua), file_name, revision)
+    if facts is not None:
+        # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
+        # phone's problem: the file is already rendered.
+        await services.sightings.add(facts)
     headers = [("ETag", rendered.etag), ("Cache-Control", "no-store")]
     if rendered.etag in _etags(request.headers.get("If-None-Match", "")):
         return Reply(304, headers)
@@ -268,22 +272,6 @@ def _client_ip(services: Services, request: PhoneRequest) -> str:
         request.headers.get("X-Forwarded-For"),
         services.settings.trusted_proxies,
     )
-
-
-async def _record(
-    services: Services,
-    request: PhoneRequest,
-    device_id: int,
-    agent: str,
-    firmware: str | None,
-    file_name: str,
-    revision: int,
-) -> None:
-    facts = _sighting(services, request, device_id, agent, firmware, file_name, revision)
-    if facts is not None:
-        # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
-        # phone's problem: the file is already rendered.
-        await services.sightings.add(facts)
 
 
 def _sighting(
