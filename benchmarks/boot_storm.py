@@ -209,16 +209,19 @@ def lua_script(
     delay_ms: int = 0,
 ) -> Path:
     """wrk's request generator: a random device per request (or each device in turn, `walk`),
-    optionally closing the connection, sending the ETag, or pausing between requests."""
+    optionally closing the connection, sending the ETag, or pausing between requests. The
+    request is written out whole, its headers in one order, as a phone sends them: wrk.format
+    takes them from a Lua table, whose order varies from one request to the next, which made
+    up to six different heads of one phone's request (the server keeps answers by head)."""
     rows = ",\n".join(
         f"{{{json.dumps(t['path'])}, {json.dumps(t['agent'])}, {json.dumps(t['etag'])}}}"
         for t in targets
     )
-    headers = ['["User-Agent"] = t[2]']
+    extra = ""
     if close:
-        headers.append('["Connection"] = "close"')
+        extra += ' .. "Connection: close\\r\\n"'
     if etag:
-        headers.append('["If-None-Match"] = t[3]')
+        extra += ' .. "If-None-Match: " .. t[3] .. "\\r\\n"'
     pick = "targets[(n % #targets) + 1]" if walk else "targets[math.random(#targets)]"
     name = f"c{int(close)}w{int(walk)}e{int(etag)}d{delay_ms}.lua"
     script = folder / name
@@ -229,7 +232,8 @@ def lua_script(
         "request = function()\n"
         f"  local t = {pick}\n"
         "  n = n + 1\n"
-        f'  return wrk.format("GET", t[1], {{{", ".join(headers)}}})\n'
+        '  return "GET " .. t[1] .. " HTTP/1.1\\r\\nHost: provisioning.test\\r\\n"'
+        f' .. "User-Agent: " .. t[2] .. "\\r\\n"{extra} .. "\\r\\n"\n'
         "end\n" + (f"delay = function() return {delay_ms} end\n" if delay_ms else "")
     )
     return script
