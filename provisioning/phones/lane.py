@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine, Generator
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import httptools
 from aiohttp import web
@@ -78,6 +78,18 @@ class LaneRequest:
         self.raw_path = raw_path
         self.headers = headers
         self.transport: asyncio.Transport | None = transport
+
+
+class Asked(NamedTuple):
+    """A request the lane answers: its parsed facts, and the head its answer is kept by."""
+
+    request: LaneRequest
+    keep_alive: bool
+    version: str
+    file_name: str
+    token: str | None
+    head: bytes  # without a proxy's request id (`_without_request_id`)
+    given_id: str | None  # the request id it came with
 
 
 class Lane:
@@ -321,8 +333,11 @@ class PhoneConnection(asyncio.Protocol):
                 del self.buffer[:end]
                 request = LaneRequest(kept.method, kept.raw_path, kept.headers, self.transport)
                 if not self._give_again(request, kept, given_id):
-                    self._serve(request, kept.keep_alive, kept.version, kept.file_name,
-                                kept.token, key, given_id, kept)  # fmt: skip
+                    self._serve(
+                        Asked(request, kept.keep_alive, kept.version, kept.file_name,
+                              kept.token, key, given_id),
+                        kept,
+                    )  # fmt: skip
                 continue
             self._url, self._headers, self._complete, self._expect = b"", [], False, False
             try:
@@ -347,8 +362,9 @@ class PhoneConnection(asyncio.Protocol):
             headers = CIMultiDictProxy(CIMultiDict(self._headers))
             request = LaneRequest(method.decode(), self._url.decode(), headers, self.transport)
             self._serve(
-                request, self._keep_alive, self._version, match[2].decode(), token, key, given_id
-            )
+                Asked(request, self._keep_alive, self._version, match[2].decode(), token, key,
+                      given_id)
+            )  # fmt: skip
         self._throttle()
 
     def _give_again(self, request: LaneRequest, kept: Kept, given_id: str | None) -> bool:
@@ -391,37 +407,14 @@ class PhoneConnection(asyncio.Protocol):
         if data:
             protocol.data_received(data)
 
-    def _serve(
-        self,
-        request: LaneRequest,
-        keep_alive: bool,
-        version: str,
-        file_name: str,
-        token: str | None,
-        head: bytes,
-        given_id: str | None,
-        kept: Kept | None = None,
-    ) -> None:
+    def _serve(self, asked: Asked, kept: Kept | None = None) -> None:
         # Each request in a context of its own: the request id reaches its log lines only.
         context = contextvars.copy_context()
-        context.run(
-            self._start, context, request, keep_alive, version, file_name, token, head,
-            given_id, kept,
-        )  # fmt: skip
+        context.run(self._start, context, asked, kept)
 
-    def _start(
-        self,
-        context: contextvars.Context,
-        request: LaneRequest,
-        keep_alive: bool,
-        version: str,
-        file_name: str,
-        token: str | None,
-        head: bytes,
-        given_id: str | None,
-        kept: Kept | None,
-    ) -> None:
+    def _start(self, context: contextvars.Context, asked: Asked, kept: Kept | None) -> None:
         lane = self.lane
+        request, keep_alive, version, file_name, token, head, given_id = asked
         rid = lane.request_id(given_id, self.peer)
         logs.request_id.set(rid)
         started = time.perf_counter()
