@@ -45,7 +45,7 @@ def policy(account_id: int, proofs: str = "token", binding: str = "off") -> Acco
 
 
 async def test_the_same_head_gets_the_same_answer_again(
-    lane_settings: Settings, world: World, is_postgres: bool
+    lane_settings: Settings, world: World
 ) -> None:
     path = f"/{world.yealink_token}/{YEALINK_MAC}.cfg"
     async with serving(lane_settings) as (url, app):
@@ -74,15 +74,11 @@ async def test_the_same_head_gets_the_same_answer_again(
     assert again[3][0][1]["connection"] == "close"
     assert again[4][0][1][":version"] == "HTTP/1.0"
     assert again[1][0][2] == b"" and int(again[1][0][1]["content-length"]) > 0
-    if is_postgres:
-        # No generation to tell a change by: every fetch goes the whole way.
-        assert (answers.given, len(answers)) == (0, 0)
-    else:
-        # Five heads kept; the nine requests repeating a head before them given again, or
-        # once at most the whole way instead: when the device's first sighting was written
-        # (whether a device was ever seen is in its row, so the generation moved).
-        assert len(answers) == 5
-        assert answers.given + answers.stale == 9 and answers.stale <= 1
+    # Five heads kept; the nine requests repeating a head before them given again, or once at
+    # most the whole way instead: when the device's first sighting was written (whether a
+    # device was ever seen is in its row, so the generation moved).
+    assert len(answers) == 5
+    assert answers.given + answers.stale == 9 and answers.stale <= 1
 
 
 async def test_a_change_is_answered_at_the_next_fetch(
@@ -91,7 +87,6 @@ async def test_a_change_is_answered_at_the_next_fetch(
     sessions: SessionFactory,
     catalog: Catalog,
     cipher: Cipher,
-    is_postgres: bool,
 ) -> None:
     path = f"/{world.yealink_token}/{YEALINK_MAC}.cfg"
     head = get(path, UA)
@@ -124,7 +119,7 @@ async def test_a_change_is_answered_at_the_next_fetch(
         stale = services.answers.stale
         # The same bytes (a revision alone changes nothing in the file), but worked out again.
         assert stable(await answer(url, head)) == stable(changed)
-        assert services.answers.stale == stale + (0 if is_postgres else 1)
+        assert services.answers.stale == stale + 1
 
         # The URL token rotated with no overlap: the old one opens nothing any more.
         async with sessions() as session, session.begin():
@@ -135,7 +130,7 @@ async def test_a_change_is_answered_at_the_next_fetch(
 
 
 async def test_sightings_of_answers_given_again_are_recorded(
-    lane_settings: Settings, world: World, sessions: SessionFactory, is_postgres: bool
+    lane_settings: Settings, world: World, sessions: SessionFactory
 ) -> None:
     settings = replace(
         lane_settings,
@@ -150,7 +145,7 @@ async def test_sightings_of_answers_given_again_are_recorded(
         answers = app[SERVICES].answers
     # The first sighting (written at once here) made the device seen, which is in its row: the
     # second fetch went the whole way, the third was given the answer again.
-    assert (answers.stale, answers.given) == ((0, 0) if is_postgres else (1, 1))
+    assert (answers.stale, answers.given) == (1, 1)
     async with sessions() as session:
         count = await session.scalar(
             text(
@@ -259,7 +254,7 @@ async def test_bans_and_shedding_come_first_and_count_once(
 
 
 async def test_behind_a_proxy_that_gives_each_request_an_id(
-    lane_settings: Settings, world: World, is_postgres: bool
+    lane_settings: Settings, world: World
 ) -> None:
     """deploy/nginx sets a new X-Request-Id on every request: the rest of the head is the
     phone's own, so its answer is given again, each with the id its request came with."""
@@ -276,6 +271,5 @@ async def test_behind_a_proxy_that_gives_each_request_an_id(
         answers = app[SERVICES].answers
     assert [f[0][1]["x-request-id"] for f in found] == ids
     assert all(stable(f) == stable(found[0]) for f in found)
-    if not is_postgres:
-        # Kept once; given again to the others (one at most the whole way: the first sighting).
-        assert len(answers) == 1 and answers.given + answers.stale == 3 and answers.given >= 2
+    # Kept once; given again to the others (one at most the whole way: the first sighting).
+    assert len(answers) == 1 and answers.given + answers.stale == 3 and answers.given >= 2

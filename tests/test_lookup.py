@@ -214,8 +214,6 @@ async def test_a_generation_never_comes_back(
     (rows, answers) is ever taken for current."""
     from sqlalchemy import text
 
-    if not settings.database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL has no generation: nothing is kept")
     del world
     rows = open_rows(settings.database_url)
 
@@ -224,18 +222,123 @@ async def test_a_generation_never_comes_back(
             await session.execute(text(sql))
 
     try:
-        seen = [rows.generation()]
+        seen = [await rows.generation()]
         await run("UPDATE row_generation SET value = value + 3")
-        seen.append(rows.generation())
+        seen.append(await rows.generation())
         await run("UPDATE row_generation SET value = value - 3")  # back in time
-        seen.append(rows.generation())
+        seen.append(await rows.generation())
         await run("UPDATE row_generation SET value = value + 3")  # the value of seen[1] again
-        seen.append(rows.generation())
+        seen.append(await rows.generation())
         await run("DELETE FROM row_generation")
-        assert rows.generation() is None
+        assert await rows.generation() is None
         await run(f"INSERT INTO row_generation (id, value) VALUES (1, {seen[0] & (2**48 - 1)})")
-        seen.append(rows.generation())
+        seen.append(await rows.generation())
         assert None not in seen and len(set(seen)) == len(seen), seen
         assert seen[1] - seen[0] == 3  # within a series, the database's own steps
+    finally:
+        await rows.close()
+
+
+async def test_each_change_moves_the_generation_once_and_any_row_read_carries_it(
+    settings: Settings, sessions: SessionFactory, world: World
+) -> None:
+    """Whatever statement changes what the fetch path reads moves the number, in that
+    transaction (PostgreSQL: once per transaction, SQLite: once per row changed); a row read
+    carries the number of its own snapshot, and the number read afterwards is equal while
+    nothing moved."""
+    from sqlalchemy import text
+
+    rows = open_rows(settings.database_url)
+
+    async def run(*sql: str) -> None:
+        async with sessions() as session, session.begin():
+            for statement in sql:
+                await session.execute(text(statement))
+
+    try:
+        before = await rows.generation()
+        row = await rows.by_token_hash(token_hash(world.yealink_token))
+        assert before is not None and row is not None and row.read_at == before
+        # Last-seen facts only: nothing the fetch path reads.
+        await run("UPDATE devices SET last_ip = '192.0.2.1' WHERE last_seen_at IS NULL")
+        assert await rows.generation() == before
+        # Two statements, every device, one transaction.
+        await run(
+            "UPDATE devices SET config_revision = config_revision + 1",
+            f"UPDATE devices SET model_id = model_id WHERE id = {row.id}",
+        )
+        after = await rows.generation()
+        assert after is not None and after > before
+        if settings.database_url.startswith("postgresql"):
+            assert after == before + 1
+        moved = await rows.by_token_hash(token_hash(world.yealink_token))
+        assert moved is not None and moved.read_at == after
+        assert moved.config_revision == row.config_revision + 1
+        # A transaction rolled back moves nothing.
+        async with sessions() as session:
+            await session.execute(text("UPDATE devices SET config_revision = 0"))
+            await session.rollback()
+        assert await rows.generation() == after
+    finally:
+        await rows.close()
+
+
+async def test_concurrent_callers_share_generation_reads_made_after_they_asked(
+    settings: Settings, sessions: SessionFactory, world: World
+) -> None:
+    """PostgreSQL: callers asking together share one read of the number; a caller asking while
+    a read is on its way waits for the next one, so a change committed before it asked is
+    always seen."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from provisioning.phones.lookup import PostgresRows
+
+    del world
+    rows = open_rows(settings.database_url)
+    if not isinstance(rows, PostgresRows):
+        pytest.skip("SQLite reads the number on the loop's thread, without waiting")
+    sent: list[str] = []
+    try:
+        first = await rows.generation()
+        read_number = rows._read_number
+
+        async def counted() -> int | None:
+            sent.append("read")
+            return await read_number()
+
+        rows._read_number = counted  # type: ignore[method-assign]
+        together = await asyncio.gather(*(rows.generation() for _ in range(50)))
+        assert together == [first] * 50 and sent == ["read"]
+
+        # A read whose answer is late: it was read before the change below committed.
+        read, late_answer = asyncio.Event(), asyncio.Event()
+
+        async def slow() -> int | None:
+            sent.append("read")
+            value = await read_number()
+            read.set()
+            await late_answer.wait()
+            return value
+
+        rows._read_number = slow  # type: ignore[method-assign]
+        early = asyncio.ensure_future(rows.generation())
+        await read.wait()
+        async with sessions() as session, session.begin():
+            await session.execute(text("UPDATE devices SET config_revision = 7"))
+        rows._read_number = counted  # type: ignore[method-assign]
+        late = asyncio.ensure_future(rows.generation())  # asks while that read is on its way
+        await asyncio.sleep(0.05)
+        assert not late.done()
+        late_answer.set()
+        assert await early == first
+        assert await late == first + 1  # type: ignore[operator]
+        assert len(sent) == 3
+        # A database that stops answering fails the callers.
+        rows._read_number = read_number  # type: ignore[method-assign]
+        await rows.close()
+        with pytest.raises(DatabaseUnavailable):
+            await rows.generation()
     finally:
         await rows.close()

@@ -618,11 +618,11 @@ class WebSession(Base):
 
 
 class RowGeneration(Base):
-    """One row, one number: on SQLite, triggers (migration 0009) add one to it whenever a device
+    """One row, one number: triggers (migrations 0009, 0010) add one to it whenever a device
     row changes in a way the phone fetch path reads (token, MAC, model, account, revision,
     first sighting, creation, deletion) or an order's state or device changes. The fetch path
-    keeps the rows it read while the number stays (phones.lookup); refreshing last-seen facts
-    does not move it. PostgreSQL reads every time and has no triggers."""
+    keeps the rows it read (SQLite) and the answers it gave (phones.answers) while the number
+    stays (phones.lookup); refreshing last-seen facts does not move it."""
 
     __tablename__ = "row_generation"
 

@@ -11,15 +11,14 @@ given again only while
 
 - the device rows' `row_generation` is still the one the answer was decided at (lookup.py: it
   moves in the same transaction as any change to a device, its token, revision, model, account
-  or orders, whoever commits it), read for every request;
+  or orders, whoever commits it), read after each request arrived (on PostgreSQL one read
+  serves every request that arrived before it was sent);
 - the account's policy is still the same;
 
 and after the same steps a fetch takes around it: ban check and shedding first (`Lane`), the
 sighting recorded after (`files.fetch_again`), metrics and access log. Anything else, or
 any doubt (the generation moved, the database does not answer), goes the whole fetch path,
 which answers and may keep its new answer. A different byte in the head is another head.
-
-Only the SQLite rows have a generation; on PostgreSQL nothing is kept (`read_at` is None).
 """
 
 from __future__ import annotations

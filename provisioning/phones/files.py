@@ -158,7 +158,11 @@ async def fetch_again(services: Services, request: PhoneRequest, kept: Kept) -> 
     recorded; None when `fetch` must answer."""
     replay = kept.reply.replay
     assert replay is not None
-    if not _still_true(services, replay):
+    try:
+        generation = await services.guard.rows.generation()
+    except DatabaseUnavailable:
+        return None  # the whole path answers what it answers then (a 503)
+    if not _still_true(services, replay, generation):
         return None
     facts = _replayed_sighting(services, request, replay)
     if facts is not None:
@@ -167,12 +171,20 @@ async def fetch_again(services: Services, request: PhoneRequest, kept: Kept) -> 
 
 
 def given_again(services: Services, request: PhoneRequest, kept: Kept) -> Reply | None:
-    """`fetch_again` without waiting for anything, when sightings are batched; None when it
-    cannot answer so (sightings written at once, or the answer no longer holds)."""
+    """`fetch_again` without waiting for anything, when the device rows' generation is read
+    so (SQLite) and sightings are batched; None when it cannot answer so (PostgreSQL,
+    sightings written at once, or the answer no longer holds)."""
     replay = kept.reply.replay
     assert replay is not None
     buffer = services.sightings
-    if buffer.interval <= 0 or not _still_true(services, replay):
+    rows = services.guard.rows
+    if buffer.interval <= 0 or not rows.immediate:
+        return None
+    try:
+        generation = rows.generation_now()
+    except DatabaseUnavailable:
+        return None
+    if not _still_true(services, replay, generation):
         return None
     facts = _replayed_sighting(services, request, replay)
     if facts is not None:
@@ -189,13 +201,11 @@ def _replayed_sighting(
     )  # fmt: skip
 
 
-def _still_true(services: Services, replay: Replay) -> bool:
-    """Nothing the answer was decided from has changed since."""
-    try:
-        if services.guard.rows.generation() != replay.generation:
-            return False
-    except DatabaseUnavailable:
-        return False  # the whole path answers what it answers then (a 503)
+def _still_true(services: Services, replay: Replay, generation: int | None) -> bool:
+    """Nothing the answer was decided from has changed since: the device rows' generation,
+    read after the request arrived, is still the one it was decided at, and so is the policy."""
+    if generation is None or generation != replay.generation:
+        return False
     policy = services.guard.policies.policy_for(replay.account_id)
     return policy is replay.policy or policy == replay.policy
 

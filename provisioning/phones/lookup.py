@@ -10,19 +10,29 @@ is kept for everything else.
 
 SQLite runs in WAL mode: a read never waits for a writer, so a synchronous read on the loop's
 thread takes microseconds; a short busy timeout bounds the rare wait (a checkpoint restart).
-On SQLite the rows read are also kept while `row_generation` stays: SQLite triggers (migration
-0009) move that number in the same transaction as any change to what these rows hold, whoever
-commits it (this process, another worker, another instance, the CLI, manual SQL), and the kept
-rows are then dropped; reading it costs one indexed select of one row before every lookup. A
-lookup therefore returns what a read at that moment would. Last-seen facts, which phones refresh
-all the time, do not move it (rows say whether a device was ever seen, not when): with `PRAGMA
-data_version`, which moves on any commit, the sightings written every half second emptied the
-rows twice a second and almost every lookup read the database.
+
+Both databases have `row_generation`: triggers (migrations 0009 for SQLite, 0010 for
+PostgreSQL) move that number in the same transaction as any change to what these rows hold,
+whoever commits it (this process, another worker, another instance, the CLI, manual SQL). Last-
+seen facts, which phones refresh all the time, do not move it (rows say whether a device was
+ever seen, not when): with SQLite's `PRAGMA data_version`, which moves on any commit, the
+sightings written every half second emptied the kept rows twice a second. Each row carries the
+generation it is at least as new as (`DeviceRow.read_at`), and `DeviceRows.generation()` reads
+the number now, so whatever was decided from a row still holds while the two are equal
+(phones.answers).
+
+- SQLite reads the number before every lookup (one indexed select of one row, microseconds)
+  and keeps the rows it read until it moves.
+- PostgreSQL reads a row and the number in one statement (one snapshot). Each read of the
+  number alone is shared by every caller that asked before it was sent (`generation`): under
+  load one round trip answers hundreds of requests, and none gets a number read before it
+  asked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -50,6 +60,9 @@ COLUMNS = (
 BY_TOKEN = f"SELECT {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608 (constants only)
 BY_MAC = f"SELECT {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
 GENERATION = "SELECT value FROM row_generation WHERE id = 1"
+# PostgreSQL: the number in the same statement, so from the same snapshot as the row.
+PG_BY_TOKEN = f"SELECT ({GENERATION}), {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608
+PG_BY_MAC = f"SELECT ({GENERATION}), {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
 
 
 # What rendering needs (a render-cache miss), read in one read-only transaction: the device row
@@ -187,6 +200,32 @@ class DeviceRow(NamedTuple):
     seen: bool  # fetched at least once (whether, not when: kept rows do not follow sightings)
     created_at: datetime
     awaiting_delivery: bool
+    # The generation (`DeviceRows.generation`) this row is at least as new as; None: unknown.
+    read_at: int | None = None
+
+
+class Series:
+    """The database's `row_generation` made this process's generation. If the number goes
+    back (a database restored under a running server) or its row is gone, it may come back
+    to a value met before with other rows behind it: what is returned from then on is another
+    series, never equal to one returned before."""
+
+    __slots__ = ("_last", "epoch")
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self._last: int | None = None
+
+    def seen(self, value: int | None) -> int | None:
+        """A number read after every one seen before."""
+        if value is None or (self._last is not None and value < self._last):
+            self.epoch += 1
+        self._last = value
+        return self.tag(value, self.epoch)
+
+    @staticmethod
+    def tag(value: int | None, epoch: int) -> int | None:
+        return None if value is None else (epoch << 48) | value
 
 
 class DeviceRows(ABC):
@@ -210,16 +249,15 @@ class DeviceRows(ABC):
     async def close(self) -> None:
         return None
 
-    def generation(self) -> int | None:
-        """Read now: a number that moves in the same transaction as any change to what these
-        rows hold (SQLite's `row_generation`, module docstring). None when there is no such
-        number (PostgreSQL): then nothing decided from these rows may be kept."""
-        return None
+    def generation_now(self) -> int | None:
+        """`generation`, read without waiting: only when the rows are `immediate`."""
+        raise NotImplementedError
 
-    @property
-    def read_at(self) -> int | None:
-        """The generation the row of the last lookup is at least as new as (None: unknown)."""
-        return None
+    async def generation(self) -> int | None:
+        """A number read after this call began, that moves in the same transaction as any
+        change to what these rows hold (module docstring). None when there is none (its row
+        deleted by hand): then nothing decided from these rows may be kept."""
+        return self.generation_now()
 
 
 def _utc(value: Any) -> datetime | None:
@@ -231,13 +269,15 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _row(values: Any) -> DeviceRow | None:
+def _row(values: Any, read_at: int | None) -> DeviceRow | None:
     if values is None:
         return None
     id_, mac, model_id, account_id, revision, seen, created_at, awaiting = values
     created = _utc(created_at)
     assert created is not None
-    return DeviceRow(id_, mac, model_id, account_id, revision, bool(seen), created, bool(awaiting))
+    return DeviceRow(
+        id_, mac, model_id, account_id, revision, bool(seen), created, bool(awaiting), read_at
+    )
 
 
 class SqliteRows(DeviceRows):
@@ -249,8 +289,7 @@ class SqliteRows(DeviceRows):
         # Rows read since `row_generation` last moved (module docstring), at most `keep`.
         self._rows: dict[tuple[str, str], DeviceRow | None] = {}
         self._version: int | None = None
-        self._last: int | None = None  # the database's number when last read
-        self._epoch = 0
+        self._series = Series()
         self._keep = keep
         # Batches are written by one thread of their own, which spends its time inside SQLite
         # (GIL released) and waits its turn for the write lock with SQLite's busy timeout.
@@ -300,40 +339,29 @@ class SqliteRows(DeviceRows):
             self._reader = reader
         return self._reader
 
-    def generation(self) -> int | None:
+    def generation_now(self) -> int | None:
         try:
             found = self._db.execute(GENERATION).fetchone()
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
-        value = None if found is None else found[0]
-        # The row deleted by hand (nothing can be kept meanwhile), or the number gone back (a
-        # database restored under a running server): it may come back to a value met before
-        # with other rows behind it, so what this process returns from then on is another
-        # series, never equal to one it returned before.
-        if value is None or (self._last is not None and value < self._last):
-            self._epoch += 1
-        self._last = value
-        generation = None if value is None else (self._epoch << 48) | value
+        generation = self._series.seen(None if found is None else found[0])
         if generation is None or generation != self._version:
             self._rows.clear()
             self._version = generation
         return generation
 
-    @property
-    def read_at(self) -> int | None:
-        return self._version
-
     def _one(self, sql: str, value: str) -> DeviceRow | None:
-        generation = self.generation()
+        generation = self.generation_now()
         try:
             if generation is None:
-                return _row(self._db.execute(sql + "?", (value,)).fetchone())
+                return _row(self._db.execute(sql + "?", (value,)).fetchone(), None)
             if len(self._rows) >= self._keep:
                 self._rows.clear()
             key = (sql, value)
             if key in self._rows:
                 return self._rows[key]
-            row = self._rows[key] = _row(self._db.execute(sql + "?", (value,)).fetchone())
+            found = self._db.execute(sql + "?", (value,)).fetchone()
+            row = self._rows[key] = _row(found, generation)
             return row
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
@@ -381,12 +409,29 @@ async def _keep_session(_connection: asyncpg.Connection) -> None:
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 
+def _settle(
+    waiters: list[asyncio.Future[int | None]], value: int | None = None, error: str = ""
+) -> None:
+    for waiter in waiters:
+        if waiter.done():  # its caller gave up (cancelled)
+            continue
+        if error:
+            waiter.set_exception(DatabaseUnavailable(error))
+        else:
+            waiter.set_result(value)
+
+
 class PostgresRows(DeviceRows):
     def __init__(self, dsn: str, max_size: int) -> None:
         self._dsn = dsn
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._creating = asyncio.Lock()
+        self._series = Series()
+        # Callers of `generation` waiting for a read sent after they asked, and the task that
+        # sends those reads one after the other.
+        self._waiting: list[asyncio.Future[int | None]] = []
+        self._reading: asyncio.Task[None] | None = None
 
     async def _connected(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -404,12 +449,49 @@ class PostgresRows(DeviceRows):
         return self._pool
 
     async def _fetch(self, sql: str, value: str) -> DeviceRow | None:
+        epoch = self._series.epoch  # a number read from now on is of this series or a later one
         try:
             pool = await self._connected()
             # asyncpg prepares each statement once per connection and reuses it.
-            return _row(await pool.fetchrow(sql + "$1", value, timeout=10))
+            found = await pool.fetchrow(sql + "$1", value, timeout=10)
         except _PG_ERRORS as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
+        if found is None:
+            return None
+        return _row(tuple(found)[1:], Series.tag(found[0], epoch))
+
+    async def generation(self) -> int | None:
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[int | None] = loop.create_future()
+        self._waiting.append(waiter)
+        if self._reading is None:
+            self._reading = loop.create_task(self._read_generations())
+        return await waiter
+
+    async def _read_number(self) -> int | None:
+        pool = await self._connected()
+        value = await pool.fetchval(GENERATION, timeout=10)
+        return None if value is None else int(value)
+
+    async def _read_generations(self) -> None:
+        """One read at a time, each for every caller that asked before it was sent: a caller
+        who asks while one is on its way waits for the next."""
+        sent: list[asyncio.Future[int | None]] = []
+        try:
+            while self._waiting:
+                sent, self._waiting = self._waiting, []
+                try:
+                    value = await self._read_number()
+                except _PG_ERRORS as exc:
+                    _settle(sent, error=type(exc).__name__)
+                else:
+                    _settle(sent, self._series.seen(value))
+                sent = []
+        finally:
+            # Cancelled (closing) or failed otherwise: nobody is left waiting for nothing.
+            self._reading = None
+            left, self._waiting = sent + self._waiting, []
+            _settle(left, error="closed")
 
     async def render_rows(self, device_id: int) -> RenderRows | None:
         try:
@@ -436,10 +518,10 @@ class PostgresRows(DeviceRows):
         )
 
     async def by_token_hash(self, token_hash: str) -> DeviceRow | None:
-        return await self._fetch(BY_TOKEN, token_hash)
+        return await self._fetch(PG_BY_TOKEN, token_hash)
 
     async def by_mac(self, mac: str) -> DeviceRow | None:
-        return await self._fetch(BY_MAC, mac)
+        return await self._fetch(PG_BY_MAC, mac)
 
     async def write_sightings(self, batch: Sequence[SightingFacts]) -> None:
         last_seen, applied, rows = _sighting_params(batch, _pg_time)
@@ -453,6 +535,10 @@ class PostgresRows(DeviceRows):
             raise DatabaseUnavailable(type(exc).__name__) from None
 
     async def close(self) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reading
         if self._pool is not None:
             try:
                 await asyncio.wait_for(self._pool.close(), 10)

@@ -197,7 +197,7 @@ class Guard:
         if claim.token is not None:
             hashed = token_hash(claim.token)
             device = await self.rows.by_token_hash(hashed)
-            read_at = self.rows.read_at if device is not None else None
+            read_at = device.read_at if device is not None else None
             if device is None:
                 # A token rotated out is still good during its overlap.
                 async with read_sessions() as session:
