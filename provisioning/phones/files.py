@@ -174,21 +174,29 @@ def given_again(services: Services, request: PhoneRequest, kept: Kept) -> Reply 
     """`fetch_again` without waiting for anything, when the device rows' generation is read
     so (SQLite) and sightings are batched; None when it cannot answer so (PostgreSQL,
     sightings written at once, or the answer no longer holds)."""
-    replay = kept.reply.replay
-    assert replay is not None
-    buffer = services.sightings
     rows = services.guard.rows
-    if buffer.interval <= 0 or not rows.immediate:
+    if services.sightings.interval <= 0 or not rows.immediate:
         return None
     try:
         generation = rows.generation_now()
     except DatabaseUnavailable:
         return None
+    return given_again_at(services, request, kept, generation)
+
+
+def given_again_at(
+    services: Services, request: PhoneRequest, kept: Kept, generation: int | None
+) -> Reply | None:
+    """The kept answer if it still holds at `generation` (the device rows' generation, read
+    after the request arrived), its sighting added to the batch; None when `fetch` must
+    answer. Only when sightings are batched."""
+    replay = kept.reply.replay
+    assert replay is not None
     if not _still_true(services, replay, generation):
         return None
     facts = _replayed_sighting(services, request, replay)
     if facts is not None:
-        buffer.add_nowait(facts)
+        services.sightings.add_nowait(facts)
     return kept.reply
 
 

@@ -38,7 +38,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from provisioning import logs
 from provisioning.metrics import METRICS, FetchMetrics
 from provisioning.phones.answers import Kept
-from provisioning.phones.files import fetch, fetch_again, given_again
+from provisioning.phones.files import fetch, fetch_again, given_again, given_again_at
 from provisioning.phones.load import RETRY_AFTER as SHED_RETRY_AFTER
 from provisioning.phones.request import Reply, empty
 from provisioning.state import SERVICES, Services
@@ -105,6 +105,9 @@ class Lane:
         # Python < 3.12 has no eager tasks: the first step of a fetch runs by hand instead, when
         # the device rows are read without waiting (`PhoneConnection._start`).
         self.by_hand = not EAGER and services.guard.rows.immediate
+        # A kept answer waits for the device rows' generation (PostgreSQL) in a callback of
+        # the connection's own, when its sighting can be batched (`_give_again_later`).
+        self.later = not services.guard.rows.immediate and services.sightings.interval > 0
         # First path segments aiohttp routes elsewhere (api, manager, healthz, firmware...):
         # read from the router, so a route added later is never shadowed by the lane.
         self.reserved = frozenset(
@@ -332,12 +335,12 @@ class PhoneConnection(asyncio.Protocol):
             if kept is not None:  # answered before: no need to parse it again
                 del self.buffer[:end]
                 request = LaneRequest(kept.method, kept.raw_path, kept.headers, self.transport)
-                if not self._give_again(request, kept, given_id):
-                    self._serve(
-                        Asked(request, kept.keep_alive, kept.version, kept.file_name,
-                              kept.token, key, given_id),
-                        kept,
-                    )  # fmt: skip
+                asked = Asked(
+                    request, kept.keep_alive, kept.version, kept.file_name, kept.token, key,
+                    given_id,
+                )  # fmt: skip
+                if not self._give_again(asked, kept):
+                    self._serve(asked, kept)
                 continue
             self._url, self._headers, self._complete, self._expect = b"", [], False, False
             try:
@@ -367,28 +370,73 @@ class PhoneConnection(asyncio.Protocol):
             )  # fmt: skip
         self._throttle()
 
-    def _give_again(self, request: LaneRequest, kept: Kept, given_id: str | None) -> bool:
+    def _give_again(self, asked: Asked, kept: Kept) -> bool:
         """A kept answer given at once, when nothing needs waiting for: what `_start` and
         `Lane.handle` do for it, without a task, a context or a coroutine (a third of the
-        CPU time of such an answer, measured with benchmarks/phone_lane.py). False: nothing
-        was done, the request takes the usual way, which answers whatever it is (a changed
-        answer, a sighting written at once)."""
+        CPU time of such an answer, measured with benchmarks/phone_lane.py). On PostgreSQL,
+        given once the generation is read (`_give_again_later`). False: nothing was done,
+        the request takes the usual way, which answers whatever it is (a changed answer, a
+        sighting written at once)."""
         lane = self.lane
+        request = asked.request
         started = time.perf_counter()
         # A ban or shedding: that answer, as `Lane.handle` gives it (counted once, here).
         reply = lane.admit(request)
         if reply is None:
+            if lane.later:
+                self._give_again_later(asked, kept, started)
+                return True
             reply = given_again(lane.services, request, kept)
             if reply is None:
                 return False
             lane.answers.given += 1
-        rid = lane.request_id(given_id, self.peer)
+        self._give(asked, reply, kept, started)
+        return True
+
+    def _give_again_later(self, asked: Asked, kept: Kept, started: float) -> None:
+        """The kept answer once the device rows' generation, read after the request arrived,
+        says it still holds; else the whole fetch path answers. Waits in a callback on the
+        read's future, not in a task: a task per request cost more than the read itself
+        (py-spy, boot-storm benchmark on PostgreSQL). The connection is busy meanwhile, so
+        pipelined requests are answered in order."""
+        lane = self.lane
+        services = lane.services
+        waiting = services.guard.rows.generation_later()
+        self.busy = True
+        lane.busy += 1
+        services.load.inflight += 1
+
+        def decided(future: asyncio.Future[int | None]) -> None:
+            services.load.inflight -= 1
+            lane.done()
+            self.busy = False
+            reply = None
+            if not future.cancelled() and future.exception() is None:
+                reply = given_again_at(services, asked.request, kept, future.result())
+            if reply is None:  # changed, or the database did not answer: the whole way
+                lane.answers.stale += 1
+                lane.answers.forget(asked.head)
+                self._serve(asked)
+                if not self.busy:  # answered at once (an eager task): go on from here
+                    self._next()
+                return
+            lane.answers.given += 1
+            self._give(asked, reply, kept, started)
+            if lane.closing:
+                self.close()
+            else:
+                self._next()
+
+        waiting.add_done_callback(decided)
+
+    def _give(self, asked: Asked, reply: Reply, kept: Kept, started: float) -> None:
+        lane = self.lane
+        rid = lane.request_id(asked.given_id, self.peer)
         reset = logs.request_id.set(rid)  # for the access log line
         try:
-            self._answer(request, reply, rid, kept.keep_alive, kept.version, started, kept)
+            self._answer(asked.request, reply, rid, kept.keep_alive, kept.version, started, kept)
         finally:
             logs.request_id.reset(reset)
-        return True
 
     def _hand_over(self) -> None:
         """aiohttp's protocol takes the connection from here, with every unanswered byte."""

@@ -253,6 +253,10 @@ class DeviceRows(ABC):
         """`generation`, read without waiting: only when the rows are `immediate`."""
         raise NotImplementedError
 
+    def generation_later(self) -> asyncio.Future[int | None]:
+        """`generation` as a future: only when the rows are not `immediate`."""
+        raise NotImplementedError
+
     async def generation(self) -> int | None:
         """A number read after this call began, that moves in the same transaction as any
         change to what these rows hold (module docstring). None when there is none (its row
@@ -461,12 +465,17 @@ class PostgresRows(DeviceRows):
         return _row(tuple(found)[1:], Series.tag(found[0], epoch))
 
     async def generation(self) -> int | None:
+        return await self.generation_later()
+
+    def generation_later(self) -> asyncio.Future[int | None]:
+        """`generation`, as a future (the phone lane waits for it with a callback, without a
+        task of its own)."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[int | None] = loop.create_future()
         self._waiting.append(waiter)
         if self._reading is None:
             self._reading = loop.create_task(self._read_generations())
-        return await waiter
+        return waiter
 
     async def _read_number(self) -> int | None:
         pool = await self._connected()
