@@ -41,7 +41,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # Foreign keys are what enforce the slot invariants; SQLite leaves them off by default.
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except Exception as exc:
+        # Instances opening a new file together: switching it to WAL needs it to itself, and
+        # SQLite answers "locked" at once rather than wait. The mode is kept in the file, so
+        # the connection that made the switch made it for every other one.
+        if "database is locked" not in str(exc):
+            raise
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
