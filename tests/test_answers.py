@@ -282,3 +282,39 @@ async def test_behind_a_proxy_that_gives_each_request_an_id(
     assert all(stable(f) == stable(found[0]) for f in found)
     # Kept once; given again to the others (one at most the whole way: the first sighting).
     assert len(answers) == 1 and answers.given + answers.stale == 3 and answers.given >= 2
+
+
+@pytest.mark.parametrize("flush_ms", [0, 500])
+async def test_a_database_that_stops_answering_gives_no_kept_answer(
+    lane_settings: Settings, world: World, flush_ms: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a kept answer still holds cannot be told without the database: the whole path
+    answers then, 503 with Retry-After, and the kept answer is given again once it is back.
+    (The driver's reads fail here on purpose; test_lookup.py fails a real connection.)"""
+    from provisioning.phones.sightings import DatabaseUnavailable
+
+    head = get(f"/{world.yealink_token}/{YEALINK_MAC}.cfg", UA)
+    async with serving(replace(lane_settings, sighting_flush_ms=flush_ms)) as (url, app):
+        services = app[SERVICES]
+        first = await answer(url, head)
+        await services.sightings.flush()  # the first sighting moved the generation: now still
+        assert stable(await answer(url, head)) == stable(first)
+        rows = services.guard.rows
+        given, stale = services.answers.given, services.answers.stale
+
+        def down(*_args: object) -> None:
+            raise DatabaseUnavailable("ConnectionRefusedError")
+
+        async def down_later(*_args: object) -> None:
+            down()
+
+        with monkeypatch.context() as patched:
+            patched.setattr(rows, "generation_now" if rows.immediate else "_read_number",
+                            down if rows.immediate else down_later)  # fmt: skip
+            patched.setattr(rows, "by_token_hash", down_later)
+            unavailable = await answer(url, head)
+        assert (unavailable[0][0], unavailable[0][1]["retry-after"]) == (503, "30")
+        assert services.answers.stale == stale + 1
+        assert stable(await answer(url, head)) == stable(first)  # worked out again, then kept
+        assert stable(await answer(url, head)) == stable(first)
+        assert services.answers.given == given + 1

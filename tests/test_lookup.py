@@ -279,6 +279,10 @@ async def test_each_change_moves_the_generation_once_and_any_row_read_carries_it
             await session.execute(text("UPDATE devices SET config_revision = 0"))
             await session.rollback()
         assert await rows.generation() == after
+        if settings.database_url.startswith("postgresql"):
+            # Emptied by hand: no row trigger fires, the statement's does.
+            await run("TRUNCATE orders CASCADE")
+            assert await rows.generation() == after + 1
     finally:
         await rows.close()
 
