@@ -3,6 +3,8 @@ the same render data (lines, account, overrides in scope order, digest credentia
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from provisioning.crypto import Cipher, token_hash
@@ -15,6 +17,20 @@ from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.security.credentials import rotate_credential
 from provisioning.settings import Settings
 from tests.conftest import World
+
+
+def _shipped_order(account_id: int, model_id: str, device_id: int) -> Any:
+    from provisioning.db.models import Order, utcnow
+
+    now = utcnow()
+    return Order(
+        account_id=account_id, kind="new", state="shipped", model_id=model_id,
+        model_label="-", carrier="c", carrier_label="-", delivery_name="-",
+        delivery_street="-", delivery_postcode="-", delivery_town="-", delivery_country="FR",
+        vat_rate_bp=2000, model_price_cents=100, shipping_cents=0, total_excl_cents=100,
+        vat_cents=20, total_incl_cents=120, contract_accepted_at=now, validated_at=now,
+        ship_by=now, device_id=device_id,
+    )  # fmt: skip
 
 
 async def test_rows_and_render_data_match_the_orm(
@@ -180,18 +196,8 @@ async def test_rows_kept_only_until_the_database_changes(
         # A shipped order makes a never-seen phone's next fetch its delivery; then not.
         other = await rows.by_mac(world.linphone_mac)
         assert other is not None and not other.awaiting_delivery
-        now = utcnow()
         async with sessions() as session, session.begin():
-            order = Order(
-                account_id=world.account_id, kind="new", state="shipped",
-                model_id=other.model_id, model_label="-", carrier="c", carrier_label="-",
-                delivery_name="-", delivery_street="-", delivery_postcode="-",
-                delivery_town="-", delivery_country="FR", vat_rate_bp=2000,
-                model_price_cents=100, shipping_cents=0, total_excl_cents=100, vat_cents=20,
-                total_incl_cents=120, contract_accepted_at=now, validated_at=now, ship_by=now,
-                device_id=other.id,
-            )  # fmt: skip
-            session.add(order)
+            session.add(_shipped_order(world.account_id, other.model_id, other.id))
         shipped = await rows.by_mac(world.linphone_mac)
         assert shipped is not None and shipped.awaiting_delivery
         async with sessions() as session, session.begin():
@@ -214,7 +220,7 @@ async def test_a_generation_never_comes_back(
     (rows, answers) is ever taken for current."""
     from sqlalchemy import text
 
-    del world
+    world_token = world.yealink_token
     rows = open_rows(settings.database_url)
 
     async def run(sql: str) -> None:
@@ -235,8 +241,22 @@ async def test_a_generation_never_comes_back(
         seen.append(await rows.generation())
         assert None not in seen and len(set(seen)) == len(seen), seen
         assert seen[1] - seen[0] == 3  # within a series, the database's own steps
+        # A row read at a number no read of the number alone has seen; the database goes
+        # back below it (not below what those reads saw), then forward to the row's number
+        # again: the row's number is of the old series.
+        await run("UPDATE row_generation SET value = value + 5")
+        row = await rows.by_token_hash(token_hash(world_token))
+        assert row is not None and row.read_at is not None
+        await run("UPDATE row_generation SET value = value - 3")
+        await rows.generation()
+        await run("UPDATE row_generation SET value = value + 3")
+        assert await rows.generation() != row.read_at
     finally:
         await rows.close()
+        # The one row back, whatever happened above: every later test needs it.
+        await run(
+            "INSERT INTO row_generation (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING"
+        )
 
 
 async def test_each_change_moves_the_generation_once_and_any_row_read_carries_it(
@@ -279,10 +299,33 @@ async def test_each_change_moves_the_generation_once_and_any_row_read_carries_it
             await session.execute(text("UPDATE devices SET config_revision = 0"))
             await session.rollback()
         assert await rows.generation() == after
+        # Each of these, alone, moves it (what `COLUMNS` reads, rows and orders come and go).
+        other = await rows.by_mac(world.linphone_mac)
+        assert other is not None
+        changes: list[Any] = [
+            f"UPDATE devices SET token_hash = '{'1' * 64}' WHERE id = {row.id}",
+            f"UPDATE devices SET last_seen_at = CURRENT_TIMESTAMP WHERE id = {row.id}",
+            f"UPDATE devices SET last_seen_at = NULL WHERE id = {row.id}",
+            f"UPDATE devices SET created_at = '2020-01-01 00:00:00' WHERE id = {row.id}",
+            f"UPDATE devices SET mac = '0200000000ff' WHERE id = {row.id}",
+            _shipped_order(world.account_id, other.model_id, other.id),
+            "UPDATE orders SET state = 'delivered'",
+            "DELETE FROM orders",
+            f"DELETE FROM devices WHERE id = {row.id}",
+        ]
+        for change in changes:
+            number = await rows.generation()
+            async with sessions() as session, session.begin():
+                if isinstance(change, str):
+                    await session.execute(text(change))
+                else:
+                    session.add(change)
+            assert await rows.generation() == number + 1, change  # type: ignore[operator]
         if settings.database_url.startswith("postgresql"):
             # Emptied by hand: no row trigger fires, the statement's does.
+            number = await rows.generation()
             await run("TRUNCATE orders CASCADE")
-            assert await rows.generation() == after + 1
+            assert await rows.generation() == number + 1  # type: ignore[operator]
     finally:
         await rows.close()
 

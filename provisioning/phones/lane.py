@@ -408,7 +408,6 @@ class PhoneConnection(asyncio.Protocol):
 
         def decided(future: asyncio.Future[int | None]) -> None:
             services.load.inflight -= 1
-            lane.done()
             self.busy = False
             reply = None
             if not future.cancelled() and future.exception() is None:
@@ -416,10 +415,14 @@ class PhoneConnection(asyncio.Protocol):
             if reply is None:  # changed, or the database did not answer: the whole way
                 lane.answers.stale += 1
                 lane.answers.forget(asked.head)
+                # Served before this wait counts as done, so that a shutdown waiting for the
+                # lane's fetches never sees none in between and goes on without this one.
                 self._serve(asked)
+                lane.done()
                 if not self.busy:  # answered at once (an eager task): go on from here
                     self._next()
                 return
+            lane.done()
             lane.answers.given += 1
             self._give(asked, reply, kept, started)
             if lane.closing:

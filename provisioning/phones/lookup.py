@@ -210,20 +210,34 @@ class Series:
     """The database's `row_generation` made this process's generation. If the number goes
     back (a database restored under a running server) or its row is gone, it may come back
     to a value met before with other rows behind it: what is returned from then on is another
-    series, never equal to one returned before."""
+    series, never equal to one returned before. "Back" is below the highest number seen so far,
+    rows' numbers included (`note`)."""
 
-    __slots__ = ("_last", "epoch")
+    __slots__ = ("epoch", "highest")
 
     def __init__(self) -> None:
         self.epoch = 0
-        self._last: int | None = None
+        self.highest: int | None = None  # the highest number seen in this series
 
-    def seen(self, value: int | None) -> int | None:
-        """A number read after every one seen before."""
-        if value is None or (self._last is not None and value < self._last):
+    def seen(self, value: int | None, floor: int | None) -> int | None:
+        """A number read after every one noted up to `floor` (`highest` when the read was
+        sent): below it, the database went back."""
+        if value is None or (floor is not None and value < floor):
             self.epoch += 1
-        self._last = value
+            self.highest = value
+        elif self.highest is None or value > self.highest:
+            self.highest = value
         return self.tag(value, self.epoch)
+
+    def note(self, value: int | None, epoch: int) -> int | None:
+        """A number a row was read with, its read sent during `epoch`."""
+        if (
+            value is not None
+            and epoch == self.epoch
+            and (self.highest is None or value > self.highest)
+        ):
+            self.highest = value
+        return self.tag(value, epoch)
 
     @staticmethod
     def tag(value: int | None, epoch: int) -> int | None:
@@ -350,7 +364,8 @@ class SqliteRows(DeviceRows):
             found = self._db.execute(GENERATION).fetchone()
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
-        generation = self._series.seen(None if found is None else found[0])
+        series = self._series
+        generation = series.seen(None if found is None else found[0], series.highest)
         if generation is None or generation != self._version:
             self._rows.clear()
             self._version = generation
@@ -407,9 +422,13 @@ class SqliteRows(DeviceRows):
             self._writer.close()
 
 
-async def _keep_session(_connection: asyncpg.Connection) -> None:
+async def _keep_session(connection: asyncpg.Connection) -> None:
     """asyncpg resets a connection's session state on every release (one more round trip per
-    fetch); these connections only run closed transactions and selects, so there is none."""
+    fetch); these connections only run closed transactions and selects, so there is none. A
+    transaction left open (a cancellation at the wrong moment) is rolled back: a connection
+    kept in an old snapshot would read old generations."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
 
 
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
@@ -459,12 +478,13 @@ class PostgresRows(DeviceRows):
         try:
             pool = await self._connected()
             # asyncpg prepares each statement once per connection and reuses it.
-            found = await pool.fetchrow(sql + "$1", value, timeout=10)
+            async with pool.acquire(timeout=10) as connection:
+                found = await connection.fetchrow(sql + "$1", value, timeout=10)
         except _PG_ERRORS as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
         if found is None:
             return None
-        return _row(tuple(found)[1:], Series.tag(found[0], epoch))
+        return _row(tuple(found)[1:], self._series.note(found[0], epoch))
 
     async def generation(self) -> int | None:
         return await self.generation_later()
@@ -481,7 +501,8 @@ class PostgresRows(DeviceRows):
 
     async def _read_number(self) -> int | None:
         pool = await self._connected()
-        value = await pool.fetchval(GENERATION, timeout=10)
+        async with pool.acquire(timeout=10) as connection:
+            value = await connection.fetchval(GENERATION, timeout=10)
         return None if value is None else int(value)
 
     async def _read_generations(self) -> None:
@@ -491,12 +512,14 @@ class PostgresRows(DeviceRows):
         try:
             while self._waiting:
                 sent, self._waiting = self._waiting, []
+                # Every row read that ended before this read is sent saw an older snapshot.
+                floor = self._series.highest
                 try:
                     value = await self._read_number()
-                except _PG_ERRORS as exc:
+                except Exception as exc:  # the driver's, or anything else: none is left waiting
                     _settle(sent, error=type(exc).__name__)
                 else:
-                    _settle(sent, self._series.seen(value))
+                    _settle(sent, self._series.seen(value, floor))
                 sent = []
         finally:
             # Cancelled (closing) or failed otherwise: nobody is left waiting for nothing.
