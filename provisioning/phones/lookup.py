@@ -266,12 +266,13 @@ class DeviceRows(ABC):
         return None
 
     def generation_now(self) -> int | None:
-        """`generation`, read without waiting: only when the rows are `immediate`."""
-        raise NotImplementedError
+        """`generation`, read without waiting when the rows are `immediate`; None when it
+        cannot be (nothing decided from these rows is then given again without waiting)."""
+        return None
 
     def generation_later(self) -> asyncio.Future[int | None]:
-        """`generation` as a future: only when the rows are not `immediate`."""
-        raise NotImplementedError
+        """`generation` as a future (the phone lane waits for it in a callback)."""
+        return asyncio.ensure_future(self.generation())
 
     async def generation(self) -> int | None:
         """A number read after this call began, that moves in the same transaction as any
