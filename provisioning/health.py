@@ -19,8 +19,8 @@ from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
+from provisioning.db.errors import DB_ERRORS
 from provisioning.db.migrate import alembic_config
 from provisioning.state import SERVICES
 
@@ -80,7 +80,7 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(TIMEOUT), engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
             schema = await conn.run_sync(schema_state, scripts)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DB_ERRORS as exc:
         log.warning("readyz: database not reachable (%s)", type(exc).__name__)
         return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
     ready = schema in ("current", "ahead")

@@ -48,9 +48,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
 
 from provisioning.db.engine import SessionFactory
+from provisioning.db.errors import DB_ERRORS
 from provisioning.db.models import Order, Push, SourceBan, utcnow
 from provisioning.phones.answers import Answers
 from provisioning.phones.files import FAMILY_KEY
@@ -263,7 +263,7 @@ class DatabaseCollector(Collector):
             try:
                 async with asyncio.timeout(DB_TIMEOUT):
                     self.counts = await count_database(sessions, utcnow())
-            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("metrics: database not reachable (%s)", type(exc).__name__)
                 # Retried at the next scrape, not after the TTL.
                 self.counts = DbCounts(up=False)

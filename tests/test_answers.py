@@ -293,7 +293,7 @@ async def test_a_database_that_stops_answering_gives_no_kept_answer(
     """Whether a kept answer still holds cannot be told without the database: the whole path
     answers then, 503 with Retry-After, and the kept answer is given again once it is back.
     (The driver's reads fail here on purpose; test_lookup.py fails a real connection.)"""
-    from provisioning.phones.sightings import DatabaseUnavailable
+    from provisioning.db.errors import DatabaseUnavailable
 
     head = get(f"/{world.yealink_token}/{YEALINK_MAC}.cfg", UA)
     async with serving(replace(lane_settings, sighting_flush_ms=flush_ms)) as (url, app):

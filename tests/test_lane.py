@@ -340,23 +340,23 @@ async def test_a_client_that_does_not_read_is_not_read_either(
         assert all(data.startswith(b"HTTP/1.1 200 OK\r\n") for data in transport.written)
 
 
-@pytest.mark.parametrize("by_hand", [True, False], ids=["first-step-by-hand", "task"])
 @pytest.mark.parametrize("at_once", [False, True], ids=["after-grace", "cancelled-at-once"])
 async def test_fetches_that_wait_fail_or_outlive_shutdown(
-    lane_settings: Settings, monkeypatch: pytest.MonkeyPatch, by_hand: bool, at_once: bool
+    lane_settings: Settings, monkeypatch: pytest.MonkeyPatch, at_once: bool
 ) -> None:
-    """However a fetch starts (its first step run by the lane before Python 3.12 on SQLite, or a
-    task): one that waits is answered in order on its connection, in its request's context; one
-    that fails is a 500 that closes the connection; one still waiting past the shutdown grace is
-    cancelled (its cleanup runs, even when cancelled before its task ever ran) and its
-    connection closed. Bytes arrive from the event loop, as from a socket: no task is current
-    (by hand, the first step has none: nothing before a fetch's first wait may need one, which
-    the SQLite fetch path honours; asyncpg's connect does not, hence tasks on PostgreSQL)."""
+    """Every fetch runs in its task (eager from Python 3.12): one that waits is answered in
+    order on its connection, in its request's context; one that fails is a 503 with Retry-After
+    that closes the connection (never a 500: a phone keeps its settings and asks again); one
+    still waiting past the shutdown grace is cancelled (its cleanup runs, even when cancelled
+    before its task ever ran) and its connection closed. Bytes arrive from the event loop, as
+    from a socket: no task is current until the lane makes one."""
+    tasks: list[asyncio.Task[Any] | None] = []
     cleaned: list[str] = []
 
     async def fake_fetch(services: Any, request: Any, file_name: str, token: Any) -> Reply:
         if file_name == "fails.cfg":
             raise RuntimeError("boom")
+        tasks.append(asyncio.current_task())
         if file_name == "waits.cfg":
             await asyncio.sleep(0.05)
             return Reply(200, [], logs.request_id.get().encode(), "text/plain")
@@ -373,7 +373,6 @@ async def test_fetches_that_wait_fail_or_outlive_shutdown(
     monkeypatch.setattr(lane_module, "fetch", fake_fetch)
     async with serving(lane_settings) as (_, app):
         lane = lane_module.Lane(app, lambda: pytest.fail("nothing to hand over"))  # type: ignore[arg-type,return-value]
-        lane.by_hand = by_hand
         transport = FakeTransport(3)
         connection = lane.connection()
         connection.connection_made(transport)  # type: ignore[arg-type]
@@ -401,7 +400,8 @@ async def test_fetches_that_wait_fail_or_outlive_shutdown(
         async with asyncio.timeout(10):
             await failing.all_written.wait()
         failed = split_responses(b"".join(failing.written))
-        assert [status for status, _, _ in failed] == [500]
+        assert [status for status, _, _ in failed] == [503]
+        assert failed[0][1]["retry-after"] == "30"
         assert failed[0][1]["connection"] == "close" and failing.closed
 
         stuck = FakeTransport(1)
@@ -410,17 +410,19 @@ async def test_fetches_that_wait_fail_or_outlive_shutdown(
         connection.data_received(get("/forever.cfg"))
         assert lane.busy == 1 and not stuck.written
         if at_once:
-            # Cancelled before its task ever ran: a fetch the lane started by hand (or an eager
-            # task) has begun and must clean up; a plain task's fetch never began.
+            # Cancelled before its task ever ran: an eager task's fetch has begun and must clean
+            # up; a plain task's fetch never began.
             (task,) = lane.tasks
             task.cancel()
             async with asyncio.timeout(10):  # its answer is written by its done callback, first
                 await asyncio.gather(task, return_exceptions=True)
-            began = by_hand or lane_module.EAGER
+            began = lane_module.EAGER
         else:
             await asyncio.sleep(0.05)  # its task has run, and waits
             await lane.shutdown(0.1)
             began = True
             assert stuck.closed
         assert cleaned == (["forever.cfg"] if began else []) and lane.busy == 0
-        assert [status for status, _, _ in split_responses(b"".join(stuck.written))] == [500]
+        assert [status for status, _, _ in split_responses(b"".join(stuck.written))] == [503]
+        # Every step of every fetch ran inside a task (what the ORM's pool wait needs).
+        assert tasks and all(task is not None for task in tasks)

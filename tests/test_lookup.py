@@ -9,10 +9,10 @@ import pytest
 
 from provisioning.crypto import Cipher, token_hash
 from provisioning.db.engine import SessionFactory
+from provisioning.db.errors import DatabaseUnavailable
 from provisioning.devices.catalog import Catalog
 from provisioning.overrides import set_override
 from provisioning.phones.lookup import open_rows
-from provisioning.phones.sightings import DatabaseUnavailable
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.security.credentials import rotate_credential
 from provisioning.settings import Settings

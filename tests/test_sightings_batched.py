@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from provisioning.app import create_app
 from provisioning.db.engine import SessionFactory
+from provisioning.db.errors import DatabaseUnavailable
 from provisioning.db.models import Device, Push, Sighting, utcnow
 from provisioning.phones.lookup import open_rows
 from provisioning.phones.sightings import (
-    DatabaseUnavailable,
     SightingBuffer,
     SightingFacts,
     SightingHistory,

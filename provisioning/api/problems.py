@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
+from provisioning.db.errors import DB_ERRORS
 from provisioning.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+    except DB_ERRORS as exc:
         log.warning("api: database unavailable: %s", type(exc).__name__)
         response = problem(503, "unavailable", "Service unavailable", "try again shortly")
         response.headers["Retry-After"] = "30"

@@ -17,6 +17,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import SecretKeyError
+from provisioning.db.errors import DB_ERRORS, DatabaseUnavailable, describe
 from provisioning.db.models import utcnow
 from provisioning.devices.identify import FileMatch, UserAgentInfo, match_file, parse_user_agent
 from provisioning.devices.unknown import UnknownFacts, plausible_phone, record_unknown
@@ -25,7 +26,7 @@ from provisioning.phones.answers import Kept
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
 from provisioning.phones.request import PhoneRequest, Replay, Reply, empty, to_response
-from provisioning.phones.sightings import DB_ERRORS, DatabaseUnavailable, SightingFacts, describe
+from provisioning.phones.sightings import SightingFacts
 from provisioning.render.cache import Rendered
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
@@ -56,7 +57,27 @@ async def fetch_file(request: web.Request) -> web.StreamResponse:
     return to_response(reply)
 
 
+def unavailable(family: str = "") -> Reply:
+    return Reply(503, [("Retry-After", RETRY_AFTER)], family=family)
+
+
 async def fetch(
+    services: Services, request: PhoneRequest, file_name: str, token: str | None
+) -> Reply:
+    """What a phone asking `file_name` is answered: never a 5xx but 503 with Retry-After. A
+    phone keeps its settings and asks again when the server cannot answer; told 500 (or 404) it
+    may give up or fall back to factory settings, whatever failed on our side."""
+    try:
+        return await _fetch(services, request, file_name, token)
+    except DB_ERRORS as exc:  # the bookkeeping after the read: misses, unknown devices...
+        log.warning("phone fetch: database unavailable: %s", describe(exc))
+    except Exception:
+        # A bug of ours: its traceback for us (the path is logged masked, by the access log).
+        log.exception("phone fetch: unexpected error answering %s", file_name)
+    return unavailable()
+
+
+async def _fetch(
     services: Services, request: PhoneRequest, file_name: str, token: str | None
 ) -> Reply:
     settings = services.settings
@@ -114,10 +135,10 @@ async def fetch(
             rendered = cached
     except DB_ERRORS as exc:
         log.warning("phone fetch: database unavailable: %s", describe(exc))
-        return Reply(503, [("Retry-After", RETRY_AFTER)], family=family)
+        return unavailable(family)
     except (RenderError, SecretKeyError) as exc:
         log.error("phone fetch: cannot render %s: %s", file_name, exc)
-        return Reply(500, family=family)
+        return unavailable(family)
 
     # Refusals and their bookkeeping (misses, bans) once the read transaction is over.
     if refusal is not None:

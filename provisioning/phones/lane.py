@@ -12,10 +12,10 @@ percent-encoding, a body, an upgrade, an oversized or malformed head — makes i
 connection, with every byte it has not answered, to aiohttp's own protocol, which then serves the
 connection to its end. The head is parsed by httptools (llhttp, the parser aiohttp uses too).
 
-Each request runs in a task (started eagerly from Python 3.12, so a fetch that never waits is
-answered within the read callback; before 3.12, on SQLite, the lane runs the first step itself to
-the same effect, `PhoneConnection._start`); the connection reads nothing more until it is
-answered, so answers keep their order.
+Each request runs in a task of its own, as aiohttp gives each request (started eagerly from Python
+3.12, so a fetch that never waits is answered within the read callback); the connection reads
+nothing more until it is answered, so answers keep their order. No step of a fetch ever runs
+outside its task: what it awaits (the ORM's pool, asyncpg) relies on `asyncio.current_task()`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any, NamedTuple, cast
+from typing import NamedTuple, cast
 
 import httptools
 from aiohttp import web
@@ -38,7 +38,13 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from provisioning import logs
 from provisioning.metrics import METRICS, FetchMetrics
 from provisioning.phones.answers import Kept
-from provisioning.phones.files import fetch, fetch_again, given_again, given_again_at
+from provisioning.phones.files import (
+    RETRY_AFTER,
+    fetch,
+    fetch_again,
+    given_again,
+    given_again_at,
+)
 from provisioning.phones.load import RETRY_AFTER as SHED_RETRY_AFTER
 from provisioning.phones.request import Reply, empty
 from provisioning.state import SERVICES, Services
@@ -102,9 +108,6 @@ class Lane:
         self.metrics: FetchMetrics | None = app[METRICS].phone if METRICS in app else None
         self.access_log = services.settings.access_log
         self.request_id = logs.request_id_maker(services.settings.trusted_proxies)
-        # Python < 3.12 has no eager tasks: the first step of a fetch runs by hand instead, when
-        # the device rows are read without waiting (`PhoneConnection._start`).
-        self.by_hand = not EAGER and services.guard.rows.immediate
         # A kept answer waits for the device rows' generation (PostgreSQL) in a callback of
         # the connection's own, when its sighting can be batched (`_give_again_later`).
         self.later = not services.guard.rows.immediate and services.sightings.interval > 0
@@ -460,10 +463,9 @@ class PhoneConnection(asyncio.Protocol):
 
     def _serve(self, asked: Asked, kept: Kept | None = None) -> None:
         # Each request in a context of its own: the request id reaches its log lines only.
-        context = contextvars.copy_context()
-        context.run(self._start, context, asked, kept)
+        contextvars.copy_context().run(self._start, asked, kept)
 
-    def _start(self, context: contextvars.Context, asked: Asked, kept: Kept | None) -> None:
+    def _start(self, asked: Asked, kept: Kept | None) -> None:
         lane = self.lane
         request, keep_alive, version, file_name, token, head, given_id = asked
         rid = lane.request_id(given_id, self.peer)
@@ -477,14 +479,15 @@ class PhoneConnection(asyncio.Protocol):
             lane.done()
             self.busy = False
             keep = keep_alive
-            if reply is None:  # cancelled, or failed
+            if reply is None:  # cancelled, or failed (`fetch` answers its own errors)
                 if error is not None:
                     log.error(
                         "phone lane: error handling %s",
                         logs.masked_path(request.raw_path),
                         exc_info=error,
                     )
-                reply, keep = Reply(500), False  # as aiohttp: the connection closes
+                # A phone keeps its settings and asks again later: never a 500 (files.py).
+                reply, keep = empty(503, ("Retry-After", RETRY_AFTER)), False
             elif (
                 reply.replay is not None
                 and lane.answers.size > 0
@@ -516,28 +519,7 @@ class PhoneConnection(asyncio.Protocol):
         # (asyncpg's connect runs under asyncio.timeout). From Python 3.12 the task starts at
         # once and most fetches (SQLite, a cached file) are done before this returns.
         loop = asyncio.get_running_loop()
-        if lane.by_hand:
-            # Before 3.12, on a database read without waiting (SQLite), the fetch's first step
-            # runs here, as an eager task's would: most fetches end within it, and a task and
-            # two turns of the loop per request were about 15 % of a fetch's CPU (measured with
-            # benchmarks/phone_lane.py). A fetch that waits (a bookkeeping write through the
-            # ORM) goes on in a task, in this context.
-            try:
-                yielded = coroutine.send(None)
-            except StopIteration as stop:
-                conclude(stop.value, None, later=False)
-                return
-            except asyncio.CancelledError:  # it awaited something cancelled: as a task would
-                conclude(None, None, later=False)
-                return
-            except Exception as error:  # answered 500 and logged, as a task's error
-                conclude(None, error, later=False)
-                return
-            except BaseException:  # KeyboardInterrupt, SystemExit: the counts stay right
-                conclude(None, None, later=False)
-                raise
-            task = loop.create_task(_Resumed(coroutine, yielded), context=context)
-        elif EAGER:
+        if EAGER:
             task = asyncio.Task(coroutine, loop=loop, eager_start=True)  # type: ignore[call-arg]
         else:
             task = loop.create_task(coroutine)
@@ -621,33 +603,3 @@ def _wire(reply: Reply, method: str, keep_alive: bool, version: str) -> tuple[by
     before = status_line + head.encode("utf-8", "surrogateescape")
     after = tail.encode() + b"\r\n"
     return before, after, body if not bodiless and method != "HEAD" else b""
-
-
-class _Resumed(Coroutine[Any, Any, Reply]):
-    """A fetch whose first step ran by hand, for a task to go on with: the task's first step
-    gets what the fetch yielded then (the future it waits on), every later send or throw goes
-    to the fetch itself, as if the task had run it from the start. A throw before the first
-    step (a task cancelled at once) reaches the fetch too, which then cleans up."""
-
-    __slots__ = ("_fetch", "_started", "_yielded")
-
-    def __init__(self, fetch: Coroutine[Any, Any, Reply], yielded: Any) -> None:
-        self._fetch = fetch
-        self._yielded = yielded
-        self._started = False
-
-    def send(self, value: Any) -> Any:
-        if not self._started:
-            self._started = True
-            return self._yielded
-        return self._fetch.send(value)
-
-    def throw(self, *args: Any) -> Any:
-        self._started = True
-        return self._fetch.throw(*args)
-
-    def close(self) -> None:
-        self._fetch.close()
-
-    def __await__(self) -> Generator[Any, None, Reply]:
-        raise TypeError("a task runs it; nothing awaits it")

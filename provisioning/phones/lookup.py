@@ -47,8 +47,9 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from provisioning.crypto import Cipher
+from provisioning.db.errors import DatabaseUnavailable
 from provisioning.overrides import merge_overrides
-from provisioning.phones.sightings import DatabaseUnavailable, SightingFacts, summarise
+from provisioning.phones.sightings import SightingFacts, summarise
 from provisioning.render.context import DeviceData
 from provisioning.render.snapshot import line_data
 from provisioning.settings import Settings
@@ -432,7 +433,13 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
         await connection.execute("ROLLBACK")
 
 
-_PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+_PG_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def _settle(

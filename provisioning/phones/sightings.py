@@ -28,24 +28,9 @@ from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy.exc import SQLAlchemyError
+from provisioning.db.errors import DB_ERRORS, describe
 
 log = logging.getLogger(__name__)
-
-
-class DatabaseUnavailable(Exception):
-    """The driver failed; the fetch path answers 503 with Retry-After, as for the ORM's errors."""
-
-
-DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, DatabaseUnavailable)
-
-
-def describe(exc: BaseException) -> str:
-    """A database error for a log line: its class, and for the driver's the driver's class
-    (e.g. TooManyConnectionsError) — never the message, which may quote parameters."""
-    if isinstance(exc, DatabaseUnavailable):
-        return f"{type(exc).__name__} ({exc})"
-    return type(exc).__name__
 
 
 class SightingFacts(NamedTuple):

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.crypto import Cipher, token_hash
 from provisioning.db.engine import SessionFactory
+from provisioning.db.errors import DB_ERRORS
 from provisioning.db.models import utcnow
 from provisioning.devices.catalog import Catalog, FileSpec
 from provisioning.devices.mac import try_mac
@@ -33,7 +34,6 @@ from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address
 from provisioning.phones.lookup import DeviceRow, DeviceRows
 from provisioning.phones.request import PhoneRequest, Reply, empty
-from provisioning.phones.sightings import DB_ERRORS
 from provisioning.security import digest
 from provisioning.security.bans import BanList, BanRules, Miss, record_miss
 from provisioning.security.credentials import digest_secrets, mac_of_previous_token

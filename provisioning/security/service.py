@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from provisioning.db.engine import SessionFactory
-from provisioning.phones.sightings import DB_ERRORS
+from provisioning.db.errors import DB_ERRORS
 from provisioning.security import bans, digest, policy
 from provisioning.security.guard import Guard
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
+from provisioning.db.errors import DB_ERRORS
 from provisioning.errors import DomainError
 from provisioning.web.pages import gettext, render
 
@@ -52,4 +52,4 @@ def unavailable_page(request: web.Request, exc: Exception) -> web.Response:
     return response
 
 
-DATABASE_ERRORS = (SQLAlchemyError, OSError, TimeoutError)
+DATABASE_ERRORS = DB_ERRORS
