@@ -118,7 +118,7 @@ async def phones(served: Served, fleet: Fleet) -> list[Result]:
     async def digest() -> None:
         # Each phone from its own address: a challenge counts a quarter of a miss, and one
         # address challenged 150 times in a row is banned like any that never answers.
-        async def phone(n: int) -> list[Result]:
+        async def one_phone(n: int) -> list[Result]:
             mac, token = fleet.digest[n]
             async with client_from(f"127.4.0.{n + 1}") as client:
 
@@ -127,7 +127,7 @@ async def phones(served: Served, fleet: Fleet) -> list[Result]:
 
                 return await many(150 // len(fleet.digest), 2, one)
 
-        for answered in await asyncio.gather(*map(phone, range(len(fleet.digest)))):
+        for answered in await asyncio.gather(*map(one_phone, range(len(fleet.digest)))):
             results.extend(answered)
 
     async def unknown() -> None:
