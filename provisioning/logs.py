@@ -17,10 +17,11 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
+from urllib.parse import urlencode
 
 import netaddr
 from aiohttp import hdrs, web
@@ -149,7 +150,19 @@ _TOKEN_IN_QUERY = re.compile(r"(token=)[^&]*")
 
 
 def masked_path(path_qs: str) -> str:
+    """A path as the phone lane reads it (plain characters only, no percent-encoding)."""
     return _TOKEN_IN_QUERY.sub(r"\1***", _TOKEN_IN_PATH.sub("/***/", path_qs))
+
+
+def masked_target(path: str, query: Iterable[tuple[str, str]]) -> str:
+    """A request's path and query as the server decoded them, the token masked: the raw text
+    can spell it otherwise (`/%56P6C.../`, `?%74oken=`) and still be served, so a pattern of
+    the raw text would let it through. What is logged is what the routes matched."""
+    masked = _TOKEN_IN_PATH.sub("/***/", path)
+    pairs = [(key, "***" if key.lower() == "token" else value) for key, value in query]
+    if pairs:
+        masked += "?" + urlencode(pairs, safe="*/:@,")
+    return masked
 
 
 # Peer, method, path (token masked), status, milliseconds: aiohttp's lines and the phone lane's.
@@ -162,7 +175,7 @@ class AccessLogger(AbstractAccessLogger):
             ACCESS_FORMAT,
             request.remote,
             request.method,
-            masked_path(request.path_qs),
+            masked_target(request.path, request.query.items()),
             response.status,
             time * 1000,
         )
