@@ -49,6 +49,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from provisioning.background import every
 from provisioning.db.engine import SessionFactory
 from provisioning.db.errors import DB_ERRORS
 from provisioning.db.models import Order, Push, SourceBan, utcnow
@@ -445,12 +446,10 @@ async def _sync_ctx(app: web.Application) -> AsyncIterator[None]:
         phone.sync()
         cache_sync.sync(app[SERVICES].cache, app[SERVICES].answers)
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(SYNC_SECONDS)
-            sync()
+    async def step() -> None:
+        sync()
 
-    task = asyncio.create_task(loop())
+    task = asyncio.create_task(every(SYNC_SECONDS, "metrics sync", step))
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import NamedTuple
 
+from provisioning.background import every
 from provisioning.db.errors import DB_ERRORS, describe
 
 log = logging.getLogger(__name__)
@@ -159,18 +160,23 @@ class SightingBuffer:
             self.history.forget(each.device_id, each.file_name)
 
     async def _write(self, batch: list[SightingFacts]) -> bool:
+        """True when written; False when the database did not answer (kept for the next
+        round). Anything else is a bug of ours, logged: the batch is dropped rather than tried
+        for ever, so that one bad fact never stops every later one."""
         try:
             await self.write(batch)
         except DB_ERRORS as exc:
             log.warning("phone fetch: %d sightings not recorded yet: %s", len(batch), describe(exc))
             return False
+        except Exception:
+            log.exception("phone fetch: %d sightings dropped", len(batch))
+            self._lost(batch)
+            return True
         self.written += len(batch)
         return True
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.flush()
+        await every(self.interval, "sightings flush", self.flush)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

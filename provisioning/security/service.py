@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+from provisioning.background import every
 from provisioning.db.engine import SessionFactory
 from provisioning.db.errors import DB_ERRORS
 from provisioning.security import bans, digest, policy
@@ -32,17 +33,17 @@ async def housekeeping(guard: Guard, sessions: SessionFactory) -> None:
 
 
 async def _maintain(guard: Guard, read_sessions: SessionFactory, sessions: SessionFactory) -> None:
-    tick = 1  # the first synchronisation happened before serving
-    while True:
-        await asyncio.sleep(guard.sync_interval)
-        try:
-            await sync_bans(guard, read_sessions)
-            if tick % HOUSEKEEPING_EVERY == 0:
-                await housekeeping(guard, sessions)
-        except DB_ERRORS as exc:
-            # The last known bans stay in force; the next round tries again.
-            log.warning("security: bans not synchronised: %s", type(exc).__name__)
+    tick = 0  # the first synchronisation happened before serving
+
+    async def step() -> None:
+        nonlocal tick
         tick += 1
+        await sync_bans(guard, read_sessions)
+        if tick % HOUSEKEEPING_EVERY == 0:
+            await housekeeping(guard, sessions)
+
+    # A round that fails leaves the last known bans in force; the next one tries again.
+    await every(guard.sync_interval, "security: bans synchronisation", step)
 
 
 @asynccontextmanager
