@@ -106,7 +106,9 @@ WRITE_SIGHTING = (
     "INSERT INTO sightings (device_id, seen_at, ip, user_agent, firmware, file_name, revision)"
     " SELECT d.id, {1}, {2}, {3}, {4}, {5}, {6} FROM devices d WHERE d.id = {0}"
 )
-SQLITE_PARAMS = [f"?{n}" for n in range(1, 8)]
+# Named, with a mapping per row: from Python 3.12 sqlite3 deprecates numbered placeholders
+# (`?1`) bound from a sequence, and the statements above use a value twice.
+SQLITE_PARAMS = [f":p{n}" for n in range(7)]
 PG_PARAMS = [f"${n}" for n in range(1, 8)]
 # The insert's values sit in a select list, where PostgreSQL cannot infer their types.
 PG_TYPED = [
@@ -133,6 +135,10 @@ def _sighting_params(
             if f.history
         ],
     )
+
+
+def _named(values: tuple[Any, ...]) -> dict[str, Any]:
+    return {f"p{n}": value for n, value in enumerate(values)}
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -335,9 +341,12 @@ class SqliteRows(DeviceRows):
         last_seen, applied, rows = params
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany(WRITE_LAST_SEEN.format(*SQLITE_PARAMS), last_seen)
-            db.executemany(WRITE_APPLIED.format(*SQLITE_PARAMS), applied)
-            db.executemany(WRITE_SIGHTING.format(*SQLITE_PARAMS), rows)
+            for sql, values in (
+                (WRITE_LAST_SEEN, last_seen),
+                (WRITE_APPLIED, applied),
+                (WRITE_SIGHTING, rows),
+            ):
+                db.executemany(sql.format(*SQLITE_PARAMS), map(_named, values))
         except BaseException:
             db.execute("ROLLBACK")
             raise
