@@ -483,7 +483,10 @@ class PostgresRows(DeviceRows):
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
                         self._dsn,
-                        min_size=1,
+                        # No floor: asyncpg would keep reconnecting to restore it while the
+                        # database is down, logging a traceback each time; connections are
+                        # made when asked and kept while in use (a fetch answers 503 meanwhile).
+                        min_size=0,
                         max_size=self._max_size,
                         timeout=10,
                         reset=_keep_session,
