@@ -33,6 +33,7 @@ from provisioning.web.app import create_manager
 from provisioning.web.pages import PREFIX as MANAGER_PREFIX
 
 PUSH_WORKER: web.AppKey[PushWorker] = web.AppKey("push_worker", PushWorker)
+FINISH_SECONDS = 10.0  # a push tick in progress at shutdown
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,10 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
         task = asyncio.create_task(worker.run())
         app[PUSH_WORKER] = worker
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        worker.finish()
+        # The tick in progress ends its transaction; one stuck that long is cancelled.
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(task, FINISH_SECONDS)
         await worker.stop()
 
     app.cleanup_ctx.append(services_ctx)

@@ -148,13 +148,17 @@ class PushWorker:
         self.interval = 1 / settings.push_rate
         self._sends: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
+        self.finishing = False
 
     async def start(self) -> None:
         settings = self.services.settings
         await self.endpoint.open(settings.push_sip_host, settings.push_sip_port)
 
     async def run(self) -> None:
-        while True:
+        """Ticks until `finish`: a tick is never cancelled in its transaction (a connection
+        cancelled there could keep SQLite's write lock, and the shutdown's last sightings
+        flush would wait the busy timeout for it)."""
+        while not self.finishing:
             try:
                 claimed = await self.tick()
             except asyncio.CancelledError:
@@ -162,7 +166,7 @@ class PushWorker:
             except Exception:
                 log.warning("push worker: tick failed", exc_info=True)
                 claimed = 0
-            if claimed < BATCH:
+            if claimed < BATCH and not self.finishing:
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), IDLE)
@@ -194,6 +198,11 @@ class PushWorker:
                 await record(session, job.push_id, result, utcnow(), final=final)
         except Exception:
             log.warning("push %s: result not recorded", job.push_id, exc_info=True)
+
+    def finish(self) -> None:
+        """`run` returns after the tick in progress, if any."""
+        self.finishing = True
+        self.wakeup.set()
 
     async def stop(self) -> None:
         for task in list(self._sends):
