@@ -223,7 +223,7 @@ def test_answers_are_bounded() -> None:
     from provisioning.phones.auth import Policy
     from provisioning.phones.request import Replay
 
-    reply = Reply(200, replay=Replay(1, None, Policy(), 1, "ua", None, "f.cfg", 1))
+    reply = Reply(200, replay=Replay(1, None, Policy(), 1, "ua", None, "f.cfg", 1, True))
     headers = CIMultiDictProxy(CIMultiDict[str]())
     answers = Answers(2)
     for n in range(3):

@@ -324,3 +324,32 @@ async def test_notify_answers_a_digest_challenge_with_the_line_credentials(
     await asyncio.wait_for(proc.communicate(), 20)
     push = await _latest_push_with_result(sessions)
     assert push is not None and push.last_result == expected
+
+
+@pytest.mark.parametrize("flush_ms", [0, 50], ids=["at-once", "batched"])
+async def test_only_the_file_with_the_lines_proves_a_push_applied(
+    aiohttp_client: Any, sessions: SessionFactory, catalog: Catalog, settings: Settings,
+    flush_ms: int,
+) -> None:  # fmt: skip
+    """A Yealink fetches `<mac>.boot` (an include, no line), its common file, then `<mac>.cfg`
+    (the accounts): a phone that got the boot file and then failed its MAC file has applied
+    nothing, and the association must not say `applied`."""
+    world = await _world(sessions, settings, catalog, "sip.example.net")
+    client = await aiohttp_client(create_app(replace(settings, sighting_flush_ms=flush_ms)))
+    ua = {"User-Agent": f"Yealink SIP-T46U 108.86.0.20 {MAC}"}
+
+    async def states() -> list[str]:
+        await asyncio.sleep(0.2)  # a batch's interval, and then some
+        async with sessions() as session:
+            return list((await session.scalars(select(Push.state).order_by(Push.id))).all())
+
+    for name in (f"{MAC}.boot", "y000000000108.cfg"):
+        assert (await client.get(f"/{world['token']}/{name}", headers=ua)).status == 200
+    assert await states() == ["pending"]
+    assert (await client.get(f"/{world['token']}/{MAC}.cfg", headers=ua)).status == 200
+    assert await states() == ["applied"]
+
+
+def test_every_family_declares_the_file_with_the_lines(catalog: Catalog) -> None:
+    for family in catalog.families.values():
+        assert any(spec.lines for spec in family.files), family.name

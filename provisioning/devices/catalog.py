@@ -37,6 +37,8 @@ class FileSpec:
     content_type: str
     regex: re.Pattern[str]
     secret: bool
+    # Carries the SIP lines (the account slots): a fetch of it proves a revision applied.
+    lines: bool
 
     def match(self, file_name: str) -> re.Match[str] | None:
         return self.regex.fullmatch(file_name)
@@ -149,6 +151,9 @@ def _load_family(toml_path: Path) -> Family:
     files = tuple(_file_spec(entry, where, toml_path.parent) for entry in data.get("files", []))
     if not files:
         raise CatalogError(f"{where}: at least one [[files]] entry is required")
+    if not any(spec.lines for spec in files):
+        # Without one, no fetch could prove a change applied (the 5-minute promise).
+        raise CatalogError(f"{where}: no [[files]] entry has lines = true (the lines' file)")
     patterns = []
     for raw in _table(data, "user_agent", where).get("patterns", []):
         try:
@@ -198,7 +203,15 @@ def _file_spec(entry: dict[str, Any], where: str, folder: Path) -> FileSpec:
         content_type=str(entry.get("content_type", "text/plain; charset=utf-8")),
         regex=re.compile("".join(regex_parts)),
         secret=bool(entry.get("secret", True)),
+        lines=_flag(entry, "lines", where),
     )
+
+
+def _flag(entry: dict[str, Any], key: str, where: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise CatalogError(f"{where}: files.{key} must be true or false")
+    return value
 
 
 def _model(family: Family, key: str, entry: dict[str, Any], where: str) -> Model:

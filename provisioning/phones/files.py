@@ -95,7 +95,8 @@ async def _fetch(
     ua_mac = ua.mac if ua else None
 
     guard = services.guard
-    claim = Claim(token=token, path_mac=path_mac, ua_mac=ua_mac)
+    phone = plausible_phone(matches, ua, path_mac) is not None
+    claim = Claim(token=token, path_mac=path_mac, ua_mac=ua_mac, phone=phone)
     refusal: Refusal | None = None
     try:
         found = await guard.identify(request, services.read_sessions, claim)
@@ -144,8 +145,9 @@ async def _fetch(
     if refusal is not None:
         reply = await guard.refuse(request, refusal)
     else:
+        proof = spec is not None and spec.lines
         reply = await guard.accept(request, found) or await _send(
-            services, request, device_id, agent, ua, file_name, revision, rendered
+            services, request, device_id, agent, ua, file_name, revision, proof, rendered
         )
         # Served (no refusal): the device, its file and its evidence are known here.
         assert device is not None and spec is not None and found.evidence is not None
@@ -165,6 +167,7 @@ async def _fetch(
                 _firmware(ua),
                 file_name,
                 revision,
+                spec.lines,
             )
     reply.family = family
     return reply
@@ -226,7 +229,7 @@ def _replayed_sighting(
 ) -> SightingFacts | None:
     return _sighting(
         services, request, replay.device_id, replay.user_agent, replay.firmware,
-        replay.file_name, replay.revision,
+        replay.file_name, replay.revision, replay.proof,
     )  # fmt: skip
 
 
@@ -247,9 +250,12 @@ async def _send(
     ua: UserAgentInfo | None,
     file_name: str,
     revision: int,
+    proof: bool,
     rendered: Rendered,
 ) -> Reply:
-    facts = _sighting(services, request, device_id, agent, _firmware(ua), file_name, revision)
+    facts = _sighting(
+        services, request, device_id, agent, _firmware(ua), file_name, revision, proof
+    )
     if facts is not None:
         # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
         # phone's problem: the file is already rendered.
@@ -321,6 +327,7 @@ def _sighting(
     firmware: str | None,
     file_name: str,
     revision: int,
+    proof: bool,
 ) -> SightingFacts | None:
     """What this fetch tells worth writing, or None: what was written a moment ago, again."""
     ip = _client_ip(services, request)
@@ -328,10 +335,12 @@ def _sighting(
     told, now = (revision, ip, agent, firmware), time.monotonic()
     history = buffer.history.keep(device_id, file_name, told, now)
     touch = buffer.refresh.keep(device_id, "", told, now)
-    if not (history or touch):
+    # A revision proven once is proven (`refresh` keeps it per device under a name no file has).
+    proof = proof and buffer.refresh.keep(device_id, "/proof", (revision,), now)
+    if not (history or touch or proof):
         return None
     return SightingFacts(
-        device_id, utcnow(), ip, agent, firmware, file_name, revision, history, touch
+        device_id, utcnow(), ip, agent, firmware, file_name, revision, history, touch, proof
     )
 
 

@@ -120,9 +120,8 @@ PG_TYPED = [
 def _sighting_params(
     batch: Sequence[SightingFacts], when: Any
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    # Devices whose last-seen facts are due (phones.sightings); their latest facts all the same.
-    due = {f.device_id for f in batch if f.touch}
-    latest, newest = summarise([f for f in batch if f.device_id in due])
+    # Devices whose last-seen facts are due (phones.sightings), and the revisions proven.
+    latest, newest = summarise(batch)
     return (
         [
             (when(f.seen_at), f.ip, f.user_agent, f.firmware, f.revision, f.device_id)

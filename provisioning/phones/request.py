@@ -44,6 +44,7 @@ class Replay(NamedTuple):
     firmware: str | None
     file_name: str
     revision: int
+    proof: bool  # the file carries the lines (family.toml `lines`)
 
 
 @dataclass(slots=True)

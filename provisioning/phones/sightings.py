@@ -44,6 +44,10 @@ class SightingFacts(NamedTuple):
     revision: int
     history: bool = True  # also a row in the history (`sightings`)
     touch: bool = True  # the device's last-seen facts need writing
+    # A file carrying the lines (family.toml `lines = true`) served at `revision`, not said
+    # before: proves the pushes of that revision applied. A boot file that only includes
+    # others proves nothing: the phone may fail the file that has the lines.
+    proof: bool = True
 
 
 class SightingHistory:
@@ -80,17 +84,20 @@ class SightingHistory:
 def summarise(
     batch: Sequence[SightingFacts],
 ) -> tuple[list[SightingFacts], list[SightingFacts]]:
-    """(each device's latest sighting, each device's sighting of its highest revision): what
+    """(each due device's latest sighting, each device's proof of its highest revision): what
     the batch says about last-seen facts, and what it proves delivered."""
+    due = {facts.device_id for facts in batch if facts.touch}
     latest: dict[int, SightingFacts] = {}
     newest_revision: dict[int, SightingFacts] = {}
     for facts in batch:
-        seen = latest.get(facts.device_id)
-        if seen is None or facts.seen_at >= seen.seen_at:
-            latest[facts.device_id] = facts
-        best = newest_revision.get(facts.device_id)
-        if best is None or facts.revision > best.revision:
-            newest_revision[facts.device_id] = facts
+        if facts.device_id in due:
+            seen = latest.get(facts.device_id)
+            if seen is None or facts.seen_at >= seen.seen_at:
+                latest[facts.device_id] = facts
+        if facts.proof:
+            best = newest_revision.get(facts.device_id)
+            if best is None or facts.revision > best.revision:
+                newest_revision[facts.device_id] = facts
     return list(latest.values()), list(newest_revision.values())
 
 
