@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from provisioning import tokens
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
-from provisioning.db.models import AuditEvent, DeviceCredential, utcnow
+from provisioning.db.models import AuditEvent, Device, DeviceCredential, Push, utcnow
 from provisioning.security.credentials import rotate_credential
 from provisioning.settings import Settings
 from tests.conftest import YEALINK_UA, World
@@ -180,3 +180,40 @@ async def test_re_keying_secrets_covers_digest_passwords_and_old_tokens(
     cli.env["PROVISIONING_SECRET_KEY"] = new_key  # the old key is gone: everything still reads
     body = cli.run("render", MAC, f"{MAC}.cfg").stdout
     assert re.search(r"^static\.auto_provision\.server\.password = \S{24}$", body, re.M)
+
+
+@pytest.mark.parametrize("kind", ["token", "digest"])
+async def test_a_rotation_queues_a_push(
+    settings: Settings, sessions: SessionFactory, tmp_path: Path, kind: str
+) -> None:
+    """A rotation gives the phone a new revision: it is pushed like every other change, so a
+    phone fetches its new credential at once, not at its next poll (after a short overlap, it
+    would be locked out)."""
+    async with sessions() as session:
+        before = (await session.scalars(select(Push))).all()
+    cli = Cli(settings, tmp_path)
+    cli.json("device", "rotate", MAC, kind, "--overlap", "2")
+    async with sessions() as session:
+        pushes = (await session.scalars(select(Push).order_by(Push.id))).all()
+        device = await session.scalar(select(Device).where(Device.mac == MAC))
+    assert device is not None
+    new = [push for push in pushes if push.id not in {p.id for p in before}]
+    assert [(p.reason, p.state, p.target_revision) for p in new] == [
+        (f"rotate-{kind}", "pending", device.config_revision)
+    ]
+
+
+def test_only_devices_changed_moves_a_revision() -> None:
+    """Every change that gives a phone a new revision goes through push.changes.devices_changed,
+    which queues its push: nowhere else writes `config_revision`."""
+    root = Path(__file__).parent.parent / "provisioning"
+    # An attribute set (`device.config_revision = ...`) or an UPDATE's values.
+    writes = re.compile(r"\.config_revision\s*(?:=(?!=)|\+=)|values\(.*config_revision=")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for path in root.rglob("*.py")
+        if "migrations" not in path.parts
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if writes.search(line) and not line.lstrip().startswith("#")
+    ]
+    assert found == ["push/changes.py:27"], found

@@ -23,6 +23,7 @@ from provisioning.db.models import Device, DeviceCredential, utcnow
 from provisioning.devices.inventory import get_device
 from provisioning.devices.mac import colon_mac
 from provisioning.errors import InvalidInput
+from provisioning.push.changes import devices_changed
 
 KINDS = ("token", "digest")
 PASSWORD_BYTES = 18  # 144 random bits, 24 URL-safe characters: fits every phone's field
@@ -185,8 +186,11 @@ async def rotate_credential(
                 secret_enc=cipher.encrypt(password),
             )
         )
-    device.config_revision = device.config_revision + 1
     await session.flush()
+    # The new credential is in the next config: pushed like every other change, so that a
+    # phone fetches it within the overlap instead of at its next poll (locked out after it).
+    await devices_changed(session, Device.id == device.id, f"rotate-{kind}")
+    await session.refresh(device, ["config_revision"])
     await audit.record(
         session, actor, "device.credential.rotate", "device", device.mac,
         account_id=device.account_id, device_mac=device.mac,
