@@ -122,3 +122,9 @@ class DeviceNotReturnable(Conflict):
 
 class ReturnNotOpen(Conflict):
     code = "return-not-open"
+
+
+class DeviceLeaving(Conflict):
+    """A phone whose return is asked for, or which came back: it gets no new line."""
+
+    code = "device-leaving"

@@ -353,3 +353,26 @@ async def test_only_the_file_with_the_lines_proves_a_push_applied(
 def test_every_family_declares_the_file_with_the_lines(catalog: Catalog) -> None:
     for family in catalog.families.values():
         assert any(spec.lines for spec in family.files), family.name
+
+
+async def test_a_phone_on_its_way_back_is_never_a_candidate(
+    client: Any, sessions: SessionFactory, catalog: Catalog, settings: Settings
+) -> None:
+    """Once its return is asked for, a phone is offered for no line, and an association to it
+    is refused (the customer would be told to wait for a phone that is leaving)."""
+    from provisioning.orders import returns
+
+    world = await _world(sessions, settings, catalog, "sip.example.net")
+    headers = {"Authorization": f"Bearer {world['api']}"}
+    url = f"/api/v1/lines/{world['second']}/compatible-devices"
+    assert [c["mac"] for c in (await (await client.get(url, headers=headers)).json())["items"]] == [
+        MAC
+    ]
+    async with sessions() as session, session.begin():
+        await returns.request_return(session, MAC)
+    resp = await client.get(url, headers=headers)
+    assert resp.status == 200 and (await resp.json())["items"] == []
+    resp = await client.post(
+        "/api/v1/associations", json={"line_id": world["second"], "mac": MAC}, headers=headers
+    )
+    assert resp.status == 409 and (await resp.json())["type"].endswith("device-leaving")

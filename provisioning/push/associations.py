@@ -16,7 +16,10 @@ from provisioning.accounts import get_line
 from provisioning.audit import SYSTEM, Actor
 from provisioning.db.models import Association, Device, LineSlot, Push, utcnow
 from provisioning.devices import inventory
-from provisioning.errors import LineHasPhone, NotFound
+from provisioning.errors import DeviceLeaving, LineHasPhone, NotFound
+
+# States of a phone on its way back to the warehouse, or back there.
+LEAVING = ("to_return", "returned")
 
 
 @dataclass(frozen=True)
@@ -29,14 +32,17 @@ class Candidate:
 async def compatible_devices(
     session: AsyncSession, line_id: int, caller_ip: str | None
 ) -> list[Candidate]:
-    """The account's phones with a free slot for this line; those last seen from the caller's
-    public IP first (several phones behind one NAT share it: a grouping key, not an identity)."""
+    """The account's phones in service with a free slot for this line (never one on its way
+    back: `to_return`, `returned`); those last seen from the caller's public IP first (several
+    phones behind one NAT share it: a grouping key, not an identity)."""
     line = await get_line(session, line_id)
     if await session.scalar(select(LineSlot.device_id).where(LineSlot.line_id == line_id)):
         raise LineHasPhone(f"line {line_id} is already on a phone")
     devices = (
         await session.scalars(
-            select(Device).where(Device.account_id == line.account_id).order_by(Device.id)
+            select(Device)
+            .where(Device.account_id == line.account_id, Device.state.not_in(LEAVING))
+            .order_by(Device.id)
         )
     ).all()
     used: dict[int, set[int]] = {}
@@ -65,6 +71,9 @@ async def associate(
 ) -> Association:
     """Re-checks everything under the device's lock (the line still without phone, a slot still
     free) through `assign_line`, which queues the push."""
+    device = await inventory.get_device(session, mac, lock=True)
+    if device.state in LEAVING:
+        raise DeviceLeaving(f"device {device.mac} is being returned")
     assignment = await inventory.assign_line(session, mac, line_id, actor=actor)
     push_id = await session.scalar(
         select(func.max(Push.id)).where(
