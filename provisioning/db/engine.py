@@ -61,5 +61,13 @@ def _sqlite_on_begin(conn: Any) -> None:
 
 def make_session_factory(engine: AsyncEngine, *, read_only: bool = False) -> SessionFactory:
     if read_only:
-        engine = engine.execution_options(read_only=True)
+        options: dict[str, Any] = {"read_only": True}
+        if engine.dialect.name == "postgresql":
+            # Reads that build one answer (a device and its slots, a page and its count) see
+            # one snapshot: under READ COMMITTED each statement had its own, and a device read
+            # during an unassign showed a slot whose line was gone. A read-only transaction
+            # at this level never fails for serialisation. (SQLite's WAL reader already sees
+            # one snapshot per transaction.)
+            options["isolation_level"] = "REPEATABLE READ"
+        engine = engine.execution_options(**options)
     return async_sessionmaker(engine, expire_on_commit=False)
