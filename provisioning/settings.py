@@ -169,6 +169,9 @@ class Settings:
     # Plain phone GETs served by the lean phone lane (phones.lane) instead of aiohttp's
     # request machinery; everything else goes to aiohttp either way. Off: aiohttp for all.
     phone_lane: bool = True
+    # Seconds a client has to send a whole request head, on both layers (phones.lane): a
+    # client trickling one slowly would otherwise hold its connection, and a file descriptor.
+    head_timeout: int = 10
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -284,6 +287,8 @@ def _convert(name: str, text: str) -> Any:
         return _parse_int(key, text, 10, 60_000)
     if name == "workers":
         return _parse_int(key, text, 1, 64)
+    if name == "head_timeout":
+        return _parse_int(key, text, 1, 600)
     if name == "vat_rate":
         return _parse_percent(key, text)
     if name == "shipping_countries":

@@ -10,7 +10,13 @@ aiohttp route calls, with the same answers, headers, bans, shedding, request id,
 access log. Anything else — the API, the Manager, health, metrics, firmware, a query string,
 percent-encoding, a body, an upgrade, an oversized or malformed head — makes it hand the
 connection, with every byte it has not answered, to aiohttp's own protocol, which then serves the
-connection to its end. The head is parsed by httptools (llhttp, the parser aiohttp uses too).
+connection to its end. The head is parsed by httptools (llhttp, the parser aiohttp uses too);
+what aiohttp refuses and llhttp would take (lines ending in a bare LF, more header lines than
+aiohttp's limit) is handed over too, so that both layers answer alike.
+
+A request head must be whole within HEAD_TIMEOUT seconds on both layers (`HeadDeadline` on
+aiohttp's side): a client trickling one byte at a time would otherwise hold its connection, and
+a file descriptor, as long as it likes.
 
 Each request runs in a task of its own, as aiohttp gives each request (started eagerly from Python
 3.12, so a fetch that never waits is answered within the read callback); the connection reads
@@ -29,10 +35,12 @@ import time
 from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import httptools
 from aiohttp import web
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from provisioning import logs
@@ -53,8 +61,10 @@ log = logging.getLogger(__name__)
 access_log = logging.getLogger("aiohttp.access")
 
 MAX_HEAD = 8190  # aiohttp's limit for a request line or a header: beyond, it answers the error
+MAX_HEADERS = 128  # aiohttp's max_headers (RequestHandler): beyond, it answers 400
+BARE_LF = re.compile(rb"(?<!\r)\n")  # aiohttp's request parser (strict llhttp) refuses it
 MAX_BUFFERED = 65536  # read paused while this much waits and cannot be answered yet
-IDLE_SECONDS = 75.0  # aiohttp's keep-alive timeout: the same for both layers
+IDLE_SECONDS = 75.0  # keep-alive timeout, the same for both layers (security.listen)
 SWEEP_SECONDS = 5.0
 # `/<token>/<file>` or `/<file>`, the characters phones use; the rest goes to aiohttp.
 PATH = re.compile(rb"/(?:([A-Za-z0-9_-]{16,64})/)?([A-Za-z0-9._-]{1,128})")
@@ -98,6 +108,74 @@ class Asked(NamedTuple):
     given_id: str | None  # the request id it came with
 
 
+class HeadDeadline(RequestHandler):
+    """aiohttp's protocol, which closes a connection whose request head is not whole
+    `head_seconds` after its first byte, as the lane does (`PhoneConnection.head_since`).
+
+    A head's first byte: the first received once the previous request's body is whole (any
+    byte before is body, which takes what time it needs). A pipelined head's clock may so start
+    while the previous request is answered, unlike the lane's, which starts at the end of that
+    answer: either bounds a slow head, and aiohttp parses a whole pipelined head at once. Bytes
+    of a head that come with the end of the previous request start no clock (aiohttp does not
+    tell what it holds of a head); the next byte does. Idle connections, and those gone silent,
+    are the keep-alive timeout's business: no byte, no clock."""
+
+    __slots__ = ("_head_body", "_head_timer", "head_seconds", "head_since")
+
+    def __init__(self, seconds: float, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self.head_seconds = seconds
+        self.head_since: float | None = None  # set by the lane for a connection it hands over
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_body: StreamReader | None = None  # the last parsed request's body
+
+    def data_received(self, data: bytes) -> None:
+        heads = self._request_count
+        if self._head_timer is None and data and self._head_expected():
+            since = self._loop.time() if self.head_since is None else self.head_since
+            self.head_since = None
+            self._head_timer = self._loop.call_at(since + self.head_seconds, self._head_late)
+        super().data_received(data)
+        if self._request_count != heads:  # a head parsed (or refused: aiohttp answers it)
+            if self._messages:
+                self._head_body = self._messages[-1][1]
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+    def _head_expected(self) -> bool:
+        """Whether a byte now starts a head: not a body's, nor a WebSocket's."""
+        body = self._head_body
+        return (
+            self._payload_parser is None and not self._upgraded and (body is None or body.is_eof())
+        )
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        # Paused, aiohttp's parser holds heads back until it has answered those queued.
+        if not self._buffer_paused:
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._head_body = None
+        super().connection_lost(exc)
+
+
+def aiohttp_protocols(server: web.Server, seconds: float) -> Callable[[], HeadDeadline]:
+    """What `server()` makes, with the head deadline: the protocol factory for connections
+    aiohttp serves from their start (the lane off) or takes from the lane."""
+
+    def protocol() -> HeadDeadline:
+        # The handler arguments the runner gave its server (access log), as
+        # `web.Server.__call__` passes them.
+        return HeadDeadline(seconds, server, loop=server._loop, **server._kwargs)
+
+    return protocol
+
+
 class Lane:
     """What the connections of one server process share."""
 
@@ -107,6 +185,7 @@ class Lane:
         self.handover = handover
         self.metrics: FetchMetrics | None = app[METRICS].phone if METRICS in app else None
         self.access_log = services.settings.access_log
+        self.head_timeout = float(services.settings.head_timeout)
         self.request_id = logs.request_id_maker(services.settings.trusted_proxies)
         # A kept answer waits for the device rows' generation (PostgreSQL) in a callback of
         # the connection's own, when its sighting can be batched (`_give_again_later`).
@@ -182,10 +261,18 @@ class Lane:
     async def _sweep(self) -> None:
         """Close connections idle past the keep-alive timeout, or sending a head too slowly."""
         loop = asyncio.get_running_loop()
+        # Often enough that a slow head is closed at most a quarter of its deadline late.
+        period = min(SWEEP_SECONDS, self.head_timeout / 4)
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
-            limit = loop.time() - IDLE_SECONDS
-            for connection in [c for c in self.connections if c.last < limit and not c.busy]:
+            await asyncio.sleep(period)
+            now = loop.time()
+            idle, slow = now - IDLE_SECONDS, now - self.head_timeout
+            for connection in [
+                c
+                for c in self.connections
+                if not c.busy
+                and (c.last < idle or (c.head_since is not None and c.head_since < slow))
+            ]:
                 connection.close()
 
     async def shutdown(self, grace: float) -> None:
@@ -225,6 +312,10 @@ class PhoneConnection(asyncio.Protocol):
         self.read_paused = False
         self.peer = "0.0.0.0"  # noqa: S104 -- a unix socket: no network peer
         self.last = 0.0
+        # When the lane began waiting for the head in the buffer: its first byte, or the end of
+        # the previous answer for bytes that came while it was given (they could not be read
+        # before). None while no partial head waits. The head deadline counts from it.
+        self.head_since: float | None = None
         # Made at the first head not answered before (a booting phone's connection often
         # carries one request, whose answer is kept): making it was 3 % of a worker's time
         # with a connection per request (py-spy, boot-storm benchmark).
@@ -328,9 +419,13 @@ class PhoneConnection(asyncio.Protocol):
                 return
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0 or end > MAX_HEAD:
-                if end > MAX_HEAD or len(self.buffer) > MAX_HEAD:
-                    self._hand_over()  # aiohttp's limits and answers for large heads
+                if end > MAX_HEAD or len(self.buffer) > MAX_HEAD or BARE_LF.search(self.buffer):
+                    self._hand_over()  # aiohttp's limits and answers for large or odd heads
+                    return
+                if self.head_since is None:
+                    self.head_since = asyncio.get_running_loop().time()
                 return
+            self.head_since = None
             end += 4
             head = bytes(self.buffer[:end])
             key, given_id = _without_request_id(head)
@@ -345,6 +440,9 @@ class PhoneConnection(asyncio.Protocol):
                 if not self._give_again(asked, kept):
                     self._serve(asked, kept)
                 continue
+            if BARE_LF.search(head):
+                self._hand_over()
+                return
             self._url, self._headers, self._complete, self._expect = b"", [], False, False
             try:
                 self.parser.feed_data(head)
@@ -358,6 +456,7 @@ class PhoneConnection(asyncio.Protocol):
                 or method not in (b"GET", b"HEAD")
                 or self._version not in ("1.0", "1.1")
                 or self._expect
+                or len(self._headers) > MAX_HEADERS
                 or match is None
                 or (match[1] or match[2]) in self.lane.reserved
             ):
@@ -451,6 +550,8 @@ class PhoneConnection(asyncio.Protocol):
         self.lane.connections.discard(self)
         self.transport = None
         protocol = self.lane.handover()
+        if isinstance(protocol, HeadDeadline):  # the time the head spent here counts there
+            protocol.head_since = self.head_since
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         data, self.buffer = bytes(self.buffer), bytearray()

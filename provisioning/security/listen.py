@@ -15,7 +15,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from provisioning.phones.lane import Lane
+from provisioning.phones.lane import IDLE_SECONDS, Lane, aiohttp_protocols
 from provisioning.security.tls import server_context
 from provisioning.settings import Settings
 
@@ -36,7 +36,12 @@ async def listening(
     and run the cleanup contexts."""
     loop = asyncio.get_running_loop()
     runner = web.AppRunner(
-        app, access_log_class=access_log_class, access_log=log if settings.access_log else None
+        app,
+        access_log_class=access_log_class,
+        access_log=log if settings.access_log else None,
+        # An idle connection closes after as long on aiohttp as on the lane: aiohttp's own
+        # default (an hour) let silent connections hold file descriptors.
+        keepalive_timeout=IDLE_SECONDS,
     )
     await runner.setup()
     lane: Lane | None = None
@@ -45,10 +50,12 @@ async def listening(
         handler = runner.server
         assert handler is not None  # made by setup()
         # Phones' plain GETs go to the phone lane, which hands every other connection to
-        # aiohttp's own protocol (phones.lane); without the lane aiohttp takes them all.
-        factory: Callable[[], asyncio.BaseProtocol] = handler
+        # aiohttp's own protocol (phones.lane); without the lane aiohttp takes them all. Both
+        # close a connection whose request head is too slow (HEAD_TIMEOUT).
+        aiohttp = aiohttp_protocols(handler, settings.head_timeout)
+        factory: Callable[[], asyncio.BaseProtocol] = aiohttp
         if settings.phone_lane:
-            lane = Lane(app, handler)
+            lane = Lane(app, aiohttp)
             lane.start()
             factory = lane.connection
         # Several worker processes bind the same port; the kernel spreads connections. A boot
