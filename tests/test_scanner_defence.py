@@ -27,7 +27,7 @@ from provisioning.security.service import sync_bans
 from provisioning.security.sources import source_of
 from provisioning.settings import Settings
 from tests.conftest import YEALINK_UA, World
-from tests.security_kit import ATTACKER_ADDRESS, PHONE_ADDRESS, client_from, running
+from tests.security_kit import ATTACKER_ADDRESS, PHONE_ADDRESS, Server, client_from, running
 from tests.test_cli import Cli
 
 pytestmark = pytest.mark.usefixtures("world")
@@ -126,28 +126,62 @@ async def test_a_banned_source_gets_403_for_everything(
             assert resp.status == 403
 
 
+def phone_ua(mac: str) -> str:
+    """A Yealink User-Agent naming `mac`: with it a request looks like a phone (plausible)."""
+    return "Yealink SIP-T46U 108.86.0.20 " + ":".join(mac[i : i + 2] for i in range(0, 12, 2))
+
+
 async def test_the_ban_falls_at_the_same_request_for_real_and_guessed_macs(
     strict: Settings, world: World
 ) -> None:
     """If misses on a registered MAC counted differently, the moment of the ban would tell a
-    scanner which MACs exist."""
+    scanner which MACs exist. Each way of asking, with the real MAC and with a guessed one, from
+    an address (and network) of its own."""
 
-    async def requests_until_banned(client, server, path: str) -> int:  # type: ignore[no-untyped-def]
-        for n in range(1, 200):
-            async with client.get(server.url(path), headers={"User-Agent": YEALINK_UA}) as resp:
-                if resp.status == 403:
-                    return n
-                assert (resp.status, await resp.read()) == (404, b"")
-        raise AssertionError("never banned")
+    async def requests_until_banned(
+        server: Server, address: str, paths: list[str], agents: list[str]
+    ) -> int:
+        async with client_from(address) as client:
+            for n, (path, agent) in enumerate(zip(paths, agents, strict=True), 1):
+                async with client.get(server.url(path), headers={"User-Agent": agent}) as resp:
+                    if resp.status == 403:
+                        return n
+                    assert (resp.status, await resp.read()) == (404, b"")
+        return 0  # never banned
 
+    real, guessed = world.yealink_mac, "001565123456"
+    other_ua = phone_ua("001565000001")  # a phone User-Agent naming another MAC
+    scan = [f"001565{n:06x}" for n in range(0x100, 0x200)]  # new MACs, one per request
+    with_real = [*scan[:10], real, *scan[11:]]
     async with running(strict) as server:
-        async with client_from("127.0.3.1") as one, client_from("127.0.4.1") as other:
-            real = await requests_until_banned(one, server, f"/{world.yealink_mac}.cfg")
-            guessed = await requests_until_banned(other, server, "/001565123456.cfg")
-            token = f"/{'B' * 32}/{world.yealink_mac}.cfg"
-        async with client_from("127.0.5.1") as third:
-            by_token = await requests_until_banned(third, server, token)
-    assert real == guessed == by_token == 21
+        # Full misses (no credential, and not what a phone sends): 20 of them.
+        full = {
+            address: await requests_until_banned(
+                server, address, [f"/{mac}.cfg"] * 200, [other_ua] * 200
+            )
+            for address, mac in (("127.0.3.1", real), ("127.0.4.1", guessed))
+        }
+        token = [f"/{'B' * 32}/{real}.cfg"] * 200
+        full["127.0.5.1"] = await requests_until_banned(
+            server, "127.0.5.1", token, [other_ua] * 200
+        )
+        # A new MAC at each request, each behind a User-Agent naming it: a quarter each.
+        scanned = {
+            address: await requests_until_banned(
+                server, address, [f"/{mac}.cfg" for mac in macs], [phone_ua(mac) for mac in macs]
+            )
+            for address, macs in (("127.0.10.1", with_real), ("127.0.11.1", scan))
+        }
+        # One MAC asked again and again by what looks like its phone: counted once.
+        again = {
+            address: await requests_until_banned(
+                server, address, [f"/{mac}.cfg"] * 200, [phone_ua(mac)] * 200
+            )
+            for address, mac in (("127.0.12.1", real), ("127.0.13.1", guessed))
+        }
+    assert set(full.values()) == {21}, full
+    assert set(scanned.values()) == {81}, scanned
+    assert set(again.values()) == {0}, again
 
 
 async def test_many_addresses_of_one_network_ban_the_network(

@@ -34,7 +34,9 @@ class UnknownFacts:
 def plausible_phone(
     matches: list[FileMatch], ua: UserAgentInfo | None, path_mac: str | None
 ) -> tuple[str, str, str | None] | None:
-    """(mac, family, model named by the UA) when the request looks like a real phone."""
+    """(mac, family, model named by the UA) when the request looks like a real phone. Scanner
+    defence weighs such a request asking without a credential once per MAC and address
+    (`security.bans.unseen_phone`): never make this depend on whether the MAC is registered."""
     if ua is None or not any(m.family is ua.family for m in matches):
         return None
     if path_mac and ua.mac and path_mac != ua.mac:

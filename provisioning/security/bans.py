@@ -8,8 +8,12 @@ step with the database every few seconds and at once for bans this instance make
 and no database round trip for phones that are served.
 
 Counting never depends on whether a device exists: a miss on a real MAC and a miss on a guessed
-one cost the same, so the moment a ban falls tells a scanner nothing. Log lines are meant for
-fail2ban too (`deploy/fail2ban/`): `phone-miss host=<ip> reason=<why>` for each miss and
+one cost the same, so the moment a ban falls tells a scanner nothing. It depends on how the
+request looks instead: one without a credential from what looks like a phone (its User-Agent
+names the family of the file asked, the MACs it states agree: `devices.unknown.plausible_phone`)
+is weighed once per MAC and address (`unseen_phone`), so a site booting new phones behind one
+NAT is not banned, and a scanner still is (see POINTS). Log lines are meant for fail2ban too
+(`deploy/fail2ban/`): `phone-miss host=<ip> reason=<why>` for each miss and
 `phone-ban host=<ip> source=<ip or network> seconds=<n>` for each ban.
 """
 
@@ -45,13 +49,26 @@ class Miss(StrEnum):
     REPLAYED_DIGEST = "replayed-digest"  # a nonce count already used
     WRONG_DEVICE = "wrong-device"  # a credential of one device asking for another's file
     CHALLENGE = "challenge"  # a digest challenge sent (the phone has not answered yet)
+    UNKNOWN_PHONE = "unknown-phone"  # a plausible phone, no credential, its MAC new here
 
 
 # Every digest phone is challenged once per file it fetches (a Yealink boot: three), and a
 # challenge gives nothing away, so it weighs a quarter of a miss; a scanner that never answers
 # is still banned, after four times as many requests.
+#
+# A phone not registered yet asks its boot files (a Yealink: `<mac>.boot`, the common file,
+# `<mac>.cfg`) at each boot and keeps asking; twelve of them booting behind one NAT made 24
+# misses and banned the site's address, and with it the site's registered phones and its
+# Manager. So a plausible phone asking without a credential (UNKNOWN_PHONE, or the CHALLENGE
+# digest sends it) weighs a quarter of a miss the first time its MAC asks from an address
+# within the window (`unseen_phone`), and nothing when it asks again: a site can boot up to
+# BAN_THRESHOLD * MISS_POINTS (80 by default) new phones per address, and 400 per network, per
+# window before a ban. A scanner gets the same quarter for each MAC it guesses with a matching
+# phone User-Agent: banned after at most 80 guesses per address (4 times the 20 full misses of
+# a scanner that does not pretend), 400 per network. A guess by bare MAC opens nothing unless
+# ALLOW_MAC_ONLY is set; tokens and digest answers are still full misses.
 MISS_POINTS = 4
-POINTS = {miss: MISS_POINTS for miss in Miss} | {Miss.CHALLENGE: 1}
+POINTS = {miss: MISS_POINTS for miss in Miss} | {Miss.CHALLENGE: 1, Miss.UNKNOWN_PHONE: 1}
 
 
 @dataclass(frozen=True)
@@ -171,6 +188,29 @@ async def record_miss(
                 int(estimate // MISS_POINTS),
             )
     return bans
+
+
+async def unseen_phone(
+    session: AsyncSession, source: Source, mac: str, rules: BanRules, *, now: float | None = None
+) -> bool:
+    """Whether `mac` asks from the source's address for the first time within the window (this
+    fixed window or the one before): only then is a plausible phone's request weighed. Kept in
+    `source_misses` under `<address> <mac>` (a space: never a source, never parsed as one), the
+    bucket of its last request and `points` 1 at the first, 2 after; `forget_expired` drops it
+    with the counters. Never depends on whether the MAC is registered."""
+    now = time.time() if now is None else now
+    bucket = int(now // rules.window)
+    statement = _insert(session)(SourceMisses).values(
+        source=f"{source.address} {mac}", bucket=bucket, points=1, previous=0
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[SourceMisses.source],
+        set_={
+            "points": case((SourceMisses.bucket >= bucket - 1, 2), else_=1),
+            "bucket": bucket,
+        },
+    ).returning(SourceMisses.points)
+    return bool((await session.execute(statement)).scalar_one() == 1)
 
 
 async def _ban(session: AsyncSession, key: str, rules: BanRules, misses: int) -> NewBan:

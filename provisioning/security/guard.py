@@ -35,7 +35,7 @@ from provisioning.phones.client import client_ip, peer_address
 from provisioning.phones.lookup import DeviceRow, DeviceRows
 from provisioning.phones.request import PhoneRequest, Reply, empty
 from provisioning.security import digest
-from provisioning.security.bans import BanList, BanRules, Miss, record_miss
+from provisioning.security.bans import BanList, BanRules, Miss, record_miss, unseen_phone
 from provisioning.security.credentials import digest_secrets, mac_of_previous_token
 from provisioning.security.factory import CertIdentity, FactoryCertificates, FactoryError
 from provisioning.security.policy import (
@@ -65,6 +65,8 @@ class Claim(NamedTuple):
     token: str | None
     path_mac: str | None
     ua_mac: str | None
+    # It looks like a phone of the family whose file it asks for (devices.unknown.plausible_phone)
+    phone: bool = False
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Refusal:
     stale: bool = False  # the challenge says the nonce was ours but expired
     report: str | None = None  # a binding or window refusal, recorded on the device
     device_id: int | None = None
+    # A plausible phone's MAC: the miss counts only when it is new from the address (bans.POINTS)
+    phone_mac: str | None = None
 
 
 NO_REFUSAL = Refusal()
@@ -214,7 +218,9 @@ class Guard:
         if device is None and self.settings.allow_mac_only and named:
             device = await self.rows.by_mac(named)
         if device is None:
-            refusal = self._nothing_proven(named, answer is not None or digest_failed, stale, cert)
+            answered = answer is not None or digest_failed
+            phone_mac = named if claim.phone else None
+            refusal = self._nothing_proven(named, answered, stale, cert, phone_mac)
             return Found(None, source, refusal=refusal)
 
         spend = None
@@ -298,10 +304,16 @@ class Guard:
         return answer, False, False
 
     def _nothing_proven(
-        self, named: str | None, answered: bool, stale: bool, cert: CertIdentity | None
+        self,
+        named: str | None,
+        answered: bool,
+        stale: bool,
+        cert: CertIdentity | None,
+        phone_mac: str | None,
     ) -> Refusal:
         """The answer when no device was proven. It never depends on whether the MAC named
-        exists: a scanner learns nothing from it, nor from when its ban falls."""
+        exists: a scanner learns nothing from it, nor from when its ban falls. A plausible
+        phone (`phone_mac`) asking without a credential is counted once per MAC and address."""
         if answered:
             return Refusal(miss=Miss.FAILED_DIGEST, challenge=True)
         if stale:
@@ -309,7 +321,9 @@ class Guard:
         if cert is not None:
             return Refusal()  # a genuine phone we do not know (kept as an unknown device)
         if self.settings.digest:
-            return Refusal(miss=Miss.CHALLENGE, challenge=True)
+            return Refusal(miss=Miss.CHALLENGE, challenge=True, phone_mac=phone_mac)
+        if phone_mac is not None:
+            return Refusal(miss=Miss.UNKNOWN_PHONE, phone_mac=phone_mac)
         return Refusal(miss=Miss.UNKNOWN_MAC) if named else Refusal()
 
     # -- 2. refuse ----------------------------------------------------------------------------
@@ -352,17 +366,7 @@ class Guard:
                 "refusal", lambda s: record_refusal(s, device_id, where, reason)
             )
         if refusal.miss is not None and source is not None and not self.rules.exempted(source):
-            miss = refusal.miss
-            self.counts["misses", miss.value] += 1
-            try:
-                async with self.sessions() as session, session.begin():
-                    bans = await record_miss(session, source, miss, self.rules)
-            except DB_ERRORS as exc:
-                log.warning("phone fetch: miss not counted: %s", type(exc).__name__)
-                bans = []
-            for ban in bans:
-                self.bans.add(ban.source, ban.until)
-                self.counts["bans", "network" if "/" in ban.source else "address"] += 1
+            await self._count(source, refusal.miss, refusal.phone_mac)
         if refusal.challenge:
             self.counts["challenges", ""] += 1
             challenges = digest.challenges(
@@ -370,6 +374,24 @@ class Guard:
             )
             return empty(401, *(("WWW-Authenticate", value) for value in challenges))
         return empty(404)
+
+    async def _count(self, source: Source, miss: Miss, phone_mac: str | None) -> None:
+        """Count the miss against the source (a plausible phone's only when its MAC is new
+        from there) and take the bans it makes at once."""
+        try:
+            async with self.sessions() as session, session.begin():
+                if phone_mac is not None and not await unseen_phone(
+                    session, source, phone_mac, self.rules
+                ):
+                    return  # the same phone asking again: no miss
+                self.counts["misses", miss.value] += 1
+                bans = await record_miss(session, source, miss, self.rules)
+        except DB_ERRORS as exc:
+            log.warning("phone fetch: miss not counted: %s", type(exc).__name__)
+            bans = []
+        for ban in bans:
+            self.bans.add(ban.source, ban.until)
+            self.counts["bans", "network" if "/" in ban.source else "address"] += 1
 
     # -- 3. accept ----------------------------------------------------------------------------
 
