@@ -15,6 +15,7 @@ from provisioning.db.models import Device, SettingOverride
 from provisioning.devices.catalog import Catalog
 from provisioning.devices.inventory import get_device, parse_mac
 from provisioning.errors import InvalidInput, NotFound, UnknownModel
+from provisioning.numbers import parse_id
 from provisioning.push.changes import devices_changed
 from provisioning.render.overrides import valid_key, valid_value
 
@@ -31,9 +32,10 @@ async def _resolve(
             raise UnknownModel(f"unknown model {target[:64]!r}", field="target")
         return model.id, {catalog.family_of(model.id).format}, Device.model_id == model.id
     if scope == "account":
-        if not target.isdigit():
+        account_id = parse_id(target)
+        if account_id is None:
             raise InvalidInput("target: an account id", field="target")
-        account = await get_account(session, int(target))
+        account = await get_account(session, account_id)
         return str(account.id), {"keyvalue", "xml"}, Device.account_id == account.id
     if scope == "device":
         device = await get_device(session, target)

@@ -15,6 +15,7 @@ from provisioning.api import (
     security,
 )
 from provisioning.api.access import auth_middleware
+from provisioning.api.bodies import texts_middleware
 from provisioning.api.openapi import openapi_document
 from provisioning.api.problems import problems_middleware
 from provisioning.orders.carriers import load_carriers
@@ -27,7 +28,7 @@ async def _openapi(request: web.Request) -> web.Response:
 
 
 def create_api() -> web.Application:
-    api = web.Application(middlewares=[problems_middleware, auth_middleware])
+    api = web.Application(middlewares=[problems_middleware, auth_middleware, texts_middleware])
     api.router.add_get("/openapi.json", _openapi)
     api.add_routes(misc.routes)
     api.add_routes(accounts.routes)

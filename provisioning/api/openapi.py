@@ -51,6 +51,10 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "integer"},
             "detail": {"type": "string"},
             "field": {"type": "string"},
+            "request_id": {
+                "type": "string",
+                "description": "on an unexpected error (500): the id to quote, as in X-Request-Id",
+            },
         },
     },
     "Address": _obj(

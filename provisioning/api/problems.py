@@ -12,6 +12,7 @@ from aiohttp import web
 
 from provisioning.db.errors import DB_ERRORS
 from provisioning.errors import DomainError
+from provisioning.logs import request_id
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ _TITLES = {
     413: "Request too large",
     415: "Unsupported media type",
     422: "Invalid input",
+    500: "Internal server error",
     503: "Service unavailable",
 }
 
@@ -73,3 +75,14 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         response = problem(503, "unavailable", "Service unavailable", "try again shortly")
         response.headers["Retry-After"] = "30"
         return response
+    except Exception:
+        # A bug of ours: the traceback for our log, the request id (also in X-Request-Id) for
+        # the caller to quote; never the exception's text, which may hold a value or a secret.
+        log.exception("api: unexpected error on %s %s", request.method, request.path)
+        return problem(
+            500,
+            "internal-error",
+            _TITLES[500],
+            "an unexpected error; quote the request id to the operator",
+            request_id=request_id.get(),
+        )

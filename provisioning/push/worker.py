@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.db.models import Device, Line, LineSlot, Push, utcnow
+from provisioning.numbers import parse_int
 from provisioning.push.changes import mark_overdue
 from provisioning.push.notify import Target, send_notify
 from provisioning.sip.transport import SipEndpoint, Timers
@@ -117,7 +118,7 @@ def _job(services: Services, push: Push, device: Device, line: Line | None) -> J
 async def record(
     session: AsyncSession, push_id: int, result: str, now: datetime, *, final: bool = False
 ) -> None:
-    answered = result.isdigit() and 200 <= int(result) < 300
+    answered = parse_int(result, 200, 299) is not None
     values: dict[str, object] = {"last_result": result}
     if answered:
         values["next_attempt_at"] = now + AFTER_ANSWER

@@ -52,7 +52,10 @@ def firmware_url(settings: Settings, family: Family, model: Model) -> str:
 
 def _natural(name: str) -> list[tuple[int, int | str]]:
     # "…-108.86.0.9.rom" < "…-108.86.0.20.rom": compare digit runs as numbers.
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", name)]
+    return [
+        (0, int(part)) if part.isascii() and part.isdigit() else (1, part)
+        for part in re.split(r"([0-9]+)", name)
+    ]
 
 
 MASK = "********"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
+from provisioning.numbers import parse_int
+
 COMPACT = {
     "v": "via",
     "f": "from",
@@ -103,8 +105,9 @@ def parse(data: bytes) -> Message:
         headers.append((key.strip(), value.strip()))
     message = Message(first, headers, body)
     length = message.get("content-length")
-    if length is not None and length.isdigit():
-        message.body = body[: int(length)]
+    size = None if length is None else parse_int(length, 0, len(body))
+    if size is not None:
+        message.body = body[:size]
     return message
 
 

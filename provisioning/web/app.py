@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 
-from provisioning.errors import DomainError
+from provisioning.api.bodies import is_text
+from provisioning.errors import DomainError, InvalidInput, NotFound
 from provisioning.orders.carriers import load_carriers
 from provisioning.state import SERVICES
 from provisioning.web import auth, csrf, customer, operator, ordering
@@ -61,6 +65,7 @@ async def manager_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
+    _check_url(request)
     if request.path.startswith(f"{PREFIX}/static/"):
         return await handler(request)
     token = request.cookies.get(auth.SESSION_COOKIE)
@@ -70,11 +75,36 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST":
         if (request.content_length or 0) > MAX_FORM:
             return error_page(request, 413)
-        form = await request.post()
+        form = await _form(request)
         submitted = form.get(csrf.FIELD)
         if not csrf.valid(request, submitted if isinstance(submitted, str) else None):
             return error_page(request, 403, None)
     return await handler(request)
+
+
+def _check_url(request: web.Request) -> None:
+    """The path's parts and the query's values are text, for every page at once: handlers pass
+    them on (a return's reference, a MAC), and a NUL reaching PostgreSQL was a 503."""
+    if not all(is_text(value) for value in request.match_info.values()):
+        raise NotFound("page not found")
+    if not all(is_text(name) and is_text(value) for name, value in request.query.items()):
+        raise InvalidInput("query: a NUL or a lone surrogate is not text", field="query")
+
+
+async def _form(request: web.Request) -> MultiDictProxy[Any]:
+    """The posted form, read once for every handler. Bytes that are not text in the form's
+    charset, an unknown charset or a broken multipart make aiohttp raise (ValueError,
+    LookupError, a parser's error), and a lone surrogate (UTF-7 spells one) or a NUL fails
+    later, as a 500 in a page or a 503 from the database: each is the sender's mistake, said on
+    a 422 page."""
+    try:
+        form = await request.post()
+    except (ValueError, LookupError, HttpProcessingError):
+        raise InvalidInput("form: not a form of text", field="form") from None
+    for name, value in form.items():
+        if not is_text(name) or (isinstance(value, str) and not is_text(value)):
+            raise InvalidInput("form: a NUL or a lone surrogate is not text", field="form")
+    return form
 
 
 def create_manager() -> web.Application:

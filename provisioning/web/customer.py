@@ -19,8 +19,17 @@ from provisioning.orders import returns
 from provisioning.push import associations
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, customer_only
-from provisioning.web.pages import PREFIX, Formats, language, redirect, render, who
-from provisioning.web.scope import own_device, own_line, parse_id
+from provisioning.web.pages import (
+    PREFIX,
+    Formats,
+    language,
+    path_digits,
+    path_id,
+    redirect,
+    render,
+    who,
+)
+from provisioning.web.scope import own_device, own_line
 from provisioning.web.users import Who
 
 routes = web.RouteTableDef()
@@ -93,7 +102,6 @@ async def lines(request: web.Request) -> web.Response:
 
 async def _line_page(
     request: web.Request,
-    line_text: str,
     *,
     confirm_mac: str | None = None,
     error: DomainError | None = None,
@@ -103,7 +111,7 @@ async def _line_page(
     assert person.account_id is not None
     services = request.config_dict[SERVICES]
     async with services.read_sessions() as session:
-        line = await own_line(session, person, line_text)
+        line = await own_line(session, person, path_digits(request, "line_id", "line"))
         row = (await _rows(session, person.account_id, line.id))[0]
         candidates: list[associations.Candidate] = []
         if row.device is None:
@@ -127,7 +135,7 @@ async def _line_page(
 @routes.get("/lines/{line_id}")
 @customer_only
 async def line_page(request: web.Request) -> web.Response:
-    return await _line_page(request, request.match_info["line_id"])
+    return await _line_page(request)
 
 
 @routes.get("/lines/{line_id}/associate")
@@ -135,7 +143,7 @@ async def line_page(request: web.Request) -> web.Response:
 async def confirm_association(request: web.Request) -> web.Response:
     """The confirmation window: the line page with a dialog over it (no script needed)."""
     mac = request.query.get("mac", "")[:32]
-    return await _line_page(request, request.match_info["line_id"], confirm_mac=mac)
+    return await _line_page(request, confirm_mac=mac)
 
 
 @routes.post("/lines/{line_id}/associate")
@@ -147,7 +155,7 @@ async def associate(request: web.Request) -> web.Response:
     services = request.config_dict[SERVICES]
     try:
         async with services.sessions() as session, session.begin():
-            line = await own_line(session, person, request.match_info["line_id"])
+            line = await own_line(session, person, path_digits(request, "line_id", "line"))
             device = await own_device(session, person, mac, lock=True)
             association = await associations.associate(
                 session, line.id, device.mac, actor=actor(request)
@@ -158,22 +166,19 @@ async def associate(request: web.Request) -> web.Response:
         # follows the association the first click made.
         earlier = await _association_of(request, person, mac)
         if earlier is None:
-            return await _line_page(request, request.match_info["line_id"], error=exc,
-                                    status=exc.status)  # fmt: skip
+            return await _line_page(request, error=exc, status=exc.status)
         association_id = earlier
     except DomainError as exc:
         if exc.status == 404:
             raise
         # E.g. the phone has no free slot any more: the line page explains, nothing changed.
-        return await _line_page(
-            request, request.match_info["line_id"], error=exc, status=exc.status
-        )
+        return await _line_page(request, error=exc, status=exc.status)
     raise redirect(f"{PREFIX}/associations/{association_id}")
 
 
 async def _association_of(request: web.Request, person: Who, mac: str) -> int | None:
     """The newest association, made in the last minutes, of this line with this phone."""
-    line_id = parse_id(request.match_info["line_id"], "line")
+    line_id = path_id(request, "line_id", "line")
     async with request.config_dict[SERVICES].read_sessions() as session:
         device = await own_device(session, person, mac)
         return await session.scalar(
@@ -191,7 +196,7 @@ async def _association_of(request: web.Request, person: Who, mac: str) -> int | 
 
 async def _own_association(request: web.Request) -> dict[str, Any]:
     person = _me(request)
-    association_id = parse_id(request.match_info["association_id"], "association")
+    association_id = path_id(request, "association_id", "association")
     async with request.config_dict[SERVICES].read_sessions() as session:
         found = await associations.get_association(session, association_id)
         if found.account_id != person.account_id:

@@ -22,8 +22,7 @@ from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, operator_only
 from provisioning.web.ordering import CARRIERS
-from provisioning.web.pages import PREFIX, redirect, render
-from provisioning.web.scope import parse_id
+from provisioning.web.pages import PREFIX, id_of, path_id, redirect, render
 
 routes = web.RouteTableDef()
 SIGHTINGS = 20
@@ -48,7 +47,7 @@ async def orders_to_ship(request: web.Request) -> web.Response:
 
 
 async def _order(request: web.Request) -> Order:
-    order_id = parse_id(request.match_info["order_id"], "order")
+    order_id = path_id(request, "order_id", "order")
     async with request.config_dict[SERVICES].read_sessions() as session:
         return await orders.get_order(session, order_id)
 
@@ -71,7 +70,7 @@ async def ship_form(request: web.Request) -> web.Response:
 @routes.post("/ops/orders/{order_id}")
 @operator_only
 async def ship(request: web.Request) -> web.Response:
-    order_id = parse_id(request.match_info["order_id"], "order")
+    order_id = path_id(request, "order_id", "order")
     form = await request.post()
     mac = str(form.get("mac", ""))[:32].strip()
     tracking = str(form.get("tracking", ""))[:64].strip() or None
@@ -169,7 +168,7 @@ async def claim(request: web.Request) -> web.Response:
     account_text = str(form.get("account_id", "")).strip()
     services = request.config_dict[SERVICES]
     try:
-        account_id = parse_id(account_text, "account") if account_text else None
+        account_id = id_of(account_text, "account") if account_text else None
         async with services.sessions() as session, session.begin():
             device, token = await inventory.add_device(
                 session,

@@ -26,8 +26,8 @@ from provisioning.orders.relay_points import Search
 from provisioning.orders.views import order_view
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, customer_only
-from provisioning.web.pages import PREFIX, redirect, render, who
-from provisioning.web.scope import own_line, parse_id
+from provisioning.web.pages import PREFIX, path_digits, path_id, redirect, render, who
+from provisioning.web.scope import own_line
 from provisioning.web.users import Who
 
 routes = web.RouteTableDef()
@@ -92,7 +92,7 @@ async def _context(request: web.Request) -> tuple[Line, Account, orders.Offer]:
     person = _me(request)
     services = request.config_dict[SERVICES]
     async with services.read_sessions() as session:
-        line = await own_line(session, person, request.match_info["line_id"])
+        line = await own_line(session, person, path_digits(request, "line_id", "line"))
         account = await get_account(session, line.account_id)
         offer = await orders.offer(session, services.catalog, line.id)
     return line, account, offer
@@ -334,7 +334,7 @@ async def place(request: web.Request) -> web.Response:
 @customer_only
 async def order_page(request: web.Request) -> web.Response:
     person = _me(request)
-    order_id = parse_id(request.match_info["order_id"], "order")
+    order_id = path_id(request, "order_id", "order")
     async with request.config_dict[SERVICES].read_sessions() as session:
         try:
             order = await orders.get_order(session, order_id)

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 import jinja2
 from aiohttp import web
 
+from provisioning.errors import NotFound
+from provisioning.numbers import parse_id
 from provisioning.orders.money import amount
 from provisioning.state import SERVICES
 from provisioning.web import csrf
@@ -41,6 +43,25 @@ def environment() -> jinja2.Environment:
 
 def who(request: web.Request) -> Who | None:
     return request.get(WHO_KEY)
+
+
+def id_of(text: str, what: str) -> int:
+    """An id from a URL or a form: ASCII digits only (`numbers.parse_id`); anything else is
+    an object that does not exist, the same 404 as a missing or a foreign one."""
+    value = parse_id(text)
+    if value is None:
+        raise NotFound(f"{what} not found")
+    return value
+
+
+def path_id(request: web.Request, name: str, what: str) -> int:
+    return id_of(request.match_info[name], what)
+
+
+def path_digits(request: web.Request, name: str, what: str) -> str:
+    """The path's id as plain ASCII digits, for the helpers that take it as text
+    (`scope.own_line`): what they parse again is then only ever a checked id."""
+    return str(path_id(request, name, what))
 
 
 def language(request: web.Request) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from provisioning import numbers
 from provisioning.accounts import get_line
 from provisioning.db.models import Device, Line
 from provisioning.devices import inventory
@@ -13,9 +14,10 @@ from provisioning.web.users import Who
 
 
 def parse_id(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 18 or int(text) < 1:
+    value = numbers.parse_id(text)
+    if value is None:
         raise NotFound(f"{what} not found")
-    return int(text)
+    return value
 
 
 async def own_line(session: AsyncSession, person: Who, text: str) -> Line:
