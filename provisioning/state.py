@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +18,7 @@ from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
 from provisioning.security.guard import Guard
 from provisioning.settings import Settings
+from provisioning.web.signin_gate import SignInGate
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Services:
     load: Load
     # Answers the phone lane gives again to the same request head while they hold.
     answers: Answers
+    # Manager sign-ins: scrypt one at a time, a few attempts per address a minute.
+    sign_ins: SignInGate = field(default_factory=SignInGate)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -17,6 +17,7 @@ from provisioning.web.csrf import over_https
 from provisioning.web.i18n import LANGUAGES
 from provisioning.web.pages import PREFIX, gettext, redirect, render, who
 from provisioning.web.sessions import close_session, open_session
+from provisioning.web.signin_gate import TooManyAttempts
 from provisioning.web.users import Who, sign_in, who_of
 
 SESSION_COOKIE = "pp_session"
@@ -93,10 +94,22 @@ async def login(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "")))
     services = request.config_dict[SERVICES]
-    async with services.sessions() as session, session.begin():
-        user = await sign_in(session, login_name, password, actor_ip=caller_ip(request))
-        token = await open_session(session, user) if user is not None else None
-        person = who_of(user) if user is not None else None
+    try:
+        user = await sign_in(
+            services.sessions, services.sign_ins, login_name, password, actor_ip=caller_ip(request)
+        )
+    except TooManyAttempts:
+        error = gettext(request, "Too many attempts. Please try again in a minute.")
+        response = render(
+            request, "login.html", status=429, login=login_name, error=error, next=target or ""
+        )
+        response.headers["Retry-After"] = "60"
+        return response
+    token = person = None
+    if user is not None:
+        async with services.sessions() as session, session.begin():
+            token = await open_session(session, user)
+        person = who_of(user)
     if person is None or token is None:
         error = gettext(
             request,

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning import audit
 from provisioning.accounts import get_account
+from provisioning.db.engine import SessionFactory
 from provisioning.db.models import WebUser, utcnow
 from provisioning.errors import Conflict, InvalidInput
 from provisioning.web.passwords import (
@@ -21,8 +22,8 @@ from provisioning.web.passwords import (
     MAX_LENGTH,
     MIN_LENGTH,
     hash_password,
-    verify_password,
 )
+from provisioning.web.signin_gate import SignInGate
 
 MAX_FAILURES = 5
 LOCK_TIME = timedelta(minutes=15)
@@ -129,7 +130,8 @@ async def create_operator(
 
 
 async def sign_in(
-    session: AsyncSession,
+    sessions: SessionFactory,
+    gate: SignInGate,
     login: str,
     password: str,
     *,
@@ -138,16 +140,32 @@ async def sign_in(
 ) -> WebUser | None:
     """The user whose password this is, or None: wrong login, wrong password or locked look
     the same. Five failures lock the login for fifteen minutes, a good password included.
-    The caller commits, so that failures are counted."""
+    The password is verified outside any transaction (`signin_gate`): only the outcome is
+    written, in a short one. TooManyAttempts from the gate, before any hashing."""
+    gate.admit(actor_ip)
     now = now or utcnow()
     login = login.strip()[:64]
-    user = await session.scalar(select(WebUser).where(WebUser.login == login).with_for_update())
-    if user is None:
-        await asyncio.to_thread(verify_password, password, DUMMY_HASH)
+    async with sessions() as session:
+        found = await session.scalar(select(WebUser.password_hash).where(WebUser.login == login))
+    if found is None:
+        await gate.verify(password, DUMMY_HASH)  # the same time as for a login that exists
         return None
+    good = await gate.verify(password[:MAX_LENGTH], found)
+    async with sessions() as session, session.begin():
+        user = await session.scalar(select(WebUser).where(WebUser.login == login).with_for_update())
+        if user is None:
+            return None
+        # The password changed meanwhile: what was verified is not what is stored.
+        good = good and user.password_hash == found
+        return await _record_sign_in(
+            session, user, good, now, audit.Actor(f"web:{login}", actor_ip)
+        )
+
+
+async def _record_sign_in(
+    session: AsyncSession, user: WebUser, good: bool, now: datetime, who: audit.Actor
+) -> WebUser | None:
     locked = user.locked_until is not None and user.locked_until > now
-    good = await asyncio.to_thread(verify_password, password[:MAX_LENGTH], user.password_hash)
-    who = audit.Actor(f"web:{login}", actor_ip)
     if locked or not good:
         if not locked:
             user.failed_logins += 1
