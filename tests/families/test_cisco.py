@@ -29,7 +29,7 @@ USER_AGENTS = [
     # SPA: two parenthesised groups = MAC, then serial number.
     ("Cisco/SPA508G-7.4.4 (0002FDFF2103)(CBT141400UK)", "cisco-spa508g", "7.4.4", "0002fdff2103"),
     ("Cisco/SPA504G-7.6.2 (E05FB9A01B2C)(CBT1602034Z)", "cisco-spa504g", "7.6.2", "e05fb9a01b2c"),
-    ("Cisco/SPA525G2-7.5.5 (0022BDCDE012)(CBT151300AB)", "cisco-spa525g", "7.5.5", "0022bdcde012"),
+    ("Cisco/SPA525G2-7.5.5 (0022BDCDE012)(CBT151300AB)", "cisco-spa525g2", "7.5.5", "0022bdcde012"),
     # One group: the serial number, never a MAC.
     ("Cisco/SPA525G-7.4.7 (CBT141900G7)", "cisco-spa525g", "7.4.7", None),
     ("Cisco/SPA509G-7.5.5 (CBT15130N7K)", "cisco-spa509g", "7.5.5", None),
@@ -87,16 +87,42 @@ def test_not_our_file_names(name: str) -> None:
 
 
 def test_files_of_spa_and_mpp() -> None:
-    spa = [name for name, _ in device_files(CATALOG, "cisco-spa508g", MAC)]
-    assert spa == [f"spa{MAC}.xml", f"{MAC}.xml", "spa508G.cfg"]
+    # Each model lists both factory names (the loader has no per-file model filter): a SPA asks
+    # for `spa$PSN.cfg`, an MPP for `$PSN.xml` (`7841-3PCC.xml`).
+    files = dict(device_files(CATALOG, "cisco-spa508g", MAC))
+    assert list(files) == [f"spa{MAC}.xml", f"{MAC}.xml", "spa508G.cfg", "508G-3PCC.xml"]
+    assert [(spec.secret, spec.lines) for spec in files.values()] == [
+        (True, True), (True, True), (False, False), (False, False)
+    ]  # fmt: skip
     mpp = [name for name, _ in device_files(CATALOG, "cisco-cp7841", MAC)]
-    assert mpp == [f"spa{MAC}.xml", f"{MAC}.xml"]  # no `code`: no SPA common file
+    assert mpp == [f"spa{MAC}.xml", f"{MAC}.xml", "spa7841.cfg", "7841-3PCC.xml"]
+    g2 = [name for name, _ in device_files(CATALOG, "cisco-spa525g2", MAC)]
+    assert "spa525G2.cfg" in g2
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("spa508G.cfg", "508G"), ("spa525G2.cfg", "525G2"), ("7841-3PCC.xml", "7841"),
+     ("8851-3PCC.xml", "8851"), ("6821-3PCC.xml", "6821")],
+)  # fmt: skip
+def test_factory_file_names(name: str, code: str) -> None:
+    (match,) = [m for m in match_file(CATALOG, name) if m.family is FAMILY]
+    assert match.code == code and match.mac is None
+    assert not match.spec.secret
+
+
+# Every MPP model's factory file is named after its number (Wazo's _COMMON_FILENAMES).
+def test_mpp_codes() -> None:
+    for model in FAMILY.models.values():
+        if model.id.startswith("cisco-cp"):
+            assert model.code == model.id.removeprefix("cisco-cp")
 
 
 # Slot counts of the reference's table (Wazo key tables), and models that are leads only.
 SLOTS = {
     "spa941": 4, "spa942": 4, "spa962": 6, "spa303": 3, "spa501g": 8, "spa502g": 1,
     "spa504g": 4, "spa508g": 8, "spa509g": 12, "spa512g": 1, "spa514g": 4, "spa525g": 5,
+    "spa525g2": 5,
     "cp6821": 2, "cp6841": 4, "cp6851": 4, "cp6861": 4, "cp6871": 6, "cp7811": 1, "cp7821": 2,
     "cp7832": 1, "cp7841": 4, "cp7861": 16, "cp8811": 10, "cp8841": 10, "cp8845": 10,
     "cp8851": 10, "cp8861": 10, "cp8865": 10,
@@ -189,18 +215,45 @@ def test_time_zone_without_a_rule(timezone: str, expected: str) -> None:
     assert value(root, "Language_Selection") is None  # unknown language: the phone's own
 
 
-def test_common_file_carries_no_secret() -> None:
-    data = two_lines()
-    spec = dict(device_files(CATALOG, data.model_id, data.mac))["spa508G.cfg"]
-    assert spec.secret is False
-    body = render_file(RENDERER, SETTINGS, data, spec).body.decode()
+@pytest.mark.parametrize(
+    ("model_id", "factory_file", "mac_file"),
+    [
+        ("cisco-spa508g", "spa508G.cfg", "spa$MA.xml"),
+        ("cisco-spa525g2", "spa525G2.cfg", "spa$MA.xml"),
+        ("cisco-cp7841", "7841-3PCC.xml", "$MA.xml"),
+        ("cisco-cp8851", "8851-3PCC.xml", "$MA.xml"),
+    ],
+)
+def test_factory_file_chains_to_the_mac_file(
+    model_id: str, factory_file: str, mac_file: str
+) -> None:
+    """Zero-touch: the file a factory phone asks for carries no secret (public, may cross plain
+    HTTP) and chains, through Profile_Rule_B and `$MA`, to the phone's own file."""
+    model = CATALOG.models[model_id]
+    data = sample_device(model_id, model.slots, 2)
+    spec = dict(device_files(CATALOG, model_id, data.mac))[factory_file]
+    assert spec.secret is False and spec.lines is False
+    https = replace(SETTINGS, public_url="https://prov.example.net:8443")
+    body = render_file(RENDERER, https, data, spec).body.decode()
     assert SAMPLE_TOKEN not in body
     assert "s3cr" not in body and SAMPLE_PASSWORD not in body
     root = ET.fromstring(body)
     keys = {element.tag for element in root}
-    assert not {k for k in keys if k.startswith(("Profile_Rule", "Password", "User_ID"))}
+    assert not {k for k in keys if k.startswith(("Password", "User_ID", "Line_Enable"))}
+    assert value(root, "Profile_Rule") is None  # the factory rule stays until the MAC file
+    assert value(root, "Profile_Rule_B") == f"https://prov.example.net:8443/{mac_file}"
+    assert (value(root, "Profile_Rule_C"), value(root, "Profile_Rule_D")) == ("", "")
     assert value(root, "Resync_Periodic") == str(SETTINGS.poll_interval)
     assert value(root, "Time_Zone") == "GMT+01:00"
+    # The MAC file it chains to exists and moves the phone to its token URL.
+    served = mac_file.replace("$MA", data.mac)
+    mac_spec = dict(device_files(CATALOG, model_id, data.mac))[served]
+    mac_root = ET.fromstring(render_file(RENDERER, https, data, mac_spec).body)
+    assert (
+        value(mac_root, "Profile_Rule") == f"https://prov.example.net:8443/{SAMPLE_TOKEN}/{served}"
+    )
+    assert value(mac_root, "Line_Enable_1_") == "Yes" and value(mac_root, "Line_Enable_2_") == "Yes"
+    assert value(mac_root, "Password_1_") != value(mac_root, "Password_2_")
 
 
 def test_firmware(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""Fanvil X-series: identification from real requests, and what the rendered `<sysConf>` file
-tells the phone (vendor-formats.md section 7)."""
+"""Fanvil X-series: identification from real requests, and what the rendered `<sysConf>` or
+`<VOIP_CONFIG_FILE>` file tells the phone (vendor-formats.md section 7, fanvil/REFERENCES.md)."""
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ SETTINGS = Settings(public_url="http://prov.example.net", secret_key=())
 MAC = "0c383e07e16c"
 X4U = "fanvil-x4u"
 CFG = f"{MAC}.cfg"
+GOLDEN = Path(__file__).parent.parent / "golden" / "fanvil"
 
 # (User-Agent, model id or None, firmware or None, MAC or None).
 USER_AGENTS = [
@@ -91,8 +93,11 @@ def test_other_file_names_are_not_fanvil(name: str) -> None:
 def test_catalog() -> None:
     models = FAMILY.models
     assert models[X4U].slots == 12
-    assert models[X4U].confirmed  # the only line count the reference gives
-    assert [m.id for m in models.values() if m.confirmed] == [X4U]
+    assert models[X4U].confirmed
+    # Line counts in the references: X4U 12, X4 4 (FusionPBX x4); the X3S's 2 (x3sp) stays a
+    # lead, its X3SG variant having a <sysConf> template too.
+    assert (models["fanvil-x4"].slots, models["fanvil-x3s"].slots) == (4, 2)
+    assert [m.id for m in models.values() if m.confirmed] == ["fanvil-x4", X4U]
     assert FAMILY.notify_event == "check-sync"
     assert [(name, spec.secret) for name, spec in device_files(CATALOG, X4U, MAC)] == [(CFG, True)]
 
@@ -160,8 +165,9 @@ def test_provisioning_and_polling() -> None:
     assert settings["FlashServerIP"] == f"http://prov.example.net/{SAMPLE_TOKEN}"
     assert settings["FlashFileName"] == CFG
     assert settings["FlashProtocol"] == "4"
+    # At a fixed interval, the shortest (1: a minute or an hour, the unit is unconfirmed).
     assert settings["FlashMode"] == "2"
-    assert int(settings["FlashInterval"] or 0) * 60 <= SETTINGS.poll_interval
+    assert settings["FlashInterval"] == "1"
     assert settings["DownloadCommonConf"] == "0"
     assert settings["DownloadDeviceConf"] == "1"
     https = render(x4u(), replace(SETTINGS, public_url="https://prov.example.net:8443"))
@@ -204,3 +210,135 @@ def test_firmware_image(tmp_path: Path) -> None:
         "http://prov.example.net/firmware/fanvil/"
         "x4upro-fanvil-release-ff01-6903-2.12.20.3-krnvUT2024-01-10-10.00.00.z"
     )
+
+
+# The older format: X4 and X3S (Wazo X4.tpl / X3S.tpl -> base.tpl; FusionPBX x4, x3sp).
+OLD_FORMAT = ["fanvil-x4", "fanvil-x3s"]
+
+
+def render_old(data: DeviceData, settings: Settings = SETTINGS) -> ET.Element:
+    ((name, spec),) = device_files(CATALOG, data.model_id, data.mac)
+    assert name == CFG
+    root = ET.fromstring(render_file(RENDERER, settings, data, spec).body)
+    assert root.tag == "VOIP_CONFIG_FILE"
+    assert root.findtext("version") == "2.0002"
+    return root
+
+
+def old_lines_of(root: ET.Element) -> dict[str, dict[str, str]]:
+    found: dict[str, dict[str, str]] = {}
+    for entry in root.findall("SIP_CONFIG_MODULE/SIP_Line_List/SIP_Line_List_Entry"):
+        fields = {child.tag: child.text or "" for child in entry}
+        assert fields["ID"] not in found
+        found[fields.pop("ID")] = fields
+    return found
+
+
+def old(
+    model_id: str, lines: tuple[int, ...], language: str = "fr", timezone: str = "Europe/Paris"
+) -> DeviceData:
+    model = CATALOG.model(model_id)
+    assert model is not None
+    data = sample_device(model_id, model.slots, model.slots)
+    kept = {s: data.lines[s] for s in lines}
+    return replace(data, mac=MAC, lines=kept, language=language, timezone=timezone)
+
+
+@pytest.mark.parametrize("model_id", OLD_FORMAT)
+def test_old_format_lines(model_id: str) -> None:
+    # Slots 1 and 2 hold two different lines (tcp and tls in the sample).
+    data = old(model_id, (1, 2))
+    lines = old_lines_of(render_old(data))
+    slots = CATALOG.models[model_id].slots
+    assert list(lines) == [f"SIP{n}" for n in range(1, slots + 1)]
+    for slot, transport in ((1, "1"), (2, "2")):  # TLS is 2 in this format
+        line = data.lines[slot]
+        assert lines[f"SIP{slot}"] == {
+            "Enable_Reg": "1",
+            "Display_Name": line.display_name,
+            "Phone_Number": line.user,
+            "Register_User": line.auth_user,
+            "Register_Pswd": line.password,
+            "Register_Addr": "sip.example.net",
+            "Register_Port": "5060",
+            "Transport": transport,
+            "Proxy_Addr": "",
+        }
+    assert lines["SIP1"]["Register_Pswd"] != lines["SIP2"]["Register_Pswd"]
+    for slot in range(3, slots + 1):
+        fields = lines[f"SIP{slot}"]
+        assert (fields.pop("Enable_Reg"), fields.pop("Transport")) == ("0", "0")
+        assert set(fields.values()) == {""}
+
+
+def test_old_format_second_slot_only() -> None:
+    data = old("fanvil-x3s", (2,))
+    lines = old_lines_of(render_old(data))
+    assert lines["SIP1"]["Enable_Reg"] == "0" and lines["SIP1"]["Register_Pswd"] == ""
+    assert lines["SIP2"]["Register_User"] == data.lines[2].auth_user
+    # No <sysConf> key leaks into the old format.
+    root = render_old(data)
+    assert root.find("sip") is None and root.find("ap") is None
+
+
+@pytest.mark.parametrize("model_id", OLD_FORMAT)
+def test_old_format_provisioning(model_id: str) -> None:
+    root = render_old(old(model_id, (1,)))
+    auto = {child.tag: child.text for child in root.findall("AUTOUPDATE_CONFIG_MODULE/*")}
+    assert auto == {
+        "Download_Server_IP": f"http://prov.example.net/{SAMPLE_TOKEN}",
+        "Config_File_Name": CFG,
+        "Download_Protocol": "2",
+        "Download_Mode": "2",
+        "Download_Interval": "1",
+        "Download_CommonConf": "0",
+        "Download_DeviceConf": "1",
+    }
+    https = render_old(
+        old(model_id, (1,)), replace(SETTINGS, public_url="https://prov.example.net")
+    )
+    assert https.findtext("AUTOUPDATE_CONFIG_MODULE/Download_Protocol") == "5"
+    glob = root.find("GLOBAL_CONFIG_MODULE")
+    assert glob is not None
+    assert (glob.findtext("Enable_SNTP"), glob.findtext("Time_Zone")) == ("1", "4")
+    assert glob.findtext("Language") == "4"  # fr, Wazo's number for the older models
+    english = render_old(old(model_id, (1,), language="en", timezone="America/New_York"))
+    assert english.findtext("GLOBAL_CONFIG_MODULE/Language") == "0"
+    assert english.findtext("GLOBAL_CONFIG_MODULE/Time_Zone") == "-20"
+    assert (
+        render_old(old(model_id, (1,), language="ja")).find("GLOBAL_CONFIG_MODULE/Language") is None
+    )
+
+
+def test_old_format_firmware_image(tmp_path: Path) -> None:
+    model = replace(CATALOG.models["fanvil-x4"], firmware="x4-*.z")
+    folder = tmp_path / "fanvil"
+    folder.mkdir()
+    (folder / "x42.14.0.7386T20210730173312.z").write_bytes(b"image")
+    (folder / "x4-2.14.0.z").write_bytes(b"image")
+    catalog = replace(CATALOG, families={**CATALOG.families, "fanvil": replace(
+        FAMILY, models={**FAMILY.models, model.id: model})})  # fmt: skip
+    data = old("fanvil-x4", (1,))
+    ((_, spec),) = device_files(catalog, data.model_id, data.mac)
+    body = render_file(Renderer(catalog), replace(SETTINGS, firmware_dir=tmp_path), data, spec).body
+    assert ET.fromstring(body).findtext("AUTOUPDATE_CONFIG_MODULE/Auto_Image_URL") == (
+        "http://prov.example.net/firmware/fanvil/x4-2.14.0.z"
+    )
+
+
+@pytest.mark.parametrize("model_id", ["fanvil-x1s", "fanvil-x3u", "fanvil-x4u", "fanvil-x7c"])
+def test_other_models_keep_sysconf(model_id: str) -> None:
+    model = CATALOG.models[model_id]
+    render(replace(sample_device(model_id, model.slots, 1), mac=MAC))
+
+
+def test_old_format_golden() -> None:
+    """The generic golden files show the X5U (<sysConf>); this one the X4's older format."""
+    data = sample_device("fanvil-x4", 4, 4)
+    ((name, spec),) = device_files(CATALOG, data.model_id, data.mac)
+    body = render_file(RENDERER, SETTINGS, data, spec).body.decode("utf-8")
+    golden = GOLDEN / f"fanvil-x4-full--{name}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(body, encoding="utf-8")
+    assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
+    assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"

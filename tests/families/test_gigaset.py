@@ -101,6 +101,14 @@ def device(model_id: str, lines: int = 2, **changes: str) -> DeviceData:
     return replace(sample_device(model_id, model.slots, lines), mac=MAC, **changes)
 
 
+def n510(lines: int = 2, **changes: str) -> DeviceData:
+    """An N510 whose passwords carry no double quote (the sample's hostile one does, and the
+    N510 format cannot carry it: see test_n510_double_quote_in_a_credential)."""
+    data = device(N510, lines, **changes)
+    kept = {s: replace(ln, password=ln.password.replace('"', "")) for s, ln in data.lines.items()}
+    return replace(data, lines=kept)
+
+
 def render(data: DeviceData, settings: Settings = SETTINGS) -> str:
     ((_, spec),) = device_files(CATALOG, data.model_id, data.mac)
     return render_file(RENDERER, settings, data, spec).body.decode("utf-8")
@@ -129,7 +137,7 @@ def quoted(value: str) -> str:
 
 
 def test_n510_two_lines() -> None:
-    data = device(N510)
+    data = n510()
     provider, items = n510_items(render(data))
     assert provider.find("MAC_ADDRESS").attrib["value"] == "7C2F804DF9A9"  # type: ignore[union-attr]
     for slot, suffix in ((1, ""), (2, "_2")):
@@ -162,18 +170,18 @@ def test_n510_two_lines() -> None:
 
 
 def test_n510_polling_timezone_language() -> None:
-    _, items = n510_items(render(device(N510)))
+    _, items = n510_items(render(n510()))
     # No periodic re-check interval key is known for the N510: profile updates are switched on,
     # the check-sync NOTIFY does the rest (family.toml, _n510.xml.j2).
     assert items["BS_IP_Data.ucB_AUTO_UPDATE_PROFILE"] == "0x1"
     assert items["BS_IP_Data1.uiI_TIME_TIMEZONE"] == "0x1b"  # Europe/Paris, GMT+1
     assert items["BS_IP_Data1.ucB_TIME_USE_AUTOMATIC_DST"] == "0x1"
     assert items["BS_IP_Data1.ucI_HTTPLANGUAGE"] == "0x9"  # French
-    _, us = n510_items(render(device(N510, timezone="America/New_York", language="de")))
+    _, us = n510_items(render(n510(timezone="America/New_York", language="de")))
     assert us["BS_IP_Data1.uiI_TIME_TIMEZONE"] == "0x0d"
     assert us["BS_IP_Data1.ucI_HTTPLANGUAGE"] == "0x2"
     # An offset without a zone number both sources agree on, an unknown language: left alone.
-    _, other = n510_items(render(device(N510, timezone="Asia/Kolkata", language="xx")))
+    _, other = n510_items(render(n510(timezone="Asia/Kolkata", language="xx")))
     assert "BS_IP_Data1.uiI_TIME_TIMEZONE" not in other
     assert "BS_IP_Data1.ucB_TIME_USE_AUTOMATIC_DST" not in other
     assert "BS_IP_Data1.ucI_HTTPLANGUAGE" not in other
@@ -181,12 +189,12 @@ def test_n510_polling_timezone_language() -> None:
 
 def test_n510_firmware(tmp_path: Path) -> None:
     settings = Settings(public_url="http://prov.example.net", secret_key=(), firmware_dir=tmp_path)
-    provider, _ = n510_items(render(device(N510), settings))
+    provider, _ = n510_items(render(n510(), settings))
     assert provider.find("S_SPECIAL_DATA_SRV") is None
     (tmp_path / "gigaset").mkdir()
     for name in ("N510-42.245.bin", "N510-42.258.bin", "Gigaset-Nx70-V2.65.0-build.d1d6a22.bin"):
         (tmp_path / "gigaset" / name).write_bytes(b"x")
-    provider, _ = n510_items(render(device(N510), settings))
+    provider, _ = n510_items(render(n510(), settings))
     server = provider.find("S_SPECIAL_DATA_SRV")
     assert server is not None
     assert server.attrib["class"] == "string"
@@ -194,12 +202,53 @@ def test_n510_firmware(tmp_path: Path) -> None:
     assert quoted(server.attrib["value"]) == url
 
 
+def test_n510_provisioning_url() -> None:
+    """The base is given this device's token URL (Wazo's N510 template writes both keys), so its
+    later fetches carry the token; without the scheme, as Wazo writes them."""
+    provider, items = n510_items(render(n510()))
+    server = f"prov.example.net/{SAMPLE_TOKEN}"
+    assert quoted(items["BS_IP_Data1.aucS_DATA_SERVER[0]"]) == server
+    config = provider.find("S_CONFIGFILE_URL")
+    assert config is not None and config.attrib["class"] == "string"
+    assert quoted(config.attrib["value"]) == f"{server}/7C2F804DF9A9.xml"
+    https = Settings(public_url="https://example.net:8443/prov/", secret_key=())
+    provider, items = n510_items(render(n510(), https))
+    server = f"example.net:8443/prov/{SAMPLE_TOKEN}"
+    assert quoted(items["BS_IP_Data1.aucS_DATA_SERVER[0]"]) == server
+    assert quoted(provider.find("S_CONFIGFILE_URL").attrib["value"]) == (  # type: ignore[union-attr]
+        f"{server}/7C2F804DF9A9.xml"
+    )
+
+
+@pytest.mark.parametrize("field", ["password", "user", "auth_user", "registrar_host"])
+def test_n510_double_quote_in_a_credential(field: str) -> None:
+    """No escape of a double quote inside the N510's quoted strings is known: such an account is
+    not sent cut short, it is left as an unused slot (and says why in a comment)."""
+    data = n510()
+    lines = dict(data.lines)
+    lines[2] = replace(lines[2], **{field: 'pa"ss'})
+    text = render(replace(data, lines=lines))
+    _, items = n510_items(text)
+    assert "Account 2 not written: a credential or the registrar contains a double quote" in text
+    assert "pa&#34;ss" not in text and 'pa"ss' not in text
+    assert items["BS_IP_Data1.ucB_SIP_ACCOUNT_IS_ACTIVE_2"] == "0x0"
+    for key in ("USER_ID_2", "PASSWORD_2", "DOMAIN_2", "SERVER_2", "REGISTRAR_2"):
+        assert items[f"BS_IP_Data1.aucS_SIP_{key}"] == '""'
+    assert items["BS_IP_Data3.aucS_SIP_LOGIN_ID_2"] == '""'
+    # Its names are kept (harmless on an inactive account).
+    assert quoted(items["BS_IP_Data1.aucS_SIP_ACCOUNT_NAME_2"]) == data.lines[2].number
+    assert items["BS_Accounts.astAccounts[1].uiSendMask"] == "0x0"
+    # Account 1 is written as usual.
+    assert items["BS_IP_Data1.ucB_SIP_ACCOUNT_IS_ACTIVE_1"] == "0x1"
+    assert quoted(items["BS_IP_Data1.aucS_SIP_PASSWORD"]) == data.lines[1].password
+
+
 HOSTILE_NAMES = ['a"b', "it's", "<b>&amp;</b>", "-->", "]]>", '"; x="', "\u00e9 \u4e2d \U0001f600"]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 def test_n510_hostile_display_names(name: str) -> None:
-    data = device(N510)
+    data = n510()
     lines = {slot: replace(line, display_name=name) for slot, line in data.lines.items()}
     evil = replace(data, lines=lines)
     _, items = n510_items(render(evil))
@@ -301,7 +350,7 @@ def test_nx70_firmware(tmp_path: Path) -> None:
 
 def test_n510_golden() -> None:
     """The generic golden files show the N870 (most slots); this one shows the N510 format."""
-    body = render(device(N510))
+    body = render(n510())
     golden = GOLDEN / "gigaset-n510-2-lines--7C2F804DF9A9.xml"
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(body, encoding="utf-8")

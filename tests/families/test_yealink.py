@@ -58,7 +58,10 @@ USER_AGENTS = [
     ("Yealink VP59 91.283.0.35 24:9a:d8:59:00:01", "yealink-vp59", "91.283.0.35", "249ad8590001"),
     ("Yealink W52P 25.73.0.40 00:15:65:52:00:01", "yealink-w52p", "25.73.0.40", "001565520001"),
     ("Yealink W70B 146.85.0.20 24:9a:d8:70:00:01", "yealink-w70b", "146.85.0.20", "249ad8700001"),
-    ("Yealink W80B 175.85.0.5 24:9a:d8:80:00:01", "yealink-w80", "175.85.0.5", "249ad8800001"),
+    # W80 firmware is 103.x, the W75's 175.x (Wazo v87 common.py): a W75B is not a W80.
+    ("Yealink W80B 103.83.0.90 80:5e:c0:71:01:38", "yealink-w80", "103.83.0.90", "805ec0710138"),
+    ("Yealink W80DM 103.87.0.10 24:9a:d8:d1:a6:31", "yealink-w80", "103.87.0.10", "249ad8d1a631"),
+    ("Yealink W75B 175.87.0.10 24:9a:d8:df:fb:11", None, "175.87.0.10", "249ad8dffb11"),
     ("W90DM 130.85.0.15 80:5e:c0:5a:90:02", "yealink-w90dm", "130.85.0.15", "805ec05a9002"),
     # A Yealink the catalog does not list: the family is known, the model is not.
     ("yealink SIP-T28P 2.70.0.140 00:15:65:13:ae:0b", None, "2.70.0.140", "00156513ae0b"),
@@ -89,19 +92,23 @@ NEW_SLOTS = {
     "t30": 1, "t30p": 1, "t31": 2, "t31g": 2, "t31p": 2, "t33g": 4, "t33p": 4, "t34w": 4,
     "t40p": 3, "t40g": 3, "t43u": 12, "t44u": 12, "t44w": 12, "t49g": 16, "t52s": 12,
     "t56a": 16, "cp860": 1, "cp920": 1, "cp960": 1, "vp59": 16, "vp530": 4,
-    "w52p": 5, "w60b": 8, "w70b": 10, "w80": 100, "w90dm": 250,
+    "w52p": 5, "w60b": 8, "w70b": 10, "w80": 30, "w90dm": 250,
 }  # fmt: skip
 
-# The common file `y0000000000XX.cfg` each model asks for when it has no boot file.
+# The common file `y0000000000XX.cfg` each model asks for when it has no boot file. T3x: four
+# ids for one firmware (yealink/REFERENCES.md).
 CODES = {
-    "t30": 124, "t30p": 124, "t31": 124, "t31g": 124, "t31p": 124, "t33g": 124, "t33p": 124,
-    "t34w": 124, "t40p": 54, "t40g": 76, "t43u": 108, "t44u": 108, "t44w": 108, "t49g": 51,
+    "t30": 127, "t30p": 127, "t31": 123, "t31g": 123, "t31p": 123, "t33g": 124, "t33p": 124,
+    "t34w": 171, "t40p": 54, "t40g": 76, "t43u": 108, "t44u": 108, "t44w": 108, "t49g": 51,
     "t52s": 74, "t56a": 58, "t58": 58, "cp860": 37, "cp920": 78, "cp960": 73, "vp59": 91,
-    "vp530": 23, "w52p": 25, "w60b": 77, "w70b": 146, "w80": 175, "w90dm": 130,
+    "vp530": 23, "w52p": 25, "w60b": 77, "w70b": 146, "w80": 103, "w90dm": 130,
 }  # fmt: skip
 
 # Model id and slot count both in the reference; the others carry a lead (family.toml comments).
-CONFIRMED = {"t40p", "t40g", "t49g", "cp860", "cp920", "cp960", "vp530", "w52p", "w60b"}
+CONFIRMED = {
+    "t31g", "t33g", "t34w", "t40p", "t40g", "t49g", "cp860", "cp920", "cp960", "vp530", "w52p",
+    "w60b",
+}  # fmt: skip
 
 
 def test_catalog() -> None:
@@ -243,13 +250,32 @@ def test_firmware_url(tmp_path: Path) -> None:
     assert "static.firmware.url" not in mac_file("yealink-w60b")
 
 
-@pytest.mark.parametrize("model_id", ["yealink-t54w", "yealink-w60b"])
+@pytest.mark.parametrize(
+    "model_id", ["yealink-t54w", "yealink-w60b", "yealink-t31g", "yealink-w80"]
+)
 def test_two_line_golden(model_id: str) -> None:
-    """Small golden files next to the generic ones (which show the 250-slot W90DM): a desk phone
-    and a small DECT base, two lines each."""
+    """Small golden files next to the generic ones (which show the 250-slot W90DM): desk phones
+    (a T3x with its own common-file id) and DECT bases, two lines each."""
     for name, body in render(device(model_id)).items():
         golden = GOLDEN / f"{model_id}-2-lines--{name}"
         if os.environ.get("UPDATE_GOLDEN"):
             golden.write_text(body, encoding="utf-8")
         assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
         assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"
+
+
+def test_w80_has_30_accounts() -> None:
+    """Wazo v87 common.py: 'W80DM': 30 SIP accounts. Slot 1 and slot 30, two different lines."""
+    model = FAMILY.models["yealink-w80"]
+    full = sample_device(model.id, model.slots, model.slots)
+    data = replace(full, mac=MAC, lines={1: full.lines[1], 30: full.lines[30]})
+    keys = keys_of(render(data)[f"{MAC}.cfg"])
+    for slot in (1, 30):
+        line = data.lines[slot]
+        assert keys[f"account.{slot}.enable"] == "1"
+        assert keys[f"account.{slot}.user_name"] == line.user
+        assert keys[f"account.{slot}.password"] == line.password
+        assert keys[f"handset.{slot}.incoming_lines"] == str(slot)
+    assert keys["account.1.password"] != keys["account.30.password"]
+    assert keys["account.2.enable"] == "0" and keys["account.2.password"] == "%NULL%"
+    assert not any(key.startswith("account.31.") for key in keys)
