@@ -3,24 +3,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from provisioning.errors import InvalidAddress
 from provisioning.render.escaping import check_text
 
-# Postcode formats of the countries phones may be shipped to (settings `shipping_countries`).
-POSTCODES: dict[str, re.Pattern[str]] = {
-    "FR": re.compile(r"[0-9]{5}"),
-    "MC": re.compile(r"980[0-9]{2}"),
-    "BE": re.compile(r"[1-9][0-9]{3}"),
-    "LU": re.compile(r"[0-9]{4}"),
-    "CH": re.compile(r"[1-9][0-9]{3}"),
-    "DE": re.compile(r"[0-9]{5}"),
-    "ES": re.compile(r"(0[1-9]|[1-4][0-9]|5[0-2])[0-9]{3}"),
-    "IT": re.compile(r"[0-9]{5}"),
-    "NL": re.compile(r"[1-9][0-9]{3} ?[A-Z]{2}"),
-}
+# Postcode formats of the countries phones may be shipped to: declared with the setting that
+# names those countries (`shipping_countries`), which is checked against them.
+from provisioning.settings import POSTCODES as POSTCODES
 
 
 @dataclass(frozen=True)

@@ -10,57 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
+
+# The proofs grammar lives below settings (which checks PROVISIONING_AUTH_PROOFS with it); it is
+# re-exported here, with the policy it serves.
+from provisioning.proofs import PolicyError as PolicyError
+from provisioning.proofs import Proof as Proof
+from provisioning.proofs import Proofs as Proofs
+from provisioning.proofs import parse_proofs as parse_proofs
 
 if TYPE_CHECKING:
     from provisioning.settings import Settings
-
-
-class Proof(StrEnum):
-    TOKEN = "token"  # noqa: S105 -- the device's URL token (current, or the previous one during an overlap)
-    DIGEST = "digest"  # an HTTP digest answer with the device's password, nonce fresh and unused
-    CERTIFICATE = "certificate"  # a factory (or lab) client certificate carrying the device's MAC
-
-
-class PolicyError(ValueError):
-    """A proofs expression that means nothing."""
-
-
-@dataclass(frozen=True)
-class Proofs:
-    """Proofs a policy requires: all of `required`, and at least `at_least` in total."""
-
-    required: frozenset[Proof]
-    at_least: int = 1
-
-    def satisfied_by(self, given: frozenset[Proof]) -> bool:
-        return self.required <= given and len(given) >= self.at_least
-
-    def __str__(self) -> str:
-        if self.required:
-            return "+".join(p.value for p in Proof if p in self.required)
-        return "any" if self.at_least == 1 else "any-two"
-
-
-def parse_proofs(text: str) -> Proofs:
-    """`token`, `digest`, `certificate`, several joined by `+` (all required), `any` (one of
-    them) or `any-two` (two different ones)."""
-    value = text.strip().lower()
-    if value == "any":
-        return Proofs(frozenset(), 1)
-    if value == "any-two":
-        return Proofs(frozenset(), 2)
-    names = [part.strip() for part in value.split("+")]
-    try:
-        required = frozenset(Proof(name) for name in names)
-    except ValueError:
-        raise PolicyError(
-            "expected token, digest, certificate (joined with +), any or any-two"
-        ) from None
-    if len(required) != len(names):
-        raise PolicyError("a proof is named twice")
-    return Proofs(required, len(required))
 
 
 TOKEN_ONLY = Proofs(frozenset({Proof.TOKEN}))

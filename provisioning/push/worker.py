@@ -84,9 +84,12 @@ def _job(services: Services, push: Push, device: Device, line: Line | None) -> J
         return Job(push.id, None, "no-resync-event")
     if line is None:
         return Job(push.id, None, "no-line")
-    if line.transport == "tls":
-        return Job(push.id, None, "tls-unsupported")
     user = line.sip_username
+    transport = line.transport
+    if settings.push_route == "proxy" and settings.push_proxy and settings.push_proxy.transport:
+        transport = settings.push_proxy.transport  # the proxy's own (PUSH_PROXY=tcp:host)
+    if transport == "tls":
+        return Job(push.id, None, "tls-unsupported")
     if settings.push_route == "direct":
         if not device.last_ip:
             return Job(push.id, None, "never-seen")
@@ -107,7 +110,7 @@ def _job(services: Services, push: Push, device: Device, line: Line | None) -> J
             to_uri=to_uri,
             host=host,
             port=port,
-            transport=line.transport,
+            transport=transport,
             event=family.notify_event,
             username=line.auth_username or user,
             password=services.cipher.decrypt(line.password_enc),
