@@ -1,174 +1,271 @@
-"""The `provisioning` command. Each subcommand parses its arguments, calls the domain functions the
-API and pages also use, and prints a human line or, with --json, one JSON document on stdout.
-Errors are one line on stderr and a non-zero exit, never a traceback."""
+"""Plug & Phone provisioning server: run it, and manage its accounts, lines, phones and orders.
+
+Each subcommand parses its arguments, calls the domain functions the API and the pages also use,
+and prints a human line or, with --json, one JSON document on stdout. Errors are one line on
+stderr and a non-zero exit, never a traceback.
+
+`GROUPS` is the static table `provisioning --help` lists: it names each group's modules, and
+only the group being run has them imported (see `provisioning.commands`). The commands below
+import what they need inside their bodies, so importing this module stays cheap.
+"""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import getpass
-import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy import and_, true
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from provisioning.commands import (
+    EXIT_ERROR,
+    CliError,
+    Context,
+    Group,
+    arg,
+    command,
+    human,
+    load_settings,
+    positive,
+    run,
+)
 
-from provisioning import accounts, audit, overrides, tokens, views
-from provisioning.audit import Actor
-from provisioning.crypto import Cipher, SecretKeyError, generate_key
-from provisioning.db.engine import make_engine, make_session_factory
-from provisioning.db.migrate import is_current, upgrade
-from provisioning.db.models import Device, Line
-from provisioning.devices import inventory
-from provisioning.devices.catalog import Catalog, CatalogError, load_catalog
-from provisioning.devices.unknown import list_unknown
-from provisioning.errors import DomainError, NotFound
-from provisioning.lab.parsers import PARSERS
-from provisioning.lab.phone import EmulatedPhone
-from provisioning.lab.storm import StormDevice, storm
-from provisioning.orders import commands as order_commands
-from provisioning.push.changes import counts as push_counts
-from provisioning.push.changes import devices_changed
-from provisioning.render.check import check_templates
-from provisioning.render.environment import Renderer, RenderError
-from provisioning.render.files import device_files, render_file
-from provisioning.render.snapshot import find_device, load_device_data
-from provisioning.rotation import rotate_secrets
-from provisioning.security import cli as security_cli
-from provisioning.security.lab import LabError
-from provisioning.settings import Settings, SettingsError
-from provisioning.web import cli as web_cli
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
+    from provisioning.db.models import Device, Line
 
+_CORE = ("provisioning.cli",)
+_SECURITY = "provisioning.security.cli"
+_ORDERS = ("provisioning.orders.commands",)
 
-class CliError(Exception):
-    """A problem to report in one line."""
+# The groups in the order `--help` lists them. A test checks that each exists and loads.
+GROUPS: dict[str, Group] = {
+    "serve": Group("run the server", _CORE),
+    "db": Group("database", _CORE),
+    "secret": Group("secret keys", _CORE),
+    "token": Group("API tokens", _CORE),
+    "audit": Group("list the audit trail, newest first", _CORE),
+    "catalog": Group("models", _CORE),
+    "account": Group("accounts", (*_CORE, "provisioning.web.cli")),
+    "user": Group("Manager operators", ("provisioning.web.cli",)),
+    "line": Group("SIP lines", _CORE),
+    "device": Group("devices", (*_CORE, _SECURITY)),
+    "ban": Group("sources banned for missing too often", (_SECURITY,)),
+    "policy": Group("proofs an account's phones must give", (_SECURITY,)),
+    "certs": Group("lab CA, server and device certificates", (_SECURITY,)),
+    "override": Group("settings merged over the templates", _CORE),
+    "import": Group("import accounts, lines and phones from a CSV file", _CORE),
+    "export": Group("export accounts, lines and phones to a CSV file", _CORE),
+    "lab": Group("emulated phones", _CORE),
+    "push": Group("config pushes", _CORE),
+    "order": Group("phone orders", _ORDERS),
+    "return": Group("phones coming back", _ORDERS),
+    "render": Group("print what the phone would get", _CORE),
+    "templates": Group("templates", _CORE),
+}
 
-
-class Context:
-    """What a command needs, built lazily from settings."""
-
-    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
-        self.settings = settings
-        self.args = args
-        self._catalog: Catalog | None = None
-
-    @property
-    def catalog(self) -> Catalog:
-        if self._catalog is None:
-            self._catalog = load_catalog(self.settings.templates_dir)
-        return self._catalog
-
-    @property
-    def cipher(self) -> Cipher:
-        return Cipher(self.settings.secret_key)
-
-    @property
-    def actor(self) -> Actor:
-        return Actor(f"cli:{_user()}")
-
-    def emit(self, human: str, data: Any) -> None:
-        if getattr(self.args, "json", False):
-            print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-        else:
-            print(human)
+DESCRIPTION = (
+    "Plug & Phone provisioning server: run it, and manage its accounts, lines, phones and orders."
+)
+EPILOG = (
+    "`provisioning COMMAND --help` shows a command's options. Commands print a human line, or "
+    "with --json one JSON document; errors are one line on stderr and a non-zero exit."
+)
 
 
-# -- settings and database ------------------------------------------------------------------
-
-
-def load_settings(*, create_key: bool = False, demo_mode: bool = False) -> Settings:
-    env = dict(os.environ)
-    if demo_mode:
-        env.setdefault("PROVISIONING_DEFAULT_REGISTRAR", "127.0.0.1:5060")
-    settings = Settings.from_env(env)
-    if settings.secret_key:
-        return settings
-    return replace(settings, secret_key=(_key_from_file(settings, create=create_key),))
-
-
-def _key_from_file(settings: Settings, *, create: bool) -> str:
-    """Without PROVISIONING_SECRET_KEY the embedded set-up keeps its key in a file beside it, so
-    `provisioning serve --demo` works with no set-up at all."""
-    path = settings.secret_key_file
-    if path.is_file():
-        text = path.read_text(encoding="ascii").strip()
-        try:
-            Cipher((text,))
-        except ValueError:
-            raise CliError(f"{path}: not a valid secret key") from None
-        return text
-    if not create:
-        raise CliError(
-            "no secret key: set PROVISIONING_SECRET_KEY (see `provisioning secret generate`) "
-            f"or run `provisioning db upgrade` to create {path}"
-        )
-    key = generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
-    print(
-        f"Created secret key file {path}: SIP passwords are encrypted with it; keep it safe.",
-        file=sys.stderr,
-    )
-    return key
-
-
-async def prepare_database(engine: AsyncEngine, catalog: Catalog, *, migrate: bool) -> None:
-    """Bring the schema up to date (or insist it is) and sync the catalog's models."""
-    if not await is_current(engine):
-        if not migrate:
-            raise CliError("the database schema is not up to date: run `provisioning db upgrade`")
-        await upgrade(engine)
-    async with make_session_factory(engine)() as session, session.begin():
-        await inventory.sync_models(session, catalog)
-
-
-def with_session(
-    body: Callable[[Context, AsyncSession], Awaitable[None]],
-) -> Callable[[Context], Awaitable[None]]:
-    async def run(ctx: Context) -> None:
-        engine = make_engine(ctx.settings.database_url)
-        try:
-            # The embedded SQLite database is brought up to date on first use; a shared
-            # PostgreSQL is migrated only on purpose (`db upgrade`).
-            await prepare_database(engine, ctx.catalog, migrate=engine.dialect.name == "sqlite")
-            async with make_session_factory(engine)() as session, session.begin():
-                await body(ctx, session)
-        finally:
-            await engine.dispose()
-
-    return run
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(argv, GROUPS, description=DESCRIPTION, epilog=EPILOG)
 
 
 # -- views ----------------------------------------------------------------------------------
 
 
 def device_view(ctx: Context, device: Device) -> dict[str, Any]:
+    from provisioning import views
+    from provisioning.devices import inventory
+    from provisioning.render.files import device_files
+
     view = views.device_view(device)
     view["url"] = inventory.provisioning_url(ctx.settings.base_url, ctx.cipher, device)
     view["files"] = [name for name, _ in device_files(ctx.catalog, device.model_id, device.mac)]
     return view
 
 
-# -- commands -------------------------------------------------------------------------------
+# -- server, database, keys -----------------------------------------------------------------
 
 
+@command(
+    "serve",
+    "run the server",
+    arg("--host"),
+    arg("--port", type=positive),
+    arg("--demo", action="store_true", help="seed a demo account, lines and phones"),
+    arg("--workers", type=positive, help="processes sharing the port (default: WORKERS, 1)"),
+    session=False,
+    key="none",
+    json_flag=False,
+)
+def cmd_serve(ctx: Context) -> None:
+    from provisioning.server import serve
+
+    args = ctx.args
+    settings = load_settings(create_key=True, demo_mode=args.demo)
+    if args.host:
+        settings = replace(settings, host=args.host)
+    if args.port:
+        settings = replace(settings, port=args.port)
+    if args.workers:
+        settings = replace(settings, workers=args.workers)
+    serve(settings, demo=args.demo)
+
+
+@command(
+    "db upgrade",
+    "create or migrate the schema, sync the catalog",
+    session=False,
+    key="create",
+)
+async def cmd_db_upgrade(ctx: Context) -> None:
+    from provisioning.commands import prepare_database
+    from provisioning.db.engine import make_engine
+
+    engine = make_engine(ctx.settings.database_url)
+    try:
+        await prepare_database(engine, ctx.catalog, migrate=True)
+    finally:
+        await engine.dispose()
+    ctx.emit("database is up to date", {"upgraded": True})
+
+
+@command("secret generate", "print a new PROVISIONING_SECRET_KEY", session=False, key="none")
+async def cmd_secret_generate(ctx: Context) -> None:
+    from provisioning.crypto import generate_key
+
+    key = generate_key()
+    ctx.emit(key, {"key": key})
+
+
+@command(
+    "secret rotate", "re-encrypt every stored secret with the first key of PROVISIONING_SECRET_KEY"
+)
+async def cmd_secret_rotate(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.rotation import rotate_secrets
+
+    counts = await rotate_secrets(session, ctx.cipher, actor=ctx.actor)
+    ctx.emit(
+        f"re-encrypted {counts['lines']} line password(s), {counts['devices']} device "
+        f"token(s) and {counts['credentials']} other device credential(s) with the first key",
+        counts,
+    )
+
+
+# -- tokens and audit -----------------------------------------------------------------------
+
+
+@command(
+    "token create",
+    "create a bearer token",
+    arg("role", choices=["operator", "customer"]),
+    arg("account_id", type=positive, nargs="?", help="for a customer token"),
+    arg("--name"),
+    arg("--expires-days", type=positive),
+)
+async def cmd_token_create(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import tokens
+
+    a = ctx.args
+    row, secret = await tokens.create_token(
+        session,
+        a.role,
+        account_id=a.account_id,
+        name=a.name or "",
+        expires_days=a.expires_days,
+        actor=ctx.actor,
+    )
+    ctx.emit(secret, {**tokens.token_view(row), "token": secret})
+
+
+@command("token list", "list tokens (never their secret)")
+async def cmd_token_list(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import tokens
+
+    rows = [tokens.token_view(r) for r in await tokens.list_tokens(session)]
+    text = "\n".join(
+        f"{r['id']}\t{r['role']}\taccount {r['account_id'] or '-'}\t{r['name']}\t"
+        f"{'revoked' if r['revoked_at'] else 'expires ' + str(r['expires_at'] or 'never')}"
+        for r in rows
+    )
+    ctx.emit(text or "no tokens", rows)
+
+
+@command("token revoke", "revoke a token", arg("token_id", type=positive))
+async def cmd_token_revoke(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import tokens
+
+    row = await tokens.revoke_token(session, ctx.args.token_id, actor=ctx.actor)
+    ctx.emit(f"token {row.id} revoked", tokens.token_view(row))
+
+
+@command(
+    "audit",
+    "list the audit trail, newest first",
+    arg("--account", type=positive),
+    arg("--device"),
+    arg("--limit", type=positive, default=100),
+)
+async def cmd_audit(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import audit
+    from provisioning.devices import inventory
+
+    mac = inventory.parse_mac(ctx.args.device) if ctx.args.device else None
+    events = await audit.list_events(
+        session, account_id=ctx.args.account, device_mac=mac, limit=ctx.args.limit
+    )
+    rows = [audit.event_view(e) for e in events]
+    text = "\n".join(
+        f"{r['at']}\t{r['actor']}\t{r['action']}\t{r['object']['type']} {r['object']['id']}"
+        for r in rows
+    )
+    ctx.emit(text or "no events", rows)
+
+
+# -- catalog, accounts, lines ---------------------------------------------------------------
+
+
+@command("catalog list", "list the models of every family", session=False, key="none")
+async def cmd_catalog_list(ctx: Context) -> None:
+    models = sorted(ctx.catalog.models.values(), key=lambda m: m.id)
+    text = "\n".join(f"{m.id}\t{m.slots} slot(s)\t{m.label}" for m in models)
+    ctx.emit(
+        text,
+        [
+            {
+                "id": m.id,
+                "family": m.family,
+                "vendor": m.vendor,
+                "label": m.label,
+                "slots": m.slots,
+                "orderable": m.orderable,
+                "price_cents": m.price_cents,
+            }
+            for m in models
+        ],
+    )
+
+
+@command(
+    "account add",
+    "add an account; prints its id",
+    arg("name"),
+    arg("--address", help='default delivery address: "street, postcode town"'),
+    arg("--timezone", help="IANA time zone (default from settings)"),
+    arg("--language", help="two-letter language code (default from settings)"),
+)
 async def cmd_account_add(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import accounts, views
+
     a = ctx.args
     address = accounts.Address.parse(a.address) if a.address else None
     account = await accounts.create_account(
@@ -183,19 +280,39 @@ async def cmd_account_add(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(str(account.id), views.account_view(account))
 
 
+@command("account list", "list accounts")
 async def cmd_account_list(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import accounts, views
+
     rows = await accounts.list_accounts(session)
-    human = "\n".join(f"{r.id}\t{r.name}\t{r.postcode} {r.town}".rstrip() for r in rows)
-    ctx.emit(human or "no accounts", [views.account_view(r) for r in rows])
+    text = "\n".join(f"{r.id}\t{r.name}\t{r.postcode} {r.town}".rstrip() for r in rows)
+    ctx.emit(text or "no accounts", [views.account_view(r) for r in rows])
 
 
+@command("account show", "show an account", arg("account_id", type=positive))
 async def cmd_account_show(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import accounts, views
+
     account = await accounts.get_account(session, ctx.args.account_id)
     view = views.account_view(account)
-    ctx.emit(_human(view), view)
+    ctx.emit(human(view), view)
 
 
+@command(
+    "line add",
+    "add a SIP line; prints its id",
+    arg("account_id", type=positive),
+    arg("number"),
+    arg("--password", required=True),
+    arg("--username", help="SIP username (default: the number without +)"),
+    arg("--auth-username", help="authentication username if different"),
+    arg("--display-name"),
+    arg("--registrar", help="HOST[:PORT] (default from settings)"),
+    arg("--transport", choices=["udp", "tcp", "tls"]),
+)
 async def cmd_line_add(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import accounts, views
+
     a = ctx.args
     line = await accounts.create_line(
         session,
@@ -214,23 +331,37 @@ async def cmd_line_add(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(str(line.id), views.line_view(line))
 
 
+@command("line list", "list lines", arg("--account", type=positive))
 async def cmd_line_list(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import accounts
+
     rows = await accounts.list_lines(session, ctx.args.account)
-    views = [await _line_with_device(session, line) for line in rows]
-    human = "\n".join(
+    found = [await _line_with_device(session, line) for line in rows]
+    text = "\n".join(
         f"{v['id']}\t{v['number']}\t{v['username']}@{v['registrar']}\t"
         f"{v['device'] + ' slot ' + str(v['slot']) if v['device'] else 'no phone'}"
-        for v in views
+        for v in found
     )
-    ctx.emit(human or "no lines", views)
+    ctx.emit(text or "no lines", found)
 
 
+@command("line show", "show a line", arg("line_id", type=positive))
 async def cmd_line_show(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import accounts
+
     view = await _line_with_device(session, await accounts.get_line(session, ctx.args.line_id))
-    ctx.emit(_human(view), view)
+    ctx.emit(human(view), view)
 
 
+@command(
+    "line password",
+    "change a line's password",
+    arg("line_id", type=positive),
+    arg("--password", required=True),
+)
 async def cmd_line_password(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import accounts
+
     line = await accounts.set_line_password(
         session, ctx.cipher, ctx.args.line_id, ctx.args.password, actor=ctx.actor
     )
@@ -238,6 +369,9 @@ async def cmd_line_password(ctx: Context, session: AsyncSession) -> None:
 
 
 async def _line_with_device(session: AsyncSession, line: Line) -> dict[str, Any]:
+    from provisioning import views
+    from provisioning.db.models import Device
+
     await session.refresh(line, ["slot"])
     if line.slot is None:
         return views.line_view(line)
@@ -245,7 +379,19 @@ async def _line_with_device(session: AsyncSession, line: Line) -> dict[str, Any]
     return views.line_view(line, device.mac if device else None, line.slot.slot)
 
 
+# -- devices --------------------------------------------------------------------------------
+
+
+@command(
+    "device add",
+    "add a device; prints its URL",
+    arg("mac"),
+    arg("model", help="model id, see `provisioning catalog list`"),
+    arg("account_id", type=positive, nargs="?"),
+)
 async def cmd_device_add(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.devices import inventory
+
     a = ctx.args
     device, token = await inventory.add_device(
         session, ctx.catalog, ctx.cipher, a.mac, a.model, a.account_id, actor=ctx.actor
@@ -254,7 +400,16 @@ async def cmd_device_add(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(url, {"mac": device.mac, "model": device.model_id, "url": url})
 
 
+@command(
+    "device assign",
+    "put a line on a device",
+    arg("mac"),
+    arg("line_id", type=positive),
+    arg("--slot", type=positive),
+)
 async def cmd_device_assign(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.devices import inventory
+
     a = ctx.args
     slot = await inventory.assign_line(session, a.mac, a.line_id, a.slot, actor=ctx.actor)
     ctx.emit(
@@ -263,7 +418,10 @@ async def cmd_device_assign(ctx: Context, session: AsyncSession) -> None:
     )
 
 
+@command("device unassign", "take a line off", arg("mac"), arg("line_id", type=positive))
 async def cmd_device_unassign(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.devices import inventory
+
     a = ctx.args
     slot = await inventory.unassign_line(session, a.mac, a.line_id, actor=ctx.actor)
     mac = inventory.parse_mac(a.mac)
@@ -273,18 +431,34 @@ async def cmd_device_unassign(ctx: Context, session: AsyncSession) -> None:
     )
 
 
+@command("device show", "show a device", arg("mac"))
 async def cmd_device_show(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.devices import inventory
+
     view = device_view(ctx, await inventory.get_device(session, ctx.args.mac))
-    ctx.emit(_human(view), view)
+    ctx.emit(human(view), view)
 
 
+@command("device url", "print a device's provisioning URL", arg("mac"))
 async def cmd_device_url(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.devices import inventory
+
     device = await inventory.get_device(session, ctx.args.mac)
     url = inventory.provisioning_url(ctx.settings.base_url, ctx.cipher, device)
     ctx.emit(url, {"mac": device.mac, "url": url})
 
 
+@command(
+    "device list",
+    "list devices",
+    arg("--account", type=positive),
+    arg("--unknown", action="store_true", help="devices seen but not registered"),
+)
 async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import views
+    from provisioning.devices import inventory
+    from provisioning.devices.unknown import list_unknown
+
     if ctx.args.unknown:
         unknown = await list_unknown(session)
         views_u = [views.unknown_view(u) for u in unknown]
@@ -296,16 +470,35 @@ async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
         ctx.emit(human_u or "no unknown devices", views_u)
         return
     rows = await inventory.list_devices(session, account_id=ctx.args.account, model_id=None)
-    views = [device_view(ctx, d) for d in rows]
-    human = "\n".join(
+    found = [device_view(ctx, d) for d in rows]
+    text = "\n".join(
         f"{v['mac']}\t{v['model']}\taccount {v['account_id']}\t{v['state']}\t"
         f"{len(v['slots'])} line(s)\tlast seen {v['last_seen']['at'] or 'never'}"
-        for v in views
+        for v in found
     )
-    ctx.emit(human or "no devices", views)
+    ctx.emit(text or "no devices", found)
 
 
+# -- overrides ------------------------------------------------------------------------------
+
+
+def _scopes() -> tuple[str, ...]:
+    from provisioning.overrides import SCOPES
+
+    return SCOPES
+
+
+@command(
+    "override set",
+    "set a setting override",
+    arg("scope", choices=_scopes),
+    arg("target", help="model id, account id or device MAC"),
+    arg("key", help="`key` (key = value formats) or XML path `a/b[@name='x']@attr`"),
+    arg("value"),
+)
 async def cmd_override_set(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import overrides, views
+
     a = ctx.args
     row = await overrides.set_override(
         session, ctx.catalog, a.scope, a.target, a.key, a.value, actor=ctx.actor
@@ -313,69 +506,179 @@ async def cmd_override_set(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(f"{row.scope} {row.target}: {row.key} = {row.value}", views.override_view(row))
 
 
+@command(
+    "override unset",
+    "remove an override",
+    arg("scope", choices=_scopes),
+    arg("target"),
+    arg("key"),
+)
 async def cmd_override_unset(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import overrides
+
     a = ctx.args
     await overrides.unset_override(session, ctx.catalog, a.scope, a.target, a.key, actor=ctx.actor)
     ctx.emit(f"{a.scope} {a.target}: {a.key} removed", {"removed": True})
 
 
+@command(
+    "override list",
+    "list overrides",
+    arg("--scope", choices=_scopes),
+    arg("--target"),
+)
 async def cmd_override_list(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import overrides, views
+
     rows = await overrides.list_overrides(session, ctx.args.scope, ctx.args.target)
-    human = "\n".join(f"{r.scope} {r.target}\t{r.key} = {r.value}" for r in rows)
-    ctx.emit(human or "no overrides", [views.override_view(r) for r in rows])
+    text = "\n".join(f"{r.scope} {r.target}\t{r.key} = {r.value}" for r in rows)
+    ctx.emit(text or "no overrides", [views.override_view(r) for r in rows])
 
 
-async def cmd_token_create(ctx: Context, session: AsyncSession) -> None:
+# -- bulk import and export -----------------------------------------------------------------
+
+
+def _import_format() -> str:
+    from provisioning import imports
+
+    return imports.__doc__ or ""
+
+
+def _export_notes() -> str:
+    from provisioning import exports
+
+    return exports.__doc__ or ""
+
+
+@command(
+    "import",
+    "import accounts, lines and phones from a CSV file (its format: below)",
+    arg("file", help="CSV file, comma or semicolon separated, UTF-8 (with or without BOM)"),
+    arg("--dry-run", action="store_true", help="check every row, report problems, write nothing"),
+    arg(
+        "--continue",
+        dest="keep_going",
+        action="store_true",
+        help="import the good rows and report the refused ones (default: all or nothing)",
+    ),
+    details=_import_format,
+)
+async def cmd_import(ctx: Context, session: AsyncSession) -> None:
+    import asyncio
+
+    from provisioning import imports
+
     a = ctx.args
-    row, secret = await tokens.create_token(
+    try:
+        data = await asyncio.to_thread(Path(a.file).read_bytes)
+    except OSError as exc:
+        raise CliError(f"{a.file}: {exc.strerror or exc}") from None
+    progress = imports.TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    mode: imports.Mode = "dry-run" if a.dry_run else "continue" if a.keep_going else "all"
+    report = await imports.import_csv(
         session,
-        a.role,
-        account_id=a.account_id,
-        name=a.name or "",
-        expires_days=a.expires_days,
+        ctx.settings,
+        ctx.catalog,
+        ctx.cipher,
+        data,
+        mode=mode,
         actor=ctx.actor,
+        progress=progress,
     )
-    ctx.emit(secret, {**tokens.token_view(row), "token": secret})
+    ctx.emit(report.human(), report.view())
+    if report.problems:
+        # What was imported (the good rows of --continue) is kept; a refused import or a dry
+        # run left nothing to commit (`import_csv` rolled its savepoint back).
+        await session.commit()
+        raise SystemExit(EXIT_ERROR)
 
 
-async def cmd_token_list(ctx: Context, session: AsyncSession) -> None:
-    rows = [tokens.token_view(r) for r in await tokens.list_tokens(session)]
-    human = "\n".join(
-        f"{r['id']}\t{r['role']}\taccount {r['account_id'] or '-'}\t{r['name']}\t"
-        f"{'revoked' if r['revoked_at'] else 'expires ' + str(r['expires_at'] or 'never')}"
-        for r in rows
-    )
-    ctx.emit(human or "no tokens", rows)
+@command(
+    "export",
+    "write accounts, lines and phones as a CSV file `provisioning import` reads back",
+    arg("file", help="the CSV file to create (`-` for standard output); never overwritten"),
+    arg(
+        "--with-secrets",
+        action="store_true",
+        help="WRITE THE SIP PASSWORDS IN CLEAR (decrypted with the server's key), for a backup "
+        "or a move; keep the file safe. Without it the password column is left empty",
+    ),
+    arg("--account", type=positive, help="only this account"),
+    arg(
+        "--delimiter",
+        choices=[",", ";"],
+        default=",",
+        metavar="SEP",
+        help="column separator: , (the default) or ; (as spreadsheets of many locales save)",
+    ),
+    details=_export_notes,
+)
+async def cmd_export(ctx: Context, session: AsyncSession) -> None:
+    from provisioning import exports
 
-
-async def cmd_token_revoke(ctx: Context, session: AsyncSession) -> None:
-    row = await tokens.revoke_token(session, ctx.args.token_id, actor=ctx.actor)
-    ctx.emit(f"token {row.id} revoked", tokens.token_view(row))
-
-
-async def cmd_audit(ctx: Context, session: AsyncSession) -> None:
-    mac = inventory.parse_mac(ctx.args.device) if ctx.args.device else None
-    events = await audit.list_events(
-        session, account_id=ctx.args.account, device_mac=mac, limit=ctx.args.limit
-    )
-    rows = [audit.event_view(e) for e in events]
-    human = "\n".join(
-        f"{r['at']}\t{r['actor']}\t{r['action']}\t{r['object']['type']} {r['object']['id']}"
-        for r in rows
-    )
-    ctx.emit(human or "no events", rows)
-
-
-async def cmd_secret_rotate(ctx: Context, session: AsyncSession) -> None:
-    counts = await rotate_secrets(session, ctx.cipher, actor=ctx.actor)
+    a = ctx.args
+    options: dict[str, Any] = {
+        "with_secrets": a.with_secrets,
+        "account_id": a.account,
+        "delimiter": a.delimiter,
+        "actor": ctx.actor,
+    }
+    warning = " WITH THE SIP PASSWORDS IN CLEAR: keep it safe" if a.with_secrets else ""
+    if a.file == "-":
+        counts = await exports.export_csv(session, ctx.cipher, sys.stdout, **options)
+        print(f"exported {counts['rows']} row(s){warning}", file=sys.stderr)
+        return
+    path = Path(a.file)
+    # Created before the export (never over an existing file; private when it will hold
+    # passwords), removed again if the export fails.
+    handle = _new_file(path, private=a.with_secrets)
+    try:
+        with handle:
+            counts = await exports.export_csv(session, ctx.cipher, handle, **options)
+    except BaseException:
+        _remove(path)
+        raise
     ctx.emit(
-        f"re-encrypted {counts['lines']} line password(s), {counts['devices']} device "
-        f"token(s) and {counts['credentials']} other device credential(s) with the first key",
-        counts,
+        f"exported {counts['rows']} row(s) to {path}: {counts['accounts']} account(s), "
+        f"{counts['lines']} line(s), {counts['devices']} device(s){warning}",
+        {**counts, "file": str(path), "with_secrets": a.with_secrets},
     )
 
 
+def _new_file(path: Path, *, private: bool) -> TextIO:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    except FileExistsError:
+        raise CliError(f"{path} exists: an export never overwrites a file") from None
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+# -- lab, pushes, rendering -----------------------------------------------------------------
+
+
+@command(
+    "lab phone",
+    "run one emulated handset",
+    arg("url", help="the device's provisioning URL (with its token)"),
+    arg("--mac", required=True),
+    arg("--model", required=True, help="model id, e.g. yealink-t46u"),
+    arg("--poll", type=float, help="seconds between re-checks (default: the config's)"),
+    arg("--ignore-notify", action="store_true", help="never answer NOTIFYs"),
+    arg("--duration", type=float, default=0, help="seconds to run (default: forever)"),
+    arg("--sip-host", default="127.0.0.1"),
+    session=False,
+    key="none",
+)
 async def cmd_lab_phone(ctx: Context) -> None:
+    import asyncio
+
+    from provisioning.devices import inventory
+    from provisioning.lab.phone import EmulatedPhone
+
     a = ctx.args
     mac = inventory.parse_mac(a.mac)
     model = ctx.catalog.model(a.model)
@@ -403,7 +706,18 @@ async def cmd_lab_phone(ctx: Context) -> None:
         ctx.emit("", vars(phone.stats))
 
 
+@command(
+    "lab storm",
+    "boot N emulated phones at once",
+    arg("--count", type=positive, default=100),
+    arg("--concurrency", type=positive, default=50),
+    arg("--duration", type=float, default=0, help="seconds to keep them up"),
+)
 async def cmd_lab_storm(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.devices import inventory
+    from provisioning.lab.parsers import PARSERS
+    from provisioning.lab.storm import StormDevice, storm
+
     a = ctx.args
     families = set(PARSERS)
     rows = await inventory.list_devices(session)
@@ -426,7 +740,21 @@ async def cmd_lab_storm(ctx: Context, session: AsyncSession) -> None:
     ctx.emit("\n".join(f"{k}: {v}" for k, v in summary.items()), summary)
 
 
+@command(
+    "push devices",
+    "give devices a new revision and queue their pushes (after a template change)",
+    arg("--model"),
+    arg("--family"),
+    arg("--account", type=positive),
+    arg("--all", action="store_true"),
+    arg("--reason", default="template", choices=["template", "manual"]),
+)
 async def cmd_push_devices(ctx: Context, session: AsyncSession) -> None:
+    from sqlalchemy import and_, true
+
+    from provisioning.db.models import Device
+    from provisioning.push.changes import devices_changed
+
     a = ctx.args
     if not (a.model or a.family or a.account or a.all):
         raise CliError("say which devices: --model, --family, --account or --all")
@@ -446,12 +774,22 @@ async def cmd_push_devices(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(f"{len(ids)} push(es) queued", {"queued": len(ids)})
 
 
+@command("push status", "pushes by state")
 async def cmd_push_status(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.push.changes import counts as push_counts
+
     by_state = await push_counts(session)
     ctx.emit("\n".join(f"{k}: {v}" for k, v in sorted(by_state.items())) or "no pushes", by_state)
 
 
+@command("render", "print what the phone would get", arg("mac"), arg("file", nargs="?"))
 async def cmd_render(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.devices import inventory
+    from provisioning.errors import NotFound
+    from provisioning.render.environment import Renderer
+    from provisioning.render.files import device_files, render_file
+    from provisioning.render.snapshot import find_device, load_device_data
+
     mac = inventory.parse_mac(ctx.args.mac)
     device = await find_device(session, mac=mac)
     if device is None:
@@ -478,7 +816,15 @@ async def cmd_render(ctx: Context, session: AsyncSession) -> None:
             sys.stdout.flush()
 
 
+@command(
+    "templates check",
+    "render and validate every model's files",
+    session=False,
+    key="none",
+)
 async def cmd_templates_check(ctx: Context) -> None:
+    from provisioning.render.check import check_templates
+
     results = check_templates(ctx.catalog, ctx.settings)
     bad = [r for r in results if r.problems]
     if ctx.args.json:
@@ -494,275 +840,3 @@ async def cmd_templates_check(ctx: Context) -> None:
         )
     if bad:
         raise SystemExit(EXIT_ERROR)
-
-
-async def cmd_catalog_list(ctx: Context) -> None:
-    models = sorted(ctx.catalog.models.values(), key=lambda m: m.id)
-    human = "\n".join(f"{m.id}\t{m.slots} slot(s)\t{m.label}" for m in models)
-    ctx.emit(
-        human,
-        [
-            {
-                "id": m.id,
-                "family": m.family,
-                "vendor": m.vendor,
-                "label": m.label,
-                "slots": m.slots,
-                "orderable": m.orderable,
-                "price_cents": m.price_cents,
-            }
-            for m in models
-        ],
-    )
-
-
-async def cmd_db_upgrade(ctx: Context) -> None:
-    engine = make_engine(ctx.settings.database_url)
-    try:
-        await prepare_database(engine, ctx.catalog, migrate=True)
-    finally:
-        await engine.dispose()
-    ctx.emit("database is up to date", {"upgraded": True})
-
-
-async def cmd_secret_generate(ctx: Context) -> None:
-    key = generate_key()
-    ctx.emit(key, {"key": key})
-
-
-def cmd_serve(args: argparse.Namespace) -> None:
-    from provisioning.server import serve
-
-    settings = load_settings(create_key=True, demo_mode=args.demo)
-    if args.host:
-        settings = replace(settings, host=args.host)
-    if args.port:
-        settings = replace(settings, port=args.port)
-    if args.workers:
-        settings = replace(settings, workers=args.workers)
-    serve(settings, demo=args.demo)
-
-
-# -- parser ---------------------------------------------------------------------------------
-
-
-def _human(view: dict[str, Any]) -> str:
-    lines = []
-    for key, value in view.items():
-        if isinstance(value, dict | list):
-            value = json.dumps(value, ensure_ascii=False, default=str)
-        lines.append(f"{key}: {value}")
-    return "\n".join(lines)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="provisioning", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(
-        parent: Any, name: str, handler: Any, help_text: str, *, json_flag: bool = True
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
-        p.set_defaults(handler=handler)
-        if json_flag:
-            p.add_argument("--json", action="store_true", help="print one JSON document")
-        return p
-
-    p = command(sub, "serve", None, "run the server", json_flag=False)
-    p.add_argument("--host")
-    p.add_argument("--port", type=_positive)
-    p.add_argument("--demo", action="store_true", help="seed a demo account, lines and phones")
-    p.add_argument(
-        "--workers", type=_positive, help="processes sharing the port (default: WORKERS, 1)"
-    )
-    p.set_defaults(serve=True)
-
-    db = sub.add_parser("db", help="database").add_subparsers(dest="db", required=True)
-    command(db, "upgrade", cmd_db_upgrade, "create or migrate the schema, sync the catalog")
-
-    secret = sub.add_parser("secret", help="secret keys").add_subparsers(dest="s", required=True)
-    command(secret, "generate", cmd_secret_generate, "print a new PROVISIONING_SECRET_KEY")
-    command(
-        secret,
-        "rotate",
-        with_session(cmd_secret_rotate),
-        "re-encrypt every stored secret with the first key of PROVISIONING_SECRET_KEY",
-    )
-
-    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="tk", required=True)
-    p = command(token, "create", with_session(cmd_token_create), "create a bearer token")
-    p.add_argument("role", choices=["operator", "customer"])
-    p.add_argument("account_id", type=_positive, nargs="?", help="for a customer token")
-    p.add_argument("--name")
-    p.add_argument("--expires-days", type=_positive)
-    command(token, "list", with_session(cmd_token_list), "list tokens (never their secret)")
-    p = command(token, "revoke", with_session(cmd_token_revoke), "revoke a token")
-    p.add_argument("token_id", type=_positive)
-
-    p = command(sub, "audit", with_session(cmd_audit), "list the audit trail, newest first")
-    p.add_argument("--account", type=_positive)
-    p.add_argument("--device")
-    p.add_argument("--limit", type=_positive, default=100)
-
-    catalog = sub.add_parser("catalog", help="models").add_subparsers(dest="c", required=True)
-    command(catalog, "list", cmd_catalog_list, "list the models of every family")
-
-    account = sub.add_parser("account", help="accounts").add_subparsers(dest="a", required=True)
-    p = command(account, "add", with_session(cmd_account_add), "add an account; prints its id")
-    p.add_argument("name")
-    p.add_argument("--address", help='default delivery address: "street, postcode town"')
-    p.add_argument("--timezone", help="IANA time zone (default from settings)")
-    p.add_argument("--language", help="two-letter language code (default from settings)")
-    command(account, "list", with_session(cmd_account_list), "list accounts")
-    p = command(account, "show", with_session(cmd_account_show), "show an account")
-    p.add_argument("account_id", type=_positive)
-    # account password; user create (the web Manager's sign-in)
-    web_cli.add_commands(sub, account, command, with_session, _positive)
-
-    line = sub.add_parser("line", help="SIP lines").add_subparsers(dest="l", required=True)
-    p = command(line, "add", with_session(cmd_line_add), "add a SIP line; prints its id")
-    p.add_argument("account_id", type=_positive)
-    p.add_argument("number")
-    p.add_argument("--password", required=True)
-    p.add_argument("--username", help="SIP username (default: the number without +)")
-    p.add_argument("--auth-username", help="authentication username if different")
-    p.add_argument("--display-name")
-    p.add_argument("--registrar", help="HOST[:PORT] (default from settings)")
-    p.add_argument("--transport", choices=["udp", "tcp", "tls"])
-    p = command(line, "list", with_session(cmd_line_list), "list lines")
-    p.add_argument("--account", type=_positive)
-    p = command(line, "show", with_session(cmd_line_show), "show a line")
-    p.add_argument("line_id", type=_positive)
-    p = command(line, "password", with_session(cmd_line_password), "change a line's password")
-    p.add_argument("line_id", type=_positive)
-    p.add_argument("--password", required=True)
-
-    device = sub.add_parser("device", help="devices").add_subparsers(dest="d", required=True)
-    p = command(device, "add", with_session(cmd_device_add), "add a device; prints its URL")
-    p.add_argument("mac")
-    p.add_argument("model", help="model id, see `provisioning catalog list`")
-    p.add_argument("account_id", type=_positive, nargs="?")
-    p = command(device, "assign", with_session(cmd_device_assign), "put a line on a device")
-    p.add_argument("mac")
-    p.add_argument("line_id", type=_positive)
-    p.add_argument("--slot", type=_positive)
-    p = command(device, "unassign", with_session(cmd_device_unassign), "take a line off")
-    p.add_argument("mac")
-    p.add_argument("line_id", type=_positive)
-    p = command(device, "show", with_session(cmd_device_show), "show a device")
-    p.add_argument("mac")
-    p = command(device, "url", with_session(cmd_device_url), "print a device's provisioning URL")
-    p.add_argument("mac")
-    p = command(device, "list", with_session(cmd_device_list), "list devices")
-    p.add_argument("--account", type=_positive)
-    p.add_argument("--unknown", action="store_true", help="devices seen but not registered")
-    # ban, policy, certs; device security / unlock / rotate
-    security_cli.add_commands(sub, device, command, with_session, _positive)
-
-    override = sub.add_parser("override", help="settings merged over the templates")
-    override_sub = override.add_subparsers(dest="o", required=True)
-    scopes = list(overrides.SCOPES)
-    p = command(override_sub, "set", with_session(cmd_override_set), "set a setting override")
-    p.add_argument("scope", choices=scopes)
-    p.add_argument("target", help="model id, account id or device MAC")
-    p.add_argument("key", help="`key` (key = value formats) or XML path `a/b[@name='x']@attr`")
-    p.add_argument("value")
-    p = command(override_sub, "unset", with_session(cmd_override_unset), "remove an override")
-    p.add_argument("scope", choices=scopes)
-    p.add_argument("target")
-    p.add_argument("key")
-    p = command(override_sub, "list", with_session(cmd_override_list), "list overrides")
-    p.add_argument("--scope", choices=scopes)
-    p.add_argument("--target")
-
-    lab = sub.add_parser("lab", help="emulated phones").add_subparsers(dest="lab", required=True)
-    p = command(lab, "phone", cmd_lab_phone, "run one emulated handset")
-    p.add_argument("url", help="the device's provisioning URL (with its token)")
-    p.add_argument("--mac", required=True)
-    p.add_argument("--model", required=True, help="model id, e.g. yealink-t46u")
-    p.add_argument("--poll", type=float, help="seconds between re-checks (default: the config's)")
-    p.add_argument("--ignore-notify", action="store_true", help="never answer NOTIFYs")
-    p.add_argument("--duration", type=float, default=0, help="seconds to run (default: forever)")
-    p.add_argument("--sip-host", default="127.0.0.1")
-    p = command(lab, "storm", with_session(cmd_lab_storm), "boot N emulated phones at once")
-    p.add_argument("--count", type=_positive, default=100)
-    p.add_argument("--concurrency", type=_positive, default=50)
-    p.add_argument("--duration", type=float, default=0, help="seconds to keep them up")
-
-    push = sub.add_parser("push", help="config pushes").add_subparsers(dest="pu", required=True)
-    p = command(
-        push, "devices", with_session(cmd_push_devices),
-        "give devices a new revision and queue their pushes (after a template change)",
-    )  # fmt: skip
-    p.add_argument("--model")
-    p.add_argument("--family")
-    p.add_argument("--account", type=_positive)
-    p.add_argument("--all", action="store_true")
-    p.add_argument("--reason", default="template", choices=["template", "manual"])
-    command(push, "status", with_session(cmd_push_status), "pushes by state")
-
-    order_commands.register(sub, command, with_session, _positive)
-
-    p = command(sub, "render", with_session(cmd_render), "print what the phone would get")
-    p.add_argument("mac")
-    p.add_argument("file", nargs="?")
-
-    templates = sub.add_parser("templates", help="templates").add_subparsers(
-        dest="t", required=True
-    )
-    command(templates, "check", cmd_templates_check, "render and validate every model's files")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if getattr(args, "serve", False):
-            cmd_serve(args)
-            return 0
-        keyless = {
-            cmd_secret_generate,
-            cmd_templates_check,
-            cmd_catalog_list,
-            cmd_lab_phone,
-            *security_cli.KEYLESS,
-        }
-        needs_key = args.handler not in keyless
-        if needs_key:
-            settings = load_settings(create_key=args.handler is cmd_db_upgrade)
-        else:
-            settings = Settings.from_env()
-        asyncio.run(args.handler(Context(settings, args)))
-    except DomainError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
-        return EXIT_ERROR
-    except (CliError, SettingsError, CatalogError, SecretKeyError, RenderError, LabError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except SQLAlchemyError as exc:
-        print(f"error: database: {_db_reason(exc)}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        print(f"error: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-def _db_reason(exc: SQLAlchemyError) -> str:
-    # The driver's first line says what went wrong; never the statement (it may hold values).
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).splitlines()[0]
-    return text[:200]

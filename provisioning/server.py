@@ -45,7 +45,7 @@ class BadRequestLogFilter(logging.Filter):
 
 
 async def _prepare(settings: Settings, demo: bool) -> list[demo_data.DemoDevice]:
-    from provisioning.cli import prepare_database
+    from provisioning.commands import prepare_database
 
     catalog = load_catalog(settings.templates_dir)
     engine = make_engine(settings.database_url)

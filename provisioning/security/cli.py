@@ -1,28 +1,23 @@
 """Commands of `provisioning` for phones' proofs: bans, policies, unlocking, credential rotation
-and the lab's certificates. Registered by `provisioning.cli.build_parser`; they call the same
-domain functions as the API."""
+and the lab's certificates. Registered with `provisioning.commands.command`, imported only when
+one of their groups (ban, policy, certs, device) runs; they call the same domain functions as
+the API."""
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from provisioning.commands import Context, arg, command, positive
 from provisioning.devices import inventory
 from provisioning.security import bans, lab, policy
 from provisioning.security.credentials import credentials_view, rotate_credential
 from provisioning.security.factory import LAB_PLACES, certificate_places
 
-if TYPE_CHECKING:
-    from provisioning.cli import Context
 
-SessionCommand = Callable[["Context", AsyncSession], Awaitable[None]]
-Command = Callable[["Context"], Awaitable[None]]
-
-
+@command("ban list", "list active bans")
 async def cmd_ban_list(ctx: Context, session: AsyncSession) -> None:
     rows = [bans.ban_view(b) for b in await bans.active_bans(session)]
     human = "\n".join(
@@ -31,6 +26,11 @@ async def cmd_ban_list(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(human or "no bans", rows)
 
 
+@command(
+    "ban lift",
+    "lift the ban of a source",
+    arg("source", help="IP address or network (CIDR) as `ban list` shows it"),
+)
 async def cmd_ban_lift(ctx: Context, session: AsyncSession) -> None:
     source = await bans.lift_ban(session, ctx.args.source, actor=ctx.actor)
     ctx.emit(
@@ -49,6 +49,7 @@ async def device_security(ctx: Context, session: AsyncSession, mac: str) -> dict
     }
 
 
+@command("device security", "policy, binding, creds", arg("mac"))
 async def cmd_device_security(ctx: Context, session: AsyncSession) -> None:
     view = await device_security(ctx, session, ctx.args.mac)
     binding = view["binding"]
@@ -67,6 +68,7 @@ async def cmd_device_security(ctx: Context, session: AsyncSession) -> None:
     ctx.emit("\n".join(human), view)
 
 
+@command("device unlock", "forget the binding", arg("mac"))
 async def cmd_device_unlock(ctx: Context, session: AsyncSession) -> None:
     device = await policy.unlock_device(session, ctx.args.mac, actor=ctx.actor)
     ctx.emit(
@@ -75,6 +77,13 @@ async def cmd_device_unlock(ctx: Context, session: AsyncSession) -> None:
     )
 
 
+@command(
+    "device rotate",
+    "renew a credential",
+    arg("mac"),
+    arg("kind", choices=["token", "digest"]),
+    arg("--overlap", type=int, help="seconds the previous one stays valid"),
+)
 async def cmd_device_rotate(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
     overlap = ctx.settings.rotation_overlap if a.overlap is None else a.overlap
@@ -97,11 +106,20 @@ async def cmd_device_rotate(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(human, data)
 
 
+@command("policy show", "show an account's policy", arg("account_id", type=positive))
 async def cmd_policy_show(ctx: Context, session: AsyncSession) -> None:
     view = await policy.account_policy(session, ctx.settings, ctx.args.account_id)
     ctx.emit("\n".join(f"{k}: {v}" for k, v in view.items()), view)
 
 
+@command(
+    "policy set",
+    "set an account's policy",
+    arg("account_id", type=positive),
+    arg("proofs", help="token, digest, certificate (joined with +), any, any-two"),
+    arg("--binding", choices=list(policy.BINDINGS), default="off"),
+    arg("--first-contact-days", type=positive),
+)
 async def cmd_policy_set(ctx: Context, session: AsyncSession) -> None:
     a = ctx.args
     await policy.set_policy(
@@ -116,12 +134,22 @@ async def cmd_policy_set(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(f"policy of account {a.account_id}: {view['proofs']}", view)
 
 
+@command("policy clear", "back to the default", arg("account_id", type=positive))
 async def cmd_policy_clear(ctx: Context, session: AsyncSession) -> None:
     await policy.clear_policy(session, ctx.args.account_id, actor=ctx.actor)
     view = await policy.account_policy(session, ctx.settings, ctx.args.account_id)
     ctx.emit(f"account {ctx.args.account_id} follows the default policy", view)
 
 
+@command(
+    "certs ca",
+    "create a lab CA in FOLDER",
+    arg("folder"),
+    arg("--name", default="Plug & Phone lab CA"),
+    arg("--days", type=positive, default=3650),
+    session=False,
+    key="none",
+)
 async def cmd_certs_ca(ctx: Context) -> None:
     issued = lab.create_ca(Path(ctx.args.folder), name=ctx.args.name, days=ctx.args.days)
     ctx.emit(
@@ -130,6 +158,16 @@ async def cmd_certs_ca(ctx: Context) -> None:
     )
 
 
+@command(
+    "certs server",
+    "a server certificate from the lab CA",
+    arg("ca", help="the lab CA's folder"),
+    arg("folder"),
+    arg("--host", action="append", required=True, help="name or IP (repeatable)"),
+    arg("--days", type=positive, default=825),
+    session=False,
+    key="none",
+)
 async def cmd_certs_server(ctx: Context) -> None:
     a = ctx.args
     issued = lab.create_server(Path(a.ca), Path(a.folder), a.host, days=a.days)
@@ -140,6 +178,17 @@ async def cmd_certs_server(ctx: Context) -> None:
     )
 
 
+@command(
+    "certs device",
+    "a client certificate for a phone",
+    arg("ca", help="the lab CA's folder"),
+    arg("folder"),
+    arg("mac"),
+    arg("--family", help="put the MAC where that family's phones carry it"),
+    arg("--days", type=positive, default=825),
+    session=False,
+    key="none",
+)
 async def cmd_certs_device(ctx: Context) -> None:
     a = ctx.args
     places = LAB_PLACES
@@ -153,60 +202,3 @@ async def cmd_certs_device(ctx: Context) -> None:
         f"device certificate: {issued.certificate} (key {issued.key})",
         {"certificate": str(issued.certificate), "key": str(issued.key)},
     )
-
-
-# Commands that need neither the secret key nor the database.
-KEYLESS: set[Any] = {cmd_certs_ca, cmd_certs_server, cmd_certs_device}
-
-
-def add_commands(
-    sub: Any,
-    device: Any,
-    command: Callable[..., argparse.ArgumentParser],
-    with_session: Callable[[SessionCommand], Command],
-    positive: Callable[[str], int],
-) -> None:
-    ban = sub.add_parser("ban", help="sources banned for missing too often")
-    ban_sub = ban.add_subparsers(dest="b", required=True)
-    command(ban_sub, "list", with_session(cmd_ban_list), "list active bans")
-    p = command(ban_sub, "lift", with_session(cmd_ban_lift), "lift the ban of a source")
-    p.add_argument("source", help="IP address or network (CIDR) as `ban list` shows it")
-
-    p = command(device, "security", with_session(cmd_device_security), "policy, binding, creds")
-    p.add_argument("mac")
-    p = command(device, "unlock", with_session(cmd_device_unlock), "forget the binding")
-    p.add_argument("mac")
-    p = command(device, "rotate", with_session(cmd_device_rotate), "renew a credential")
-    p.add_argument("mac")
-    p.add_argument("kind", choices=["token", "digest"])
-    p.add_argument("--overlap", type=int, help="seconds the previous one stays valid")
-
-    pol = sub.add_parser("policy", help="proofs an account's phones must give")
-    pol_sub = pol.add_subparsers(dest="p", required=True)
-    p = command(pol_sub, "show", with_session(cmd_policy_show), "show an account's policy")
-    p.add_argument("account_id", type=positive)
-    p = command(pol_sub, "set", with_session(cmd_policy_set), "set an account's policy")
-    p.add_argument("account_id", type=positive)
-    p.add_argument("proofs", help="token, digest, certificate (joined with +), any, any-two")
-    p.add_argument("--binding", choices=list(policy.BINDINGS), default="off")
-    p.add_argument("--first-contact-days", type=positive)
-    p = command(pol_sub, "clear", with_session(cmd_policy_clear), "back to the default")
-    p.add_argument("account_id", type=positive)
-
-    certs = sub.add_parser("certs", help="lab CA, server and device certificates")
-    certs_sub = certs.add_subparsers(dest="cs", required=True)
-    p = command(certs_sub, "ca", cmd_certs_ca, "create a lab CA in FOLDER")
-    p.add_argument("folder")
-    p.add_argument("--name", default="Plug & Phone lab CA")
-    p.add_argument("--days", type=positive, default=3650)
-    p = command(certs_sub, "server", cmd_certs_server, "a server certificate from the lab CA")
-    p.add_argument("ca", help="the lab CA's folder")
-    p.add_argument("folder")
-    p.add_argument("--host", action="append", required=True, help="name or IP (repeatable)")
-    p.add_argument("--days", type=positive, default=825)
-    p = command(certs_sub, "device", cmd_certs_device, "a client certificate for a phone")
-    p.add_argument("ca", help="the lab CA's folder")
-    p.add_argument("folder")
-    p.add_argument("mac")
-    p.add_argument("--family", help="put the MAC where that family's phones carry it")
-    p.add_argument("--days", type=positive, default=825)
