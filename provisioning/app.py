@@ -83,6 +83,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             # own may weigh more than the evidence (the time, say): its answers are not kept.
             answers=Answers(settings.render_cache_size if authorizer is None else 0),
         )
+        access = app[logs.ACCESS_LOG] = logs.AccessLog(settings.log_format)
         # Cleanup runs after the server stopped taking requests: the last flush sees them all.
         async with (
             maintained(guard, read_sessions, sessions),
@@ -90,6 +91,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             load.watched(),
         ):
             yield
+        access.flush()
         await rows.close()
         await engine.dispose()
         if writer is not engine:

@@ -12,11 +12,13 @@ like `Authorization: ...`, `Bearer ...`, `password=...` is replaced by `***` in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -167,15 +169,120 @@ def masked_target(path: str, query: Iterable[tuple[str, str]]) -> str:
 
 # Peer, method, path (token masked), status, milliseconds: aiohttp's lines and the phone lane's.
 ACCESS_FORMAT = '%s "%s %s" %s %.1fms'
+ACCESS_LOGGER = "aiohttp.access"
+
+
+class AccessLog:
+    """The access log: one line per answered request, in the format the process's other lines
+    have (text or JSON, `configure`), formatted directly and written in batches.
+
+    Why not `logging`: a record per request (the record, the handler's lock, the formatter,
+    a write and a flush of stderr each time) cost about three quarters of a polled fetch's
+    throughput, where nginx's own access log costs nothing measurable. Lines wait at most
+    `interval` seconds (or `limit` bytes) and are written together; `flush` at shutdown."""
+
+    def __init__(
+        self,
+        log_format: str = "text",
+        write: Callable[[str], None] | None = None,
+        interval: float = 0.25,
+        limit: int = 64 * 1024,
+    ) -> None:
+        self.json = log_format == "json"
+        self._write = write
+        self.interval = interval
+        self.limit = limit
+        self._lines: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._second = -1
+        self._stamp = ""
+
+    def _time(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            if self.json:
+                self._stamp = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            else:  # logging's asctime: local time, milliseconds after a comma
+                self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        millis = int((now - second) * 1000)
+        if self.json:
+            return f"{self._stamp}.{millis:03d}+00:00"
+        return f"{self._stamp},{millis:03d}"
+
+    def add(
+        self, peer: str | None, method: str, target: str, status: int, ms: float, rid: str | None
+    ) -> None:
+        """One answered request; `target` already masked (`masked_path`, `masked_target`)."""
+        message = f'{peer} "{method} {target}" {status} {ms:.1f}ms'
+        stamp = self._time(time.time())
+        if self.json:
+            rid_field = f', "request_id": {json.dumps(rid)}' if rid is not None else ""
+            line = (
+                f'{{"time": "{stamp}", "level": "INFO", "logger": "{ACCESS_LOGGER}"{rid_field}, '
+                f'"message": {json.dumps(message, ensure_ascii=False)}}}\n'
+            )
+        else:
+            line = f"{stamp} INFO {ACCESS_LOGGER} {message}\n"
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= self.limit:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        if self._write is not None:
+            self._write(text)
+            return
+        stream = sys.stderr  # looked up each time: tests and daemons replace it
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # stderr closed or gone: the lines are lost, the server goes on
 
 
 class AccessLogger(AbstractAccessLogger):
+    """aiohttp's access-log hook, writing to the app's `AccessLog`."""
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info(
-            ACCESS_FORMAT,
-            request.remote,
-            request.method,
-            masked_target(request.path, request.query.items()),
-            response.status,
-            time * 1000,
+        target = masked_target(request.path, request.query.items())
+        sink = _access_log_of(request)
+        if sink is None:  # an app without one (a bare test app): through logging
+            self.logger.info(
+                ACCESS_FORMAT, request.remote, request.method, target, response.status, time * 1000
+            )
+            return
+        # Secrets in other query parameters (password=...) masked as every other line is.
+        if "?" in target:
+            target = redact(target)
+        sink.add(
+            request.remote, request.method, target, response.status, time * 1000, request_id.get()
         )
+
+
+ACCESS_LOG: web.AppKey[AccessLog] = web.AppKey("access_log", AccessLog)
+
+
+def _access_log_of(request: web.BaseRequest) -> AccessLog | None:
+    # config_dict: the root app's key seen from a sub-application (the API, the Manager).
+    config = getattr(request, "config_dict", None)
+    if config is None:
+        return None
+    found: AccessLog | None = config.get(ACCESS_LOG)
+    return found

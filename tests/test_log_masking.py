@@ -29,7 +29,11 @@ def _spellings(token: str) -> list[str]:
 
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "aiohttp"])
 async def test_no_spelling_of_a_token_reaches_the_log(
-    settings: Settings, world: World, caplog: pytest.LogCaptureFixture, lane: bool
+    settings: Settings,
+    world: World,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    lane: bool,
 ) -> None:
     token = world.yealink_token
     async with serving(replace(settings, phone_lane=lane)) as (url, _):
@@ -38,7 +42,10 @@ async def test_no_spelling_of_a_token_reaches_the_log(
                 request = get(path, f"User-Agent: {YEALINK_UA}")
                 answered = split_responses(await exchange(url, request))
                 assert answered[0][0] == 200, path  # served: the token was understood
+    # Every line: the access log's (written in batches to stderr, the last at shutdown) and
+    # every other logger's.
     lines = [record.getMessage() for record in caplog.records]
+    lines += capsys.readouterr().err.splitlines()
     assert sum(f"/{YEALINK_MAC}.cfg" in line for line in lines) >= len(_spellings(token))
     leaked = [line for line in lines if token[1:] in line]
     assert not leaked, leaked

@@ -58,7 +58,6 @@ from provisioning.phones.request import Reply, empty
 from provisioning.state import SERVICES, Services
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("aiohttp.access")
 
 MAX_HEAD = 8190  # aiohttp's limit for a request line or a header: beyond, it answers the error
 MAX_HEADERS = 128  # aiohttp's max_headers (RequestHandler): beyond, it answers 400
@@ -184,7 +183,7 @@ class Lane:
         self.services = services
         self.handover = handover
         self.metrics: FetchMetrics | None = app[METRICS].phone if METRICS in app else None
-        self.access_log = services.settings.access_log
+        self.access = app.get(logs.ACCESS_LOG) if services.settings.access_log else None
         self.head_timeout = float(services.settings.head_timeout)
         self.request_id = logs.request_id_maker(services.settings.trusted_proxies)
         # A kept answer waits for the device rows' generation (PostgreSQL) in a callback of
@@ -645,14 +644,14 @@ class PhoneConnection(asyncio.Protocol):
         elapsed = time.perf_counter() - started
         if lane.metrics is not None:
             lane.metrics.observe(reply.family, reply.status, elapsed)
-        if lane.access_log:
-            access_log.info(
-                logs.ACCESS_FORMAT,
+        if lane.access is not None:
+            lane.access.add(
                 self.peer,
                 request.method,
                 logs.masked_path(request.raw_path),
                 reply.status,
                 elapsed * 1000,
+                rid,
             )
         transport = self.transport
         if transport is None or transport.is_closing():
