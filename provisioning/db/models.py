@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -342,6 +343,25 @@ class Sighting(Base):
     firmware: Mapped[str | None] = mapped_column(String(64))
     file_name: Mapped[str] = mapped_column(String(128))
     revision: Mapped[int] = mapped_column(Integer)
+
+
+class RenderedFile(Base):
+    """A device's file as rendered for one config revision, kept durably so that a phone's
+    first fetch after a restart is one indexed read (render.stored). `body` is sealed
+    (compressed, then AES-GCM with a key derived from the secret key): it holds SIP
+    passwords. `fingerprint` names what else the bytes were made from (templates, the settings
+    rendering reads, the key): a server whose fingerprint differs ignores the row."""
+
+    __tablename__ = "rendered_files"
+
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    file_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    etag: Mapped[str] = mapped_column(String(40))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 ORDER_KINDS = ("new", "replacement")
