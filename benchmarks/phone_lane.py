@@ -33,11 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import uvloop
 from boot_storm import PUBLIC_URL, seed
+from sqlalchemy import text
 
 from provisioning import logs
 from provisioning.app import create_app
 from provisioning.crypto import generate_key
 from provisioning.phones import lane as lane_module
+from provisioning.phones.prerender import Prerenderer
 from provisioning.security.listen import listening
 from provisioning.settings import Settings
 from provisioning.state import SERVICES
@@ -72,11 +74,32 @@ class CountingTransport:
         pass
 
 
-async def measure_cold(settings: Settings, targets: list[dict[str, str]]) -> list[float]:
+async def measure_cold(
+    settings: Settings, targets: list[dict[str, str]], render: bool
+) -> list[float]:
     """Each round a server just started: every device asks once, in a shuffled order (a power
-    cut). CPU per fetch, the sightings written behind included (process time, all threads)."""
+    cut). CPU per fetch, the sightings written behind included (process time, all threads).
+    Every device's files rendered ahead and kept (render.stored) by a server that ran before,
+    unless `render`: then none is kept and each fetch renders."""
     rounds = []
     rng = random.Random(20261203)
+    app = create_app(replace(settings, prerender_rate=0))
+    async with listening(app, settings, None, logs.AccessLogger):
+        services = app[SERVICES]
+        if render:
+            async with services.sessions() as session, session.begin():
+                await session.execute(text("DELETE FROM rendered_files"))
+        else:
+            started = time.perf_counter()
+            prerenderer = Prerenderer(services)
+            prerenderer.rate = 1_000_000
+            await prerenderer.pass_once()
+            print(
+                f"rendered ahead: {prerenderer.rendered} devices in "
+                f"{time.perf_counter() - started:.1f} s",
+                file=sys.stderr,
+            )
+    settings = replace(settings, prerender_rate=0)  # the rounds measure fetches alone
     for _ in range(3):
         order = targets[:]
         rng.shuffle(order)
@@ -158,6 +181,9 @@ def main() -> None:
         action="store_true",
         help="a server just started: each device fetched once (nothing rendered, kept or seen)",
     )
+    parser.add_argument(
+        "--render", action="store_true", help="with --cold: nothing rendered ahead, each renders"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = args.keep or Path(tmp)
@@ -182,11 +208,12 @@ def main() -> None:
         settings = replace(settings, access_log=False, host="127.0.0.1", port=0)
         uvloop.install()
         if args.cold:
-            rounds = asyncio.run(measure_cold(settings, targets))
+            rounds = asyncio.run(measure_cold(settings, targets, args.render))
         else:
             rounds = asyncio.run(measure(settings, targets, args.requests, args.whole_path))
     if args.cold:
-        what, count = "cold: each device once, just started", f"{len(targets)} first"
+        ahead = "each rendered at its fetch" if args.render else "files rendered ahead"
+        what, count = f"cold: each device once, just started, {ahead}", f"{len(targets)} first"
     elif args.whole_path:
         what, count = "whole path", f"{args.requests} keep-alive"
     else:

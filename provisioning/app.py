@@ -19,11 +19,13 @@ from provisioning.phones.answers import Answers
 from provisioning.phones.auth import Authorizer, default_authorizer
 from provisioning.phones.load import Load
 from provisioning.phones.lookup import open_rows
+from provisioning.phones.prerender import Prerenderer
 from provisioning.phones.routes import add_routes as add_phone_routes
 from provisioning.phones.sightings import SightingBuffer, SightingHistory
 from provisioning.push.worker import PushWorker
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
+from provisioning.render.stored import StoredFiles
 from provisioning.security.guard import Guard, factory_from_settings
 from provisioning.security.middleware import security_middleware
 from provisioning.security.service import maintained
@@ -33,17 +35,22 @@ from provisioning.web.app import create_manager
 from provisioning.web.pages import PREFIX as MANAGER_PREFIX
 
 PUSH_WORKER: web.AppKey[PushWorker] = web.AppKey("push_worker", PushWorker)
+PRERENDERER: web.AppKey[Prerenderer] = web.AppKey("prerenderer", Prerenderer)
 FINISH_SECONDS = 10.0  # a push tick in progress at shutdown
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> web.Application:
+def create_app(
+    settings: Settings, *, authorizer: Authorizer | None = None, share: tuple[int, int] = (0, 1)
+) -> web.Application:
     """Build the application. Catalog, cipher and client CA bundles are checked here, so a bad
     family.toml, key or bundle fails before the server listens; the engine is opened and closed
-    by the cleanup context."""
+    by the cleanup context. `share`: this worker's number and the worker count (which devices
+    it renders ahead, phones.prerender)."""
     catalog = load_catalog(settings.templates_dir)
     cipher = Cipher(settings.secret_key)
+    stored = StoredFiles.for_settings(settings)
     factory = factory_from_settings(settings, catalog)
     app = web.Application(
         client_max_size=1024**2,
@@ -75,6 +82,7 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             renderer=Renderer(catalog, settings.templates_override_dir),
             cipher=cipher,
             cache=RenderCache(settings.render_cache_size),
+            stored=stored,
             authorize=authorizer or default_authorizer(settings),
             guard=guard,
             sightings=sightings,
@@ -112,8 +120,20 @@ def create_app(settings: Settings, *, authorizer: Authorizer | None = None) -> w
             await asyncio.wait_for(task, FINISH_SECONDS)
         await worker.stop()
 
+    async def prerender_ctx(app: web.Application) -> AsyncIterator[None]:
+        if settings.prerender_rate == 0:
+            yield
+            return
+        prerenderer = app[PRERENDERER] = Prerenderer(app[SERVICES], share)
+        task = asyncio.create_task(prerenderer.run())
+        yield
+        task.cancel()  # a batch not written is rendered again by the next start
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     app.cleanup_ctx.append(services_ctx)
     app.cleanup_ctx.append(push_ctx)
+    app.cleanup_ctx.append(prerender_ctx)
     # The API and the Manager first: the phone endpoint ends with a catch-all route.
     app.add_subapp(API_PREFIX, create_api())
     app.add_subapp(MANAGER_PREFIX, create_manager())

@@ -83,8 +83,8 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         _run_one(settings)
 
 
-def _run_one(settings: Settings) -> None:
-    app = create_app(settings)
+def _run_one(settings: Settings, share: tuple[int, int] = (0, 1)) -> None:
+    app = create_app(settings, share=share)
     # HTTP and/or HTTPS (settings HTTP, TLS_CERT/TLS_KEY): see security.listen.
     listen.run(
         app,
@@ -122,7 +122,7 @@ def _run_workers(settings: Settings) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             code = 0
             try:
-                _run_one(settings)
+                _run_one(settings, (number, settings.workers))
             except BaseException:
                 log.exception("worker %d failed", number)
                 code = 1

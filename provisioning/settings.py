@@ -509,6 +509,15 @@ class Settings:
             "rendered files kept per process, which bounds its memory (`0`: none)",
         ),
     )
+    prerender_rate: int = field(
+        default=500,
+        metadata=_declared(
+            _Int(0, 100_000),
+            "devices per second (per process) whose files are rendered in the background after "
+            "a change or a new template set and kept in the database, so a phone's first fetch "
+            "after a restart renders nothing (`0`: render only when asked)",
+        ),
+    )
     # -- The fetch path under load (README "Boot storms"). --
     sighting_flush_ms: int = field(
         default=500,

@@ -16,6 +16,7 @@ from provisioning.phones.load import Load
 from provisioning.phones.sightings import SightingBuffer
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
+from provisioning.render.stored import StoredFiles
 from provisioning.security.guard import Guard
 from provisioning.settings import Settings
 from provisioning.web.signin_gate import SignInGate
@@ -33,6 +34,8 @@ class Services:
     renderer: Renderer
     cipher: Cipher
     cache: RenderCache
+    # Files rendered ahead and kept in the database (render.stored, phones.prerender).
+    stored: StoredFiles
     # The phone endpoint's authorisation step: weighs the proofs `guard` gathered.
     authorize: Authorizer
     # Proofs (token, digest, certificate), first-contact binding, scanner bans.

@@ -99,6 +99,9 @@ def settings(database_url: str, firmware_dir: Path) -> Settings:
         # Tests block the loop on purpose (a CLI subprocess run in-process): that is not
         # overload. Shedding has its own tests (test_load.py) and the boot-storm benchmark.
         max_lag_ms=60_000,
+        # Rendering ahead writes in the background whenever devices change: tests of it turn
+        # it on (test_stored_files.py; `serve` subprocesses run with the default).
+        prerender_rate=0,
     )
 
 

@@ -111,6 +111,7 @@ TABLE: dict[str, tuple[str, dict[str, str], list[str]]] = {
     "default_timezone": ("America/New_York", {}, ["Mars/Olympus", "", "europe/paris"]),
     "default_language": ("de", {}, ["fra", "FR", ""]),
     "render_cache_size": ("0", {}, ["-1"]),
+    "prerender_rate": ("0", {}, ["-1", "100001", "fast"]),
     "sighting_flush_ms": ("0", {}, ["60001", "-1"]),
     "sighting_history_seconds": ("0", {}, ["-1"]),
     "sighting_refresh_seconds": ("0", {}, ["soon"]),

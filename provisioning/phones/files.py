@@ -124,6 +124,8 @@ async def _fetch(
             cached = services.cache.get(key)
             device_id, revision = device.id, device.config_revision
             if cached is None:
+                cached = await _kept(services, device_id, revision, file_name, spec.content_type)
+            if cached is None:
                 # Slots and lines only now; the row read again with them may carry a newer
                 # revision (another transaction committed meanwhile): the key follows it.
                 found_rows = await services.guard.rows.render_rows(device_id)
@@ -171,6 +173,26 @@ async def _fetch(
             )
     reply.family = family
     return reply
+
+
+async def _kept(
+    services: Services, device_id: int, revision: int, file_name: str, content_type: str
+) -> Rendered | None:
+    """The file rendered ahead at this very revision (render.stored), now in the render cache;
+    None when it was not, or cannot be trusted (then it is rendered here)."""
+    stored = services.stored
+    found = await services.guard.rows.stored_file(
+        device_id, file_name, revision, stored.fingerprint
+    )
+    if found is None:
+        return None
+    sealed, etag = found
+    body = stored.sealer.open(sealed, device_id, file_name, revision)
+    if body is None:
+        return None
+    rendered = Rendered(body=body, etag=etag, content_type=content_type)
+    services.cache.put((device_id, revision, file_name), rendered)
+    return rendered
 
 
 def _firmware(ua: UserAgentInfo | None) -> str | None:

@@ -90,6 +90,49 @@ RENDER_DIGEST = (
 )
 
 
+# Rendered files kept durably (render.stored): used only at the revision the fetch read and with
+# this server's fingerprint.
+STORED = (
+    "SELECT body, etag FROM rendered_files WHERE device_id = {0} AND file_name = {1}"
+    " AND revision = {2} AND fingerprint = {3}"
+)
+# Devices (of this process's share) none of whose files is stored at its revision and with this
+# fingerprint: a device's files are stored together (`write_rendered`), so one says all.
+PENDING = (
+    "SELECT d.id FROM devices d WHERE d.id > {0} AND d.id % {1} = {2} AND NOT EXISTS"
+    " (SELECT 1 FROM rendered_files r WHERE r.device_id = d.id"
+    " AND r.revision = d.config_revision AND r.fingerprint = {3}) ORDER BY d.id LIMIT {4}"
+)
+# A device's files replace what was kept for it, unless a newer revision was kept meanwhile
+# (a slower renderer elsewhere); nothing for a device deleted meanwhile.
+WRITE_RENDERED = (
+    "INSERT INTO rendered_files (device_id, file_name, revision, fingerprint, etag, body)"
+    " SELECT {0}, {1}, {2}, {3}, {4}, {5} WHERE EXISTS (SELECT 1 FROM devices WHERE id = {0})"
+    " ON CONFLICT (device_id, file_name) DO UPDATE SET revision = excluded.revision,"
+    " fingerprint = excluded.fingerprint, etag = excluded.etag, body = excluded.body"
+    " WHERE rendered_files.revision <= excluded.revision"
+)
+# Files of an older revision (a model change renames them) are of no use any more.
+FORGET_RENDERED = "DELETE FROM rendered_files WHERE device_id = {0} AND revision < {1}"
+PG_RENDERED_TYPED = [
+    "$1::bigint",
+    "$2::varchar",
+    "$3::integer",
+    "$4::varchar",
+    "$5::varchar",
+    "$6::bytea",
+]
+
+
+class StoredRow(NamedTuple):
+    device_id: int
+    file_name: str
+    revision: int
+    fingerprint: str
+    etag: str
+    body: bytes  # sealed (render.stored)
+
+
 # A batch of sightings (phones.sightings): last-seen facts that never go back in time, the pushes
 # a fetched revision proves applied, the rows themselves (not for a device deleted meanwhile).
 WRITE_LAST_SEEN = (
@@ -268,6 +311,23 @@ class DeviceRows(ABC):
     async def write_sightings(self, batch: Sequence[SightingFacts]) -> None:
         """One transaction for the whole batch."""
 
+    @abstractmethod
+    async def stored_file(
+        self, device_id: int, file_name: str, revision: int, fingerprint: str
+    ) -> tuple[bytes, str] | None:
+        """(sealed body, ETag) kept for this device, file, revision and fingerprint."""
+
+    @abstractmethod
+    async def pending(
+        self, after: int, fingerprint: str, share: tuple[int, int], limit: int
+    ) -> list[int]:
+        """Ids above `after` (ascending) of devices whose files are not stored at their
+        revision with `fingerprint`; `share` (index, count) picks this process's ids."""
+
+    @abstractmethod
+    async def write_rendered(self, rows: Sequence[StoredRow]) -> None:
+        """One transaction for the batch; older revisions of these devices' files dropped."""
+
     async def close(self) -> None:
         return None
 
@@ -323,12 +383,9 @@ class SqliteRows(DeviceRows):
         self._writer: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sightings")
 
-    def _write_batch(self, batch: Sequence[SightingFacts]) -> None:
-        self._write(_sighting_params(batch, _sqlite_time))
-
-    def _write(self, params: tuple[list[Any], list[Any], list[Any]]) -> None:
-        if not any(params):
-            return  # every fetch repeated what was written: nothing to say, no lock to take
+    @property
+    def _writing(self) -> sqlite3.Connection:
+        """The writer thread's connection (used in that thread only)."""
         if self._writer is None:
             self._writer = sqlite3.connect(
                 self._path, timeout=30, isolation_level=None, check_same_thread=False
@@ -336,7 +393,15 @@ class SqliteRows(DeviceRows):
             self._writer.execute("PRAGMA foreign_keys = ON")
             # As the engine's connections (db.engine): WAL syncs at checkpoints, not each batch.
             self._writer.execute("PRAGMA synchronous = NORMAL")
-        db = self._writer
+        return self._writer
+
+    def _write_batch(self, batch: Sequence[SightingFacts]) -> None:
+        self._write(_sighting_params(batch, _sqlite_time))
+
+    def _write(self, params: tuple[list[Any], list[Any], list[Any]]) -> None:
+        if not any(params):
+            return  # every fetch repeated what was written: nothing to say, no lock to take
+        db = self._writing
         last_seen, applied, rows = params
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -423,6 +488,56 @@ class SqliteRows(DeviceRows):
         return RenderRows(
             tuple(device), [LineRow(*line) for line in lines], [tuple(o) for o in overrides], digest
         )
+
+    async def stored_file(
+        self, device_id: int, file_name: str, revision: int, fingerprint: str
+    ) -> tuple[bytes, str] | None:
+        try:
+            found = self._db.execute(
+                STORED.format("?", "?", "?", "?"), (device_id, file_name, revision, fingerprint)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        return None if found is None else (bytes(found[0]), found[1])
+
+    async def pending(
+        self, after: int, fingerprint: str, share: tuple[int, int], limit: int
+    ) -> list[int]:
+        index, count = share
+        try:
+            # Off the event loop: a scan over many devices already stored takes milliseconds.
+            found = await asyncio.get_running_loop().run_in_executor(
+                self._thread,
+                self._select,
+                PENDING.format("?", "?", "?", "?", "?"),
+                (after, count, index, fingerprint, limit),
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        return [row[0] for row in found]
+
+    def _select(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._writing.execute(sql, params).fetchall()
+
+    def _write_rendered(self, rows: Sequence[StoredRow]) -> None:
+        db = self._writing
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(WRITE_RENDERED.format(*SQLITE_PARAMS[:6]), map(_named, rows))
+            latest = {(row.device_id, row.revision) for row in rows}
+            db.executemany(FORGET_RENDERED.format(":p0", ":p1"), map(_named, latest))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def write_rendered(self, rows: Sequence[StoredRow]) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self._thread, self._write_rendered, rows
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -584,6 +699,45 @@ class PostgresRows(DeviceRows):
                 await conn.executemany(WRITE_LAST_SEEN.format(*PG_PARAMS), last_seen)
                 await conn.executemany(WRITE_APPLIED.format(*PG_PARAMS), applied)
                 await conn.executemany(WRITE_SIGHTING.format(*PG_TYPED), rows)
+        except _PG_ERRORS as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+
+    async def stored_file(
+        self, device_id: int, file_name: str, revision: int, fingerprint: str
+    ) -> tuple[bytes, str] | None:
+        try:
+            pool = await self._connected()
+            async with pool.acquire(timeout=10) as connection:
+                found = await connection.fetchrow(
+                    STORED.format("$1", "$2", "$3", "$4"),
+                    device_id, file_name, revision, fingerprint, timeout=10,
+                )  # fmt: skip
+        except _PG_ERRORS as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        return None if found is None else (bytes(found[0]), found[1])
+
+    async def pending(
+        self, after: int, fingerprint: str, share: tuple[int, int], limit: int
+    ) -> list[int]:
+        index, count = share
+        try:
+            pool = await self._connected()
+            async with pool.acquire(timeout=10) as connection:
+                found = await connection.fetch(
+                    PENDING.format("$1", "$2", "$3", "$4", "$5"),
+                    after, count, index, fingerprint, limit, timeout=60,
+                )  # fmt: skip
+        except _PG_ERRORS as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from None
+        return [row[0] for row in found]
+
+    async def write_rendered(self, rows: Sequence[StoredRow]) -> None:
+        latest = sorted({(row.device_id, row.revision) for row in rows})
+        try:
+            pool = await self._connected()
+            async with pool.acquire(timeout=10) as conn, conn.transaction():
+                await conn.executemany(WRITE_RENDERED.format(*PG_RENDERED_TYPED), rows)
+                await conn.executemany(FORGET_RENDERED.format("$1", "$2"), latest)
         except _PG_ERRORS as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
 
