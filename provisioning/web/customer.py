@@ -19,9 +19,9 @@ from provisioning.orders import returns
 from provisioning.push import associations
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, customer_only
+from provisioning.web.formats import Formats
 from provisioning.web.pages import (
     PREFIX,
-    Formats,
     language,
     path_digits,
     path_id,

@@ -1,21 +1,19 @@
 """Rendering pages: one Jinja environment (autoescape on) per application, the request's
-language and signed-in person put into every template, and formatting of dates and money."""
+language and signed-in person put into every template, with the reader's formats (`formats`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import jinja2
 from aiohttp import web
 
 from provisioning.errors import NotFound
 from provisioning.numbers import parse_id
-from provisioning.orders.money import amount
 from provisioning.state import SERVICES
 from provisioning.web import csrf
+from provisioning.web.formats import Formats
 from provisioning.web.i18n import DEFAULT, Translations
 from provisioning.web.users import Who
 
@@ -77,30 +75,6 @@ def gettext(request: web.Request, message: str, **values: Any) -> str:
     return translations(request).gettext(message, **values)
 
 
-class Formats:
-    """Dates in the server's time zone and money in the reader's language."""
-
-    def __init__(self, lang: str, timezone: str) -> None:
-        self.lang = lang
-        self.zone = ZoneInfo(timezone)
-
-    def when(self, value: datetime | None) -> str:
-        if value is None:
-            return "—"
-        local = value.astimezone(self.zone)
-        if self.lang == "fr":
-            return local.strftime("%d/%m/%Y %H:%M")
-        return local.strftime("%Y-%m-%d %H:%M")
-
-    def number(self, value: float) -> str:
-        text = f"{value:.1f}"
-        return text.replace(".", ",") if self.lang == "fr" else text
-
-    def money(self, cents: int) -> str:
-        text = amount(cents)
-        return f"{text.replace('.', ',')} €" if self.lang == "fr" else f"€{text}"
-
-
 def render(
     request: web.Request, template: str, *, status: int = 200, **context: Any
 ) -> web.Response:
@@ -108,6 +82,7 @@ def render(
     tr = translations(request)
     values = {
         "_": tr.gettext,
+        "ngettext": tr.ngettext,
         "lang": tr.language,
         "who": who(request),
         "csrf_field": csrf.FIELD,

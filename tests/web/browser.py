@@ -71,3 +71,12 @@ def shots(request: pytest.FixtureRequest) -> Shots:
     found = Shots(request.node.name)
     print(f"\nscreenshots: {found.folder}")
     return found
+
+
+async def at_both_widths(page: Any, shots: Shots, step: str) -> None:
+    """The page as it is, on a desktop (1280 px) and on a phone (390 px) screen, then back to
+    the desktop."""
+    for name, size in (("1280", DESKTOP), ("390", PHONE)):
+        await page.set_viewport_size(size)
+        await shots.take(page, f"{step}-{name}")
+    await page.set_viewport_size(DESKTOP)

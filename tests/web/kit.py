@@ -14,6 +14,7 @@ from sqlalchemy import update
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Account
 from provisioning.web import users
+from provisioning.web.formats import Formats
 from tests.conftest import World
 
 ALICE = ("alice", "alice-password-1")
@@ -74,6 +75,11 @@ class Browser:
     async def sign_in(self, login: str, password: str, lang: str = "fr") -> tuple[int, str]:
         await self.client.get(f"/manager/language?lang={lang}&next=/manager/login")
         return await self.post("/manager/login", {"login": login, "password": password})
+
+
+def mac_label(mac: str) -> str:
+    """A MAC as the pages write it: "00:15:65:4A:A9:37"."""
+    return Formats("fr", "Europe/Paris").mac(mac)
 
 
 def hidden_fields(html: str) -> dict[str, str]:

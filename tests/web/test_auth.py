@@ -59,7 +59,7 @@ async def test_sign_in_sets_a_safe_session_cookie(client: TestClient, mw: Manage
     assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/manager"
     assert not cookie["secure"]  # plain HTTP here; set when served over HTTPS
     status, page = await browser.get("/manager/lines")
-    assert status == 200 and "Mes lignes" in page and "+33123456703" in page
+    assert status == 200 and "Mes lignes" in page and "01 23 45 67 03" in page
 
 
 async def test_wrong_password_then_lockout(

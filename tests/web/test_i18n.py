@@ -12,11 +12,23 @@ import pytest
 
 from provisioning.db.models import DEVICE_STATES, ORDER_STATES, RETURN_STATES
 from provisioning.web import errors, pages
-from provisioning.web.i18n import PoError, load_translations, parse_po
+from provisioning.web.formats import Formats
+from provisioning.web.i18n import PoError, load_translations, parse_catalog, parse_po
 
 WEB = Path(pages.__file__).resolve().parent
 _CALL = re.compile(r"""_\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')""")
 _PY = re.compile(r"""gettext\(\s*request,\s*("(?:[^"\\]|\\.)*")""")
+_STRING = r"""("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')"""
+_PLURAL = re.compile(rf"""ngettext\(\s*{_STRING},\s*{_STRING}""")
+
+
+def plural_messages() -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for path in WEB.rglob("*.html"):
+        found |= {
+            (ast.literal_eval(a), ast.literal_eval(b)) for a, b in _PLURAL.findall(path.read_text())
+        }
+    return found
 
 
 def messages() -> set[str]:
@@ -39,6 +51,15 @@ def test_every_message_has_its_french_translation() -> None:
     french = load_translations()["fr"].messages
     missing = sorted(m for m in messages() if m not in french)
     assert not missing, missing
+    plurals = load_translations()["fr"].plurals
+    assert plural_messages(), "the pages use plurals"
+    missing = sorted(one for one, _ in plural_messages() if one not in plurals)
+    assert not missing, missing
+    for one, other in plural_messages():
+        for msgid, msgstr in ((one, plurals[one][0]), (other, plurals[one][1])):
+            assert sorted(re.findall(r"%\((\w+)\)s", msgid)) == sorted(
+                re.findall(r"%\((\w+)\)s", msgstr)
+            ), msgid
     # Placeholders survive translation.
     for msgid, msgstr in french.items():
         assert sorted(re.findall(r"%\((\w+)\)s", msgid)) == sorted(
@@ -67,8 +88,44 @@ def test_po_parser() -> None:
         parse_po("nonsense", "bad.po")
 
 
+def test_no_page_writes_a_plural_with_parentheses() -> None:
+    for path in WEB.rglob("*.html"):
+        assert "(s)" not in path.read_text(), path
+    for msgstr in load_translations()["fr"].messages.values():
+        assert "(s)" not in msgstr, msgstr
+
+
+def test_plurals_follow_the_language() -> None:
+    tr = load_translations()
+    fr, en = tr["fr"], tr["en"]
+    one, other = "%(n)s free slot", "%(n)s free slots"
+    assert [fr.ngettext(one, other, n) for n in (0, 1, 2)] == [
+        "0 emplacement libre",
+        "1 emplacement libre",
+        "2 emplacements libres",
+    ]
+    assert [en.ngettext(one, other, n) for n in (0, 1, 2)] == [
+        "0 free slots",
+        "1 free slot",
+        "2 free slots",
+    ]
+    text = 'msgid "a"\nmsgid_plural "as"\nmsgstr[0] "x"\nmsgstr[1] "xs"\n'
+    assert parse_catalog(text).plurals == {"a": ("x", "xs")}
+
+
 def test_formats_follow_the_language() -> None:
     when = datetime(2026, 11, 26, 13, 5, tzinfo=UTC)
-    fr, en = pages.Formats("fr", "Europe/Paris"), pages.Formats("en", "Europe/Paris")
-    assert fr.when(when) == "26/11/2026 14:05" and en.when(when) == "2026-11-26 14:05"
-    assert fr.money(999) == "9,99 €" and en.money(11988) == "€119.88"
+    fr, en = Formats("fr", "Europe/Paris"), Formats("en", "Europe/Paris")
+    assert fr.when(when) == "26/11/2026 14:05" and en.when(when) == "26/11/2026, 14:05"
+    # Non-breaking spaces: "€" never starts a line alone.
+    assert fr.money(999) == "9,99\u00a0€" and en.money(11988) == "€119.88"
+    assert fr.money(123456) == "1\u202f234,56\u00a0€"
+    assert fr.distance(200) == "0,2\u202fkm" and fr.distance(2550) == "2,6\u202fkm"
+    assert en.distance(200) == "0.2 km"
+    assert fr.number(1.25, 2) == "1,25"
+    # Phone numbers as French customers write them; E.164 of other countries as stored.
+    assert fr.phone("+33123456701") == "01 23 45 67 01"
+    assert en.phone("+33612345678") == "+33 6 12 34 56 78"
+    assert fr.phone("+442079460958") == "+442079460958"
+    assert fr.mac("001565abcdef") == "00:15:65:AB:CD:EF"
+    assert fr.mac(None) == "—"

@@ -124,7 +124,7 @@ async def test_claim_an_unknown_device(
         "/manager/ops/unknown/805ec0aabbcc/claim",
         {"model": "yealink-t54w", "account_id": str(mw.world.account_id)},
     )
-    assert status == 200 and "Appareil 805ec0aabbcc enregistré" in page
+    assert status == 200 and "Appareil 80:5E:C0:AA:BB:CC enregistré" in page
     status, page = await ops.get("/manager/ops/unknown")
     assert "805ec0aabbcc" not in page
 

@@ -1,0 +1,68 @@
+"""The Manager as a French customer reads it (issue 21, items 4 to 9), in headless Chromium:
+the town's street map, the contract, French formats, refusals in French only, the small things
+seen in screenshots, and a return while a replacement is on order. Every page is shot at 1280
+and 390 px wide under tests/artifacts/manager/<test>/."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from provisioning.db.engine import SessionFactory
+from provisioning.settings import Settings
+from tests.conftest import World
+from tests.web.browser import Shots, at_both_widths
+from tests.web.kit import ALICE, make_manager_world
+from tests.web.test_browser import _page, _server, _sign_in
+
+FRENCH_DISTANCE = re.compile(r"^\d+,\d\u202fkm$")
+
+
+async def _text(page: Any) -> str:
+    return str(await page.locator("main").inner_text())
+
+
+async def test_french_formats(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World,
+    chromium: Any, shots: Shots,
+) -> None:  # fmt: skip
+    """Phone numbers as French customers write them, MACs with separators, distances, prices
+    and dates in French, plurals without "(s)"; the data keeps E.164 and bare MACs."""
+    await make_manager_world(sessions, world)
+    base = await _server(aiohttp_client, settings)
+    page = await _page(chromium, base, "fr")
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    text = await _text(page)
+    for number in ("01 23 45 67 01", "01 23 45 67 02", "01 23 45 67 03"):
+        assert number in text
+    assert "+33" not in text and "00:15:65:4A:A9:37" in text and "0015654aa937" not in text
+    await at_both_widths(page, shots, "lines")
+    # A replacement for the phone carrying two lines: "2 lignes", never "ligne(s)".
+    await page.get_by_role("link", name="01 23 45 67 01").click()
+    await page.get_by_role("link", name="Changer de téléphone Plug & Phone").click()
+    await page.get_by_text("porte 2 lignes").wait_for()
+    assert "(s)" not in await _text(page)
+    slots = await page.locator(".choice-body > .muted").all_inner_texts()
+    assert slots and all(re.search(r"· \d+ lignes?$", t) for t in slots), slots
+    await at_both_widths(page, shots, "models")
+    # A new phone to a pick-up point: distances "0,2 km" as on the map.
+    await page.goto(f"{base}/lines/{world.line_ids[2]}/order/shipping?model=yealink-t46u"
+                    "&carrier=mondial-relay")  # fmt: skip
+    await page.get_by_text("Points relais les plus proches de 75002 Paris").wait_for()
+    distances = await page.locator(".points .distance").all_inner_texts()
+    assert distances and all(FRENCH_DISTANCE.match(d) for d in distances), distances
+    assert await page.get_by_text("9,99\u00a0€ HT").count() == 1
+    await at_both_widths(page, shots, "relay-points")
+    await page.get_by_text("Librairie du Sentier").click()
+    await page.get_by_role("button", name="Suivant").click()
+    await page.get_by_role("heading", name="Récapitulatif", exact=True).wait_for()
+    total = await page.locator(".prices tfoot").inner_text()
+    assert re.search(r"\d+,\d\d\u00a0€", total), total
+    await page.get_by_label("J'ai lu et j'accepte le contrat").check()
+    await page.get_by_role("button", name="Valider").click()
+    await page.get_by_role("heading", name="Commande confirmée").wait_for()
+    text = await _text(page)
+    assert re.search(r"au plus tard le \d\d/\d\d/\d{4} \d\d:\d\d", text), text
+    assert "01 23 45 67 03" in text
+    await at_both_widths(page, shots, "confirmation")
