@@ -17,6 +17,21 @@ class RenderError(Exception):
     """A template could not be rendered; the message names the template, never a secret."""
 
 
+class RenderRefused(RenderError):
+    """A template refused the device's data on purpose (`refuse(...)`): a value its vendor's
+    format cannot carry. The message says which slot and why, never the value."""
+
+
+class TemplateRefusal(Exception):
+    """Raised by `refuse(message)` inside a template."""
+
+
+def refuse(message: str) -> None:
+    """Templates call `{{ refuse("slot 2: ...") }}` when the data cannot be written faithfully:
+    a clear error beats a file that silently drops or cuts a setting."""
+    raise TemplateRefusal(str(message))
+
+
 class Renderer:
     """Renders family templates. Templates may be edited by operators, so they run sandboxed,
     and a typo in a variable name fails loudly (StrictUndefined) instead of writing an empty
@@ -32,6 +47,8 @@ class Renderer:
         try:
             template = env.get_template(spec.template)
             text = template.render(context)
+        except TemplateRefusal as exc:
+            raise RenderRefused(f"{family.name}/{spec.template}: {exc}") from None
         except UnsafeValue as exc:
             raise RenderError(f"{family.name}/{spec.template}: {exc}") from None
         except jinja2.TemplateError as exc:
@@ -61,4 +78,5 @@ def _environment(family: Family, override_dir: Path | None = None) -> jinja2.Env
         auto_reload=False,
     )
     env.filters["sip_quoted"] = sip_quoted
+    env.globals["refuse"] = refuse
     return env

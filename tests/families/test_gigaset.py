@@ -14,7 +14,7 @@ from provisioning.devices.catalog import load_catalog
 from provisioning.devices.identify import match_file, parse_user_agent
 from provisioning.render.check import SAMPLE_TOKEN, sample_device
 from provisioning.render.context import DeviceData
-from provisioning.render.environment import Renderer
+from provisioning.render.environment import Renderer, RenderRefused
 from provisioning.render.files import device_files, render_file
 from provisioning.settings import PROJECT_ROOT, Settings
 
@@ -103,7 +103,7 @@ def device(model_id: str, lines: int = 2, **changes: str) -> DeviceData:
 
 def n510(lines: int = 2, **changes: str) -> DeviceData:
     """An N510 whose passwords carry no double quote (the sample's hostile one does, and the
-    N510 format cannot carry it: see test_n510_double_quote_in_a_credential)."""
+    N510 format refuses it: see test_n510_double_quote_in_a_credential)."""
     data = device(N510, lines, **changes)
     kept = {s: replace(ln, password=ln.password.replace('"', "")) for s, ln in data.lines.items()}
     return replace(data, lines=kept)
@@ -222,25 +222,38 @@ def test_n510_provisioning_url() -> None:
 
 @pytest.mark.parametrize("field", ["password", "user", "auth_user", "registrar_host"])
 def test_n510_double_quote_in_a_credential(field: str) -> None:
-    """No escape of a double quote inside the N510's quoted strings is known: such an account is
-    not sent cut short, it is left as an unused slot (and says why in a comment)."""
+    """No escape of a double quote inside the N510's quoted strings is known: the file is not
+    rendered (not sent cut short, not silently left inactive); the error names the slot and
+    why, never the value. The phone endpoint answers such a render error 503 and logs it."""
     data = n510()
     lines = dict(data.lines)
-    lines[2] = replace(lines[2], **{field: 'pa"ss'})
-    text = render(replace(data, lines=lines))
-    _, items = n510_items(text)
-    assert "Account 2 not written: a credential or the registrar contains a double quote" in text
-    assert "pa&#34;ss" not in text and 'pa"ss' not in text
-    assert items["BS_IP_Data1.ucB_SIP_ACCOUNT_IS_ACTIVE_2"] == "0x0"
-    for key in ("USER_ID_2", "PASSWORD_2", "DOMAIN_2", "SERVER_2", "REGISTRAR_2"):
-        assert items[f"BS_IP_Data1.aucS_SIP_{key}"] == '""'
-    assert items["BS_IP_Data3.aucS_SIP_LOGIN_ID_2"] == '""'
-    # Its names are kept (harmless on an inactive account).
-    assert quoted(items["BS_IP_Data1.aucS_SIP_ACCOUNT_NAME_2"]) == data.lines[2].number
-    assert items["BS_Accounts.astAccounts[1].uiSendMask"] == "0x0"
-    # Account 1 is written as usual.
+    lines[2] = replace(lines[2], **{field: 'pa"ss-SECRET'})
+    with pytest.raises(RenderRefused) as info:
+        render(replace(data, lines=lines))
+    message = str(info.value)
+    assert message.startswith("gigaset/device.xml.j2: slot 2: ")
+    assert "contains a double quote, which an N510 file cannot carry" in message
+    assert "SECRET" not in message and "pa" not in message.split("slot 2:")[1].split()[0]
+    # Slot 1 alone renders: the refusal is about slot 2's data, nothing else.
+    del lines[2]
+    _, items = n510_items(render(replace(data, lines=lines)))
     assert items["BS_IP_Data1.ucB_SIP_ACCOUNT_IS_ACTIVE_1"] == "0x1"
-    assert quoted(items["BS_IP_Data1.aucS_SIP_PASSWORD"]) == data.lines[1].password
+
+
+def test_n510_double_quote_in_a_name_is_not_refused() -> None:
+    """Names are only shown: their double quotes become apostrophes instead."""
+    data = n510()
+    lines = {1: replace(data.lines[1], display_name='Zo "Z"', password="pw")}
+    _, items = n510_items(render(replace(data, lines=lines)))
+    assert items["BS_IP_Data1.aucS_SIP_DISPLAYNAME"] == "\"Zo 'Z'\""
+
+
+def test_nx70_double_quote_in_a_credential_is_carried() -> None:
+    """Nx70 values are plain XML attributes: a double quote is escaped, not refused."""
+    data = device(N870)
+    lines = {1: replace(data.lines[1], password='pa"ss')}
+    _, params = nx70_params(render(replace(data, lines=lines)))
+    assert 'pa"ss' in params.values()
 
 
 HOSTILE_NAMES = ['a"b', "it's", "<b>&amp;</b>", "-->", "]]>", '"; x="', "\u00e9 \u4e2d \U0001f600"]
@@ -349,7 +362,7 @@ def test_nx70_firmware(tmp_path: Path) -> None:
 
 
 def test_n510_golden() -> None:
-    """The generic golden files show the N870 (most slots); this one shows the N510 format."""
+    """The generic golden files show the N510 with every slot; this one two lines on another MAC."""
     body = render(n510())
     golden = GOLDEN / "gigaset-n510-2-lines--7C2F804DF9A9.xml"
     if os.environ.get("UPDATE_GOLDEN"):
