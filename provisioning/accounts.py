@@ -21,7 +21,8 @@ from provisioning.db.models import Account, Device, Line, LineSlot
 from provisioning.errors import InvalidInput, LineExists, NotFound
 from provisioning.push.changes import devices_changed
 from provisioning.render.escaping import check_text
-from provisioning.settings import Registrar, Settings, SettingsError
+from provisioning.settings import Settings
+from provisioning.sip.address import TRANSPORTS, SipAddress, SipAddressError, parse_sip_address
 from provisioning.views import account_view, line_view
 
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
@@ -138,17 +139,16 @@ async def create_line(
             "auth_username: letters, digits and . _ ~ + - only (1 to 128)", field="auth_username"
         )
     _check_password(password)
-    try:
-        target = (
-            Registrar.parse("registrar", registrar) if registrar else settings.default_registrar
-        )
-    except SettingsError:
-        raise InvalidInput("registrar: expected HOST[:PORT]", field="registrar") from None
-    if not re.fullmatch(r"[A-Za-z0-9.\-]{1,255}", target.host):
-        raise InvalidInput("registrar: expected a host name or IPv4 address", field="registrar")
-    transport = transport or settings.default_transport
-    if transport not in ("udp", "tcp", "tls"):
+    if transport and transport not in TRANSPORTS:
         raise InvalidInput("transport: expected udp, tcp or tls", field="transport")
+    if registrar:
+        target = registrar_of(registrar)
+        transport = _agreed(transport, target.transport)
+    else:
+        # The default registrar's transport is the default transport (the settings see to it),
+        # which a transport asked for overrides.
+        target = settings.default_registrar
+    transport = transport or settings.default_transport
     line = Line(
         account_id=account_id,
         number=number,
@@ -173,6 +173,26 @@ async def create_line(
         account_id=account_id, after=line_view(line),
     )  # fmt: skip
     return line
+
+
+def registrar_of(text: str) -> SipAddress:
+    """A line's registrar, in the forms its setting takes (`provisioning.sip.address`): `pbx`,
+    `pbx:5070`, `tcp:pbx`, `sip:pbx;transport=tls`, `[2001:db8::1]:5060`."""
+    try:
+        return parse_sip_address(text)
+    except SipAddressError as exc:
+        raise InvalidInput(f"registrar: {exc}", field="registrar") from None
+
+
+def _agreed(asked: str | None, named: str | None) -> str | None:
+    """The transport asked for or the one the registrar's text names (`tcp:pbx`); both given,
+    they must agree: which one to trust is no guess to make for the operator."""
+    if asked and named and asked != named:
+        raise InvalidInput(
+            f"transport: {asked}, but the registrar says {named}; make them agree",
+            field="transport",
+        )
+    return asked or named
 
 
 def _check_password(password: str) -> None:

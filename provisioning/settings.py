@@ -6,7 +6,8 @@ one line for the README, whose settings table is generated from them (`settings_
 `python -m provisioning.settings --update-readme` after changing a setting).
 
 The bottom of the house: this module imports nothing of the project's but the proofs grammar
-(`provisioning.proofs`), which imports nothing of the project's at all.
+(`provisioning.proofs`) and the reading of SIP addresses (`provisioning.sip.address`), which
+import nothing of the project's at all.
 """
 
 from __future__ import annotations
@@ -27,11 +28,18 @@ from zoneinfo import available_timezones
 import netaddr
 
 from provisioning.proofs import PolicyError, parse_proofs
+from provisioning.sip.address import (
+    FORMS,
+    TRANSPORTS,
+    SipAddress,
+    SipAddressError,
+    is_hostname,
+    parse_sip_address,
+)
 
 PREFIX = "PROVISIONING_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_POLL_INTERVAL = 300  # the 5-minute promise: polling is the backstop of every push
-TRANSPORTS = ("udp", "tcp", "tls")
 README = PROJECT_ROOT / "README.md"
 TABLE_START = "<!-- settings-table:start -->"
 TABLE_END = "<!-- settings-table:end -->"
@@ -109,19 +117,6 @@ def _parse_networks(key: str, raw: str) -> netaddr.IPSet:
         raise SettingsError(f"{key}: expected a comma-separated list of networks (CIDR)") from None
 
 
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-
-
-def _is_hostname(text: str) -> bool:
-    labels = text.split(".")
-    # An all-digit last label is a mistyped IPv4 address (`10.0.0.256`), not a name.
-    return (
-        len(text) <= 253
-        and all(_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    )
-
-
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -131,7 +126,7 @@ def _is_ip(text: str) -> bool:
 
 
 def _parse_host(key: str, raw: str) -> str:
-    if not (_is_ip(raw) or _is_hostname(raw)):
+    if not (_is_ip(raw) or is_hostname(raw)):
         raise SettingsError(f"{key}: expected an IP address or a host name, got {raw[:100]!r}")
     return raw
 
@@ -163,7 +158,7 @@ def _parse_public_url(key: str, raw: str) -> str:
     # Phones' file names are appended to it: a query or fragment would swallow them.
     if (
         parts.scheme not in ("http", "https")
-        or not (_is_ip(host) or _is_hostname(host))
+        or not (_is_ip(host) or is_hostname(host))
         or parts.query
         or parts.fragment
         or "?" in raw
@@ -283,105 +278,22 @@ def _parse_countries(key: str, raw: str) -> tuple[str, ...]:
 
 # -- SIP registrars and proxies. -----------------------------------------------------------------
 
-REGISTRAR_FORMS = (
-    "HOST, HOST:PORT, [IPv6] or [IPv6]:PORT, each optionally after udp:, tcp: or tls:, "
-    "or sip:HOST[:PORT][;transport=udp|tcp|tls]"
-)
+# The reading itself is `provisioning.sip.address`, shared with the lines of `accounts`.
+REGISTRAR_FORMS = FORMS
 
 
 @dataclass(frozen=True)
-class Registrar:
-    """A SIP registrar or proxy: host name or IP address (IPv6 without brackets) and port.
-
-    `str()` is `host:port` (`[v6]:port`), what lines and logs show."""
-
-    host: str
-    port: int = 5060
-    # The transport the setting named (`tcp:pbx`, `sip:pbx;transport=tcp`); None: not said.
-    transport: str | None = None
+class Registrar(SipAddress):
+    """A SIP registrar or proxy setting: a `SipAddress` whose errors name the setting."""
 
     @classmethod
     def parse(cls, key: str, raw: str, transports: tuple[str, ...] = TRANSPORTS) -> Registrar:
-        """The forms operators write (REGISTRAR_FORMS), or SettingsError naming `key`: a
-        scheme or transport prefix is never mistaken for a host (`udp:10.0.0.1` is udp to
-        10.0.0.1, not host `udp` with a bad port)."""
-        text = raw.strip()
-
-        def refuse(why: str) -> SettingsError:
-            return SettingsError(f"{key}: {why}; expected {REGISTRAR_FORMS}, got {raw[:100]!r}")
-
-        if not text:
-            raise refuse("empty")
-        if any(c.isspace() for c in text):
-            raise refuse("no spaces")
-        transport: str | None = None
-        prefix, sep, rest = text.partition(":")
-        if sep and prefix.lower() == "sip":
-            text, _, params = rest.partition(";")
-            if params:
-                name, equals, value = params.partition("=")
-                if name.lower() != "transport" or not equals:
-                    raise refuse(f"unknown URI parameter {params[:40]!r}")
-                transport = value.lower()
-                if transport not in TRANSPORTS:
-                    raise refuse(f"unknown transport {value[:20]!r}")
-        elif sep and prefix.lower() in TRANSPORTS:
-            transport, text = prefix.lower(), rest
-        if transport is not None and transport not in transports:
-            raise refuse(f"transport {transport} is not supported here ({', '.join(transports)})")
-        host, port = cls._split(text, refuse)
-        if port is None:
-            return cls(host, 5061 if transport == "tls" else 5060, transport)
-        if port and not port.isdigit():
-            # `sips:pbx`, `udp:sip:pbx`: a word before the colon that is no prefix understood.
-            raise refuse(f"{port[:20]!r} is not a port, nor {host[:20]!r} a known prefix")
-        if not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
-            raise refuse(f"the port must be a number from 1 to 65535, not {port[:20]!r}")
-        return cls(host, int(port), transport)
-
-    @staticmethod
-    def _split(text: str, refuse: Callable[[str], SettingsError]) -> tuple[str, str | None]:
-        """HOST[:PORT] or [IPv6][:PORT] -> (host, port text or None)."""
-        if text.startswith("["):
-            inside, bracket, after = text[1:].partition("]")
-            if not bracket or not _is_ipv6(inside):
-                raise refuse("an IPv6 address in brackets, such as [2001:db8::1]")
-            if after and not after.startswith(":"):
-                raise refuse("expected :PORT after the ]")
-            return inside, after[1:] if after else None
-        if text.count(":") > 1:
-            if _is_ipv6(text):
-                raise refuse("an IPv6 address goes in brackets, such as [2001:db8::1]:5060")
-            scheme = text.partition(":")[0]
-            if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
-                raise refuse(f"unknown scheme or transport {scheme[:20]!r}")
-            raise refuse("one colon at most, before the port")
-        host, sep, port = text.partition(":")
-        if not host:
-            raise refuse("the host is empty")
-        if not (_is_hostname(host) or _is_ipv4(host)):
-            raise refuse(f"{host[:60]!r} is neither a host name nor an IPv4 address")
-        return host, port if sep else None
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def _is_ipv4(text: str) -> bool:
-    try:
-        ipaddress.IPv4Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return "%" not in text  # a zone index means nothing to a remote registrar
+        """The forms operators write (REGISTRAR_FORMS), or SettingsError naming `key`."""
+        try:
+            read = parse_sip_address(raw, transports)
+        except SipAddressError as exc:
+            raise SettingsError(f"{key}: {exc}") from None
+        return cls(read.host, read.port, read.transport)
 
 
 def _parse_registrar(key: str, raw: str) -> Registrar:
