@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
+from provisioning.devices import models_table as models_table_module
 from provisioning.devices.catalog import Catalog, Family, Model, load_catalog
 from provisioning.render.check import sample_device
 from provisioning.render.context import DeviceData
@@ -134,3 +135,37 @@ def test_hostile_display_names_never_change_the_settings(family_name: str, name:
         return
     for file_name, body in render_all(CATALOG, evil).items():
         assert shape(family.format, body) == shape(family.format, baseline[file_name]), file_name
+
+
+# -- One source of truth: the README's table of supported phones. --------------------------------
+
+
+def test_the_readme_models_table_is_generated_from_the_catalog() -> None:
+    readme = models_table_module.README.read_text(encoding="utf-8")
+    start, end = models_table_module.TABLE_START, models_table_module.TABLE_END
+    assert readme.count(start) == 1 and readme.count(end) == 1
+    written = readme.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+    assert written == models_table_module.models_table(CATALOG), (
+        "README.md's table of supported phones differs from the catalog: run "
+        "`python -m provisioning.devices.models_table --update-readme` (it rewrites the table "
+        "between the models-table markers only)"
+    )
+
+
+def test_the_models_table_has_one_row_per_model() -> None:
+    lines = models_table_module.models_table(CATALOG).splitlines()
+    rows = [line for line in lines[4:] if line.startswith("| ")]
+    assert len(rows) == len(CATALOG.models)
+    cells = [row.replace("\\|", "").split("|")[1:-1] for row in rows]
+    assert all(len(c) == 7 for c in cells)
+    by_id = {c[2].strip().strip("`"): c for c in cells}
+    assert set(by_id) == set(CATALOG.models)
+    for model_id, model in CATALOG.models.items():
+        family = CATALOG.family_of(model_id)
+        vendor, label, _, slots, _, files, confirmed = (c.strip() for c in by_id[model_id])
+        assert (vendor, label, slots) == (family.vendor, model.label, str(model.slots))
+        assert confirmed == ("yes" if model.confirmed else "no")
+        for name in family.file_names("<mac>", model):
+            assert f"`{name}`" in files
+    confirmed_count = sum(m.confirmed for m in CATALOG.models.values())
+    assert f"{confirmed_count} confirmed by a reference" in lines[0]
