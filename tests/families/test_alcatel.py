@@ -8,8 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp.test_utils import TestClient
 
-from provisioning.devices.catalog import load_catalog
+from provisioning import accounts
+from provisioning.crypto import Cipher
+from provisioning.db.engine import SessionFactory
+from provisioning.devices import inventory
+from provisioning.devices.catalog import Catalog, load_catalog
 from provisioning.devices.identify import match_file, parse_user_agent
 from provisioning.render.check import SAMPLE_TOKEN, sample_device
 from provisioning.render.context import DeviceData, LineData
@@ -196,3 +201,46 @@ def test_8028s_golden(lines: str) -> None:
         golden.write_bytes(body)
     assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
     assert body == golden.read_bytes(), f"{golden.name} differs"
+
+
+async def two_line_device(
+    sessions: SessionFactory, settings: Settings, catalog: Catalog, model_id: str, mac: str
+) -> str:
+    """A device of `model_id` in the real database with two lines on two registrars (UDP on
+    one, TLS on a non-default port on the other); its token."""
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Owner")
+        first = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000001", password="pw-one",
+            auth_username="auth-one", registrar="udp:pbx-a.example.net:5060",
+        )  # fmt: skip
+        second = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000002", password="pw-two",
+            auth_username="auth-two", registrar="tls:pbx-b.example.org:5061",
+        )  # fmt: skip
+        _, token = await inventory.add_device(session, catalog, cipher, mac, model_id, account.id)
+        await inventory.assign_line(session, mac, first.id)
+        await inventory.assign_line(session, mac, second.id)
+    return token
+
+
+async def test_a_phone_fetches_its_file_through_the_server(
+    client: TestClient, sessions: SessionFactory, settings: Settings, catalog: Catalog
+) -> None:
+    """The real app and database: an M3 asks for `config.<mac>.xml` with the User-Agent of
+    Wazo's example (its MAC too) and its token."""
+    mac = "3c28a620089e"
+    token = await two_line_device(sessions, settings, catalog, "alcatel-m3", mac)
+    ua = {"User-Agent": "ALE M3-CE 2.11.01.1604 3c28a620089e"}
+    resp = await client.get(f"/{token}/config.{mac}.xml", headers=ua)
+    assert resp.status == 200
+    root = ET.fromstring(await resp.read())
+    values = {str(s.get("id")): str(s.get("value")) for s in root}
+    assert values["Account1Server1Address"] == "pbx-a.example.net"
+    assert values["Account1Server1Transport"] == "udp"
+    assert values["Account1RegName"] == "auth-one" and values["Account1Password"] == "pw-one"
+    assert values["Account2Server1Address"] == "pbx-b.example.org"
+    assert (values["Account2Server1Port"], values["Account2Server1Transport"]) == ("5061", "tls")
+    assert values["Account2RegName"] == "auth-two" and values["Account2Password"] == "pw-two"
+    assert values["DeviceProvisionServerUrl"] == f"http://phones.test:8080/{token}/"

@@ -7,8 +7,13 @@ from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from aiohttp.test_utils import TestClient
 
-from provisioning.devices.catalog import load_catalog
+from provisioning import accounts
+from provisioning.crypto import Cipher
+from provisioning.db.engine import SessionFactory
+from provisioning.devices import inventory
+from provisioning.devices.catalog import Catalog, load_catalog
 from provisioning.devices.identify import match_file
 from provisioning.render.check import SAMPLE_TOKEN, sample_device
 from provisioning.render.context import DeviceData, LineData
@@ -91,7 +96,7 @@ def settings_of(root: ET.Element) -> dict[str, str]:
     return {str(s.get("id")): str(s.get("value")) for s in found}
 
 
-def accounts(root: ET.Element) -> dict[int, ET.Element]:
+def accounts_of(root: ET.Element) -> dict[int, ET.Element]:
     found = root.findall("accounts/account")
     indexes = [int(str(a.get("index"))) for a in found]
     assert len(indexes) == len(set(indexes))
@@ -101,7 +106,7 @@ def accounts(root: ET.Element) -> dict[int, ET.Element]:
 def test_two_lines_on_two_registrars() -> None:
     root = render(two_lines())
     assert root.tag == "config"
-    by_index = accounts(root)
+    by_index = accounts_of(root)
     assert sorted(by_index) == [0, 1, 2, 3]  # every slot of a D50, 0-based
     first, second = by_index[0], by_index[1]
     # Slot 1: index 0, its registrar, UDP, its auth id.
@@ -146,7 +151,7 @@ def test_two_lines_on_two_registrars() -> None:
 def test_every_slot_of_every_model(model: str) -> None:
     model_id = f"digium-{model}"
     root = render(sample_device(model_id, SLOTS[model], SLOTS[model]))
-    by_index = accounts(root)
+    by_index = accounts_of(root)
     assert sorted(by_index) == list(range(SLOTS[model]))
     assert all(a.get("status") == "1" for a in by_index.values())
 
@@ -176,3 +181,47 @@ def test_time_zone_and_language() -> None:
     values = settings_of(render(other))
     assert values["time_zone"] == "America/Chicago" and values["locale"] == "en_US"
     assert "locale" not in settings_of(render(replace(two_lines(), language="pt")))
+
+
+async def two_line_device(
+    sessions: SessionFactory, settings: Settings, catalog: Catalog, model_id: str
+) -> str:
+    """A device of `model_id` in the real database with two lines on two registrars (UDP on
+    one, TLS on a non-default port on the other); its token."""
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Owner")
+        first = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000001", password="pw-one",
+            auth_username="auth-one", registrar="udp:pbx-a.example.net:5060",
+        )  # fmt: skip
+        second = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000002", password="pw-two",
+            auth_username="auth-two", registrar="tls:pbx-b.example.org:5061",
+        )  # fmt: skip
+        _, token = await inventory.add_device(session, catalog, cipher, MAC, model_id, account.id)
+        await inventory.assign_line(session, MAC, first.id)
+        await inventory.assign_line(session, MAC, second.id)
+    return token
+
+
+async def test_a_phone_fetches_its_file_through_the_server(
+    client: TestClient, sessions: SessionFactory, settings: Settings, catalog: Catalog
+) -> None:
+    """The real app and database: a D70 asks for `<mac>.cfg` with its token."""
+    token = await two_line_device(sessions, settings, catalog, "digium-d70")
+    resp = await client.get(f"/{token}/{MAC}.cfg")
+    assert resp.status == 200
+    root = ET.fromstring(await resp.read())
+    by_index = accounts_of(root)
+    first, second = by_index[0], by_index[1]
+    assert (first.get("authname"), first.get("password")) == ("auth-one", "pw-one")
+    assert (second.get("authname"), second.get("password")) == ("auth-two", "pw-two")
+    hosts = [a.find("host_primary") for a in (first, second)]
+    assert [
+        (h.get("server"), h.get("port"), h.get("transport")) for h in hosts if h is not None
+    ] == [
+        ("pbx-a.example.net", "5060", "udp"),
+        ("pbx-b.example.org", "5061", "tls"),
+    ]
+    assert settings_of(root)["config_server_url"] == f"http://phones.test:8080/{token}/"

@@ -6,7 +6,12 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 
 import pytest
+from aiohttp.test_utils import TestClient
 
+from provisioning import accounts
+from provisioning.crypto import Cipher
+from provisioning.db.engine import SessionFactory
+from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, load_catalog
 from provisioning.devices.identify import match_file, parse_user_agent
 from provisioning.render.check import SAMPLE_TOKEN, sample_device
@@ -216,3 +221,41 @@ def test_factory_file_chains_to_the_mac_file() -> None:
     for secret in (SAMPLE_TOKEN, "pw-1", "pw-2", "alice", "bob"):
         assert secret not in text
     assert p(root, "P47") is None and p(root, "P271") is None
+
+
+async def test_a_phone_fetches_its_files_through_the_server(
+    client: TestClient, sessions: SessionFactory, settings: Settings, catalog: Catalog
+) -> None:
+    """The real app and database: a UC903 with two lines on two registrars asks for its file
+    with the User-Agent of Wazo's example (its MAC too) and its token, then for its factory
+    file."""
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Htek owner")
+        first = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000001", password="pw-one",
+            auth_username="auth-one", registrar="udp:pbx-a.example.net:5060",
+        )  # fmt: skip
+        second = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000002", password="pw-two",
+            auth_username="auth-two", registrar="tls:pbx-b.example.org:5061",
+        )  # fmt: skip
+        _, token = await inventory.add_device(
+            session, catalog, cipher, MAC, "htek-uc903", account.id
+        )
+        await inventory.assign_line(session, MAC, first.id)
+        await inventory.assign_line(session, MAC, second.id)
+    ua = {"User-Agent": "Htek UC903 2.0.4.2 00:1f:c1:1c:22:a9"}
+    resp = await client.get(f"/{token}/cfg{MAC}.xml", headers=ua)
+    assert resp.status == 200
+    root = ET.fromstring(await resp.read())
+    assert p(root, "P47") == "pbx-a.example.net:5060" and p(root, "P130") == "0"
+    assert p(root, "P36") == "auth-one" and p(root, "P34") == "pw-one"
+    assert p(root, "P747") == "pbx-b.example.org:5061" and p(root, "P830") == "2"
+    assert p(root, "P736") == "auth-two" and p(root, "P734") == "pw-two"
+    assert p(root, "P237") == f"http://phones.test:8080/{token}/"
+    common = await client.get(f"/{token}/cfg0016.xml", headers=ua)
+    assert common.status == 200
+    text = await common.text()
+    assert "pw-one" not in text and token not in text
+    assert p(ET.fromstring(text), "P237") == "http://phones.test:8080/"
