@@ -8,11 +8,14 @@ import io
 import json
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 from provisioning import exports, imports
+from provisioning.api import imports as imports_api
 from provisioning.audit import Actor
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
@@ -21,6 +24,7 @@ from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.settings import Settings
 from tests.conftest import World
+from tests.test_api import Api, api  # noqa: F401 (the fixture)
 from tests.test_cli import Cli
 
 HEADER = "account_name,account_street,account_postcode,account_town,number,password,mac,model,slot"
@@ -474,3 +478,128 @@ def test_the_import_and_export_commands(
     public = cli.run("export", "-", "--delimiter", ";").stdout
     assert public.startswith("account_name;") and "pw-1" not in public
     assert "WITH THE SIP PASSWORDS IN CLEAR" in cli.run("export", "-", "--with-secrets").stderr
+
+
+# -- the API --------------------------------------------------------------------------------
+
+
+async def post_csv(
+    to: Api,
+    body: bytes | io.BytesIO | AsyncIterator[bytes],
+    token: str | None,
+    content_type: str = "text/csv",
+    **params: str,
+) -> tuple[int, Any]:
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    resp = await to.client.post("/api/v1/imports", data=body, headers=headers, params=params)
+    text = await resp.text()
+    if resp.status >= 400:
+        assert resp.content_type == "application/problem+json", (resp.status, text)
+    else:
+        assert resp.content_type == "application/json", (resp.status, text)
+    return resp.status, json.loads(text)
+
+
+async def test_the_api_imports_what_the_cli_does(
+    api: Api,  # noqa: F811
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+) -> None:
+    good = csv_bytes(
+        "Carol,1 rue A,75001,Paris,+33100000001,pw-1,001565b00001,yealink-t46u,",
+        "Carol,,,,+33100000002,pw-2,001565b00001,,2",
+    )
+    before = await counts(sessions)
+    status, dry = await post_csv(api, good, api.operator, dry_run="true")
+    assert status == 200 and dry["mode"] == "dry-run" and not dry["committed"]
+    assert dry["created"] == {"accounts": 1, "lines": 2, "devices": 1, "slots": 2}
+    assert await counts(sessions) == before
+
+    status, done = await post_csv(api, b"\xef\xbb\xbf" + good.replace(b",", b";"), api.operator)
+    assert status == 200 and done["committed"] and done["pushes"] == 1
+    assert done["created"] == {"accounts": 1, "lines": 2, "devices": 1, "slots": 2}
+    async with sessions() as session:
+        device = await inventory.get_device(session, NEW_MAC)
+        assert [(s.slot, s.line.number) for s in device.slots] == [
+            (1, "+33100000001"),
+            (2, "+33100000002"),
+        ]
+        # Who did it, from where: the operator's token, in the audit trail.
+        actors = set(
+            (await session.scalars(select(AuditEvent.actor).where(AuditEvent.id > 0))).all()
+        )
+        assert "operator:ops" in actors
+        line = await session.scalar(select(Line).where(Line.number == "+33100000001"))
+        assert line is not None and "pw-1" not in line.password_enc
+
+    # The report of the CLI's --json, word for word: the same function behind both.
+    again = await run(sessions, settings, catalog, good, mode="dry-run")
+    status, api_again = await post_csv(api, good, api.operator, dry_run="true")
+    assert status == 200 and api_again == again.view()
+
+
+async def test_the_api_refuses_rows_with_their_row_and_column(
+    api: Api,  # noqa: F811
+    sessions: SessionFactory,
+) -> None:
+    rows = (
+        "Dan,,,,+33100000001,pw-1,001565b00001,yealink-t46u,",
+        "Dan,,,,+33100000002,,001565b00002,yealink-t46u,",  # row 3: no password
+        "Dan,,,,+33100000003,pw-3,001565b00003,yealink-t99,",  # row 4: unknown model
+    )
+    before = await counts(sessions)
+    status, problem = await post_csv(api, csv_bytes(*rows), api.operator)
+    assert status == 422 and problem["type"].endswith("/import-refused")
+    assert "nothing written" in problem["detail"]
+    report = problem["report"]
+    assert [(p["row"], p["column"]) for p in report["problems"]] == [(3, "password"), (4, "model")]
+    assert report["refused_rows"] == [3, 4] and not report["committed"]
+    assert await counts(sessions) == before
+
+    status, kept = await post_csv(api, csv_bytes(*rows), api.operator, mode="continue")
+    assert status == 200 and kept["committed"] and kept["imported_rows"] == 1
+    assert kept["refused_rows"] == [3, 4] and kept["created"]["devices"] == 1
+    assert (await counts(sessions))["devices"] == before["devices"] + 1
+
+
+async def test_the_api_refuses_bad_input_with_problems(
+    api: Api,  # noqa: F811
+    sessions: SessionFactory,
+) -> None:
+    good = csv_bytes("Eve,,,,+33100000001,pw-1,001565b00001,yealink-t46u,")
+    before = await counts(sessions)
+    # Operators only: a customer's token is refused whatever the file.
+    status, problem = await post_csv(api, good, api.customer)
+    assert status == 403 and problem["type"].endswith("/operator-only")
+    status, problem = await post_csv(api, good, None)
+    assert status == 401
+    status, problem = await post_csv(api, good, api.operator, content_type="application/json")
+    assert status == 415 and problem["field"] == "body"
+    for name, value in (("mode", "some"), ("dry_run", "yes"), ("mode", "dry-run")):
+        status, problem = await post_csv(api, good, api.operator, **{name: value})
+        assert status == 422 and problem["field"] == name, (name, value)
+    # The file as a whole: not UTF-8, an unknown column. A problem, whatever the mode.
+    for body in (HEADER.encode() + b"\r\nZo\xe9,,,,,,,,\r\n", b"account_name,colour\r\nA,b\r\n"):
+        status, problem = await post_csv(api, body, api.operator, mode="continue")
+        assert status == 422 and problem["type"].endswith("/import-refused")
+        assert problem["report"]["problems"][0]["row"] in (1, 2)
+    status, problem = await post_csv(api, b"", api.operator)
+    assert status == 422 and problem["report"]["problems"] == [
+        {"row": None, "column": None, "message": "empty file: expected a header row"}
+    ]
+    # Past the limit: refused before the body is read in full (Content-Length), and when sent
+    # without a length too (chunked).
+    big = HEADER.encode() + b"\r\n" + b"#" * (imports_api.MAX_BYTES + 1)
+    status, problem = await post_csv(api, io.BytesIO(big), api.operator)
+    assert status == 413 and problem["type"].endswith("/too-large")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(big), 1 << 20):
+            yield big[start : start + (1 << 20)]
+
+    status, problem = await post_csv(api, chunks(), api.operator)
+    assert status == 413
+    assert await counts(sessions) == before

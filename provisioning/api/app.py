@@ -8,6 +8,7 @@ from provisioning.api import (
     accounts,
     associations,
     devices,
+    imports,
     misc,
     orders,
     relay_points,
@@ -33,6 +34,7 @@ def create_api() -> web.Application:
     api.add_routes(misc.routes)
     api.add_routes(accounts.routes)
     api.add_routes(devices.routes)
+    api.add_routes(imports.routes)
     api.add_routes(associations.routes)
     api[orders.CARRIERS] = load_carriers()
     api.add_routes(orders.routes)

@@ -423,6 +423,7 @@ def _op(
 
 
 def openapi_document() -> dict[str, Any]:
+    from provisioning.api.openapi_imports import IMPORT_SCHEMAS, import_paths
     from provisioning.api.openapi_orders import ORDER_SCHEMAS, order_paths
 
     account = [_path("account_id", ID)]
@@ -442,7 +443,7 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
         "components": {
-            "schemas": {**SCHEMAS, **ORDER_SCHEMAS},
+            "schemas": {**SCHEMAS, **ORDER_SCHEMAS, **IMPORT_SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "paths": {
@@ -628,5 +629,6 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             **order_paths(),
+            **import_paths(),
         },
     }
