@@ -167,7 +167,7 @@ def test_unused_slot_removes_the_account() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["Zo\u00e9 \"L'<Admin>\" & Co", "back\\slash", "${null}", " lead", "a=b:c #!", "\U0001f600"],
+    ['Zo\u00e9 "L\'<Admin>" & Co', "back\\slash", "${null}", " lead", "a=b:c #!", "\U0001f600"],
 )
 def test_values_come_back_exactly(value: str) -> None:
     """Non-ASCII, backslashes, Jitsi's own `${null}`, a leading blank: Jitsi reads the value
