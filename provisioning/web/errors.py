@@ -1,6 +1,6 @@
-"""Errors become pages, once for the whole Manager: a domain refusal shows its message (the
-same text the API gives as `detail`), a missing or foreign object the same 404, a database
-outage a 503 page; never a traceback."""
+"""Errors become pages, once for the whole Manager: a domain refusal shows a sentence in the
+reader's language (the API's English `detail` goes to the log), a missing or foreign object
+the same 404, a database outage a 503 page; never a traceback."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiohttp import web
 
 from provisioning.db.errors import DB_ERRORS
 from provisioning.errors import DomainError
-from provisioning.web.pages import gettext, render
+from provisioning.web.pages import gettext, headline, log_refusal, render
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def domain_error_page(request: web.Request, exc: DomainError) -> web.Response:
     if exc.status == 404:
         # A foreign object and a missing one read the same.
         return error_page(request, 404)
-    return error_page(request, exc.status, exc.message)
+    log_refusal(request, exc)
+    return error_page(request, exc.status, gettext(request, headline(exc)))
 
 
 def http_error_page(request: web.Request, exc: web.HTTPException) -> web.Response:

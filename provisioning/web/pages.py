@@ -3,19 +3,22 @@ language and signed-in person put into every template, with the reader's formats
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from aiohttp import web
 
-from provisioning.errors import NotFound
+from provisioning.errors import DomainError, NotFound
 from provisioning.numbers import parse_id
 from provisioning.state import SERVICES
 from provisioning.web import csrf
 from provisioning.web.formats import Formats
 from provisioning.web.i18n import DEFAULT, Translations
 from provisioning.web.users import Who
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/manager"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -75,10 +78,22 @@ def gettext(request: web.Request, message: str, **values: Any) -> str:
     return translations(request).gettext(message, **values)
 
 
+def log_refusal(request: web.Request, error: DomainError) -> None:
+    """A refusal's technical detail (the API's English `detail`) is for the log: the reader
+    sees only the sentence of `headline`, in their language."""
+    log.info(
+        "manager: %s %s refused: %s (%s, field %s)",
+        request.method, request.path, error.message, error.code, error.field,
+    )  # fmt: skip
+
+
 def render(
     request: web.Request, template: str, *, status: int = 200, **context: Any
 ) -> web.Response:
     services = request.config_dict[SERVICES]
+    for key in ("error", "search_error"):
+        if isinstance(context.get(key), DomainError):
+            log_refusal(request, context[key])
     tr = translations(request)
     values = {
         "_": tr.gettext,
@@ -130,6 +145,15 @@ _HEADLINES = {
     "device-not-returnable": "This phone cannot be returned.",
 }
 _FIELD_HEADLINES = {
+    # The reader sees no detail but this sentence (the detail goes to the log): an address
+    # says which part is wrong.
+    "address.name": "Please check the name on the parcel.",
+    "address.street": "Please check the street of the delivery address.",
+    "address.postcode": "Please check the postcode of the delivery address.",
+    "address.town": "Please check the town of the delivery address.",
+    "address.country": "Please choose a country we deliver to.",
+    "postcode": "Please check the postcode: 5 digits.",
+    "city": "Please check the name of the town.",
     "relay_point": "Please choose a pick-up point from the list.",
     "model": "Please choose a model.",
     "tracking": "Please check the tracking number.",
@@ -139,11 +163,14 @@ _FIELD_HEADLINES = {
 def headline(error: Any) -> str:
     """The English sentence (a msgid) that introduces a domain error on a page."""
     code = getattr(error, "code", "")
+    field = getattr(error, "field", None) or ""
+    if field.startswith("address.") and field in _FIELD_HEADLINES:
+        return _FIELD_HEADLINES[field]
     if code in _HEADLINES:
         return _HEADLINES[code]
-    field = (getattr(error, "field", None) or "").split(".")[0]
-    if field in _FIELD_HEADLINES:
-        return _FIELD_HEADLINES[field]
+    for name in (field, field.split(".")[0]):
+        if name in _FIELD_HEADLINES:
+            return _FIELD_HEADLINES[name]
     if getattr(error, "status", 400) == 422:
         return "Please check what you entered."
     return "This cannot be done."

@@ -5,8 +5,11 @@ and 390 px wide under tests/artifacts/manager/<test>/."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
+
+import pytest
 
 from provisioning.db.engine import SessionFactory
 from provisioning.settings import Settings
@@ -66,3 +69,40 @@ async def test_french_formats(
     assert re.search(r"au plus tard le \d\d/\d\d/\d{4} \d\d:\d\d", text), text
     assert "01 23 45 67 03" in text
     await at_both_widths(page, shots, "confirmation")
+
+
+async def test_a_refusal_is_said_in_french_only(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World,
+    chromium: Any, shots: Shots, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The customer reads the sentence in their language; the API's English detail (the
+    field, the rule) is written to the log for the people who run the service."""
+    caplog.set_level(logging.INFO, logger="provisioning.web")
+    await make_manager_world(sessions, world)
+    base = await _server(aiohttp_client, settings)
+    page = await _page(chromium, base, "fr")
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    # A town the carrier does not know.
+    await page.goto(f"{base}/lines/{world.line_ids[2]}/order/shipping?model=yealink-t46u"
+                    "&carrier=mondial-relay&city=Atlantide")  # fmt: skip
+    alert = page.get_by_role("alert")
+    await alert.wait_for()
+    assert await alert.inner_text() == "Aucun point relais n'est connu près de ce lieu."
+    assert "sample data" not in await _text(page)
+    await at_both_widths(page, shots, "unknown-town")
+    # The contract not accepted.
+    await page.goto(f"{base}/lines/{world.line_ids[2]}/order/shipping?model=yealink-t46u")
+    await page.get_by_role("button", name="Suivant").click()
+    await page.get_by_role("heading", name="Récapitulatif", exact=True).wait_for()
+    await page.get_by_role("button", name="Valider").click()
+    await alert.wait_for()
+    assert await alert.inner_text() == (
+        "Veuillez cocher « J'ai lu et j'accepte le contrat » pour valider."
+    )
+    text = await _text(page)
+    assert "accept_contract" not in text and "read and accept" not in text
+    await at_both_widths(page, shots, "contract-not-accepted")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "accept_contract: read and accept the contract to validate the order" in logged
+    assert "no pick-up points known near Atlantide" in logged
