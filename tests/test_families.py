@@ -24,6 +24,15 @@ from provisioning.render.environment import Renderer, RenderError, RenderRefused
 from provisioning.render.escaping import check_text
 from provisioning.render.files import device_files, render_file
 from provisioning.settings import PROJECT_ROOT, Settings
+from tests.families.strict import (
+    FIELDS,
+    LINE_1,
+    LINE_2,
+    OTHER,
+    settings_of,
+    two_lines,
+    with_field,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
@@ -108,8 +117,9 @@ def test_every_model_parses_and_round_trips(family_name: str) -> None:
         data = sample(model, model.slots)
         for name, body in render_all(CATALOG, data).items():
             text = body.decode("utf-8")
+            # The strict parser of the format (tests/families/strict.py) takes every file.
+            settings_of(family.format, body)
             if family.format == "xml":
-                ET.fromstring(text)
                 continue
             pairs = parse_key_value(text)
             rebuilt = "\n".join(f"{k} = {v}" for k, v in pairs)
@@ -169,3 +179,66 @@ def test_the_models_table_has_one_row_per_model() -> None:
             assert f"`{name}`" in files
     confirmed_count = sum(m.confirmed for m in CATALOG.models.values())
     assert f"{confirmed_count} confirmed by a reference" in lines[0]
+
+
+# -- Two lines, each in its own slot, through the strict parser of the format. -------------------
+
+RENDERER = Renderer(CATALOG)
+# Fields whose value a template writes as given (ports and transports are vendor-coded).
+VERBATIM = ("user", "auth_user", "password", "registrar_host")
+CREDENTIALS = ("auth_user", "password")
+
+
+def read_settings(data: DeviceData) -> dict[str, str]:
+    """Every setting of every file of the device, `file:path` -> value, parsed strictly."""
+    family = CATALOG.family_of(data.model_id)
+    found = {}
+    for name, spec in device_files(CATALOG, data.model_id, data.mac):
+        body = render_file(RENDERER, SETTINGS, data, spec).body
+        for path, value in settings_of(family.format, body).items():
+            found[f"{name}:{path}"] = value
+    return found
+
+
+def moved(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+
+
+@pytest.mark.parametrize("family_name", FAMILIES)
+def test_two_lines_each_in_its_own_slot(family_name: str) -> None:
+    """Two lines with different users, auth ids, passwords, registrars, ports and transports, on
+    every model with two slots or more. Changing one field of one line must move settings (the
+    field is written: else the model declares it `unwritten`), only that line's (no setting
+    moves with both lines), where that line's value was; credentials never in a public file.
+    The per-family tests name the keys; this one holds for any family, declared or new."""
+    family = CATALOG.families[family_name]
+    models = [m for m in family.models.values() if m.slots >= 2]
+    if not models:
+        pytest.skip(f"{family_name}: no model with two slots")
+    for model in models:
+        data = two_lines(CATALOG, model.id)
+        base = read_settings(data)
+        public = {
+            name for name, spec in device_files(CATALOG, model.id, data.mac) if not spec.secret
+        }
+        for field in FIELDS:
+            changed = {}
+            for slot, line in ((1, LINE_1), (2, LINE_2)):
+                variant = read_settings(with_field(data, slot, field))
+                keys = changed[slot] = moved(base, variant)
+                where = f"{model.id}: slot {slot}'s {field}"
+                if field in model.unwritten:
+                    assert not keys, f"{where} is declared unwritten but moves {sorted(keys)[:3]}"
+                    continue
+                assert keys, f"{where} is written nowhere (declare it in `unwritten` if so)"
+                if field in VERBATIM:
+                    old, new = getattr(line, field), str(OTHER[field])
+                    assert all(old in base[k] for k in keys if k in base), f"{where}: {keys}"
+                    assert all(new in variant[k] for k in keys if k in variant), where
+                if field in CREDENTIALS:
+                    files = {key.split(":", 1)[0] for key in keys}
+                    assert not files & public, f"{where} is in a public file"
+            both = changed[1] & changed[2]
+            assert not both, (
+                f"{model.id}: settings move with both lines' {field}: {sorted(both)[:3]}"
+            )

@@ -22,6 +22,9 @@ _PLACEHOLDERS = {
     "code": r"(?P<code>[A-Za-z0-9_]{1,24})",
 }
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# The fields of a line a template writes; a model's `unwritten` names those its format has no
+# key for (the Gigaset N510's transport), so the generic tests know it is deliberate.
+LINE_FIELDS = ("user", "auth_user", "password", "registrar_host", "registrar_port", "transport")
 
 
 class CatalogError(ValueError):
@@ -68,6 +71,8 @@ class Model:
     orderable: bool
     price_cents: int | None
     confirmed: bool
+    # Line fields no key of this model's files carries (family.toml `unwritten`, with why).
+    unwritten: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,11 @@ def _model(family: Family, key: str, entry: dict[str, Any], where: str) -> Model
     if price is not None and (not isinstance(price, int) or price < 0):
         raise CatalogError(f"{where}: models.{key}.price_cents must be a whole number of cents")
     code = entry.get("code")
+    unwritten = tuple(str(name) for name in _list(entry.get("unwritten", [])))
+    unknown = [name for name in unwritten if name not in LINE_FIELDS]
+    if unknown:
+        known = ", ".join(LINE_FIELDS)
+        raise CatalogError(f"{where}: models.{key}.unwritten: {', '.join(unknown)} not in {known}")
     return Model(
         id=f"{family.name}-{key}",
         family=family.name,
@@ -236,6 +246,7 @@ def _model(family: Family, key: str, entry: dict[str, Any], where: str) -> Model
         orderable=bool(entry.get("orderable", False)),
         price_cents=price,
         confirmed=bool(entry.get("confirmed", False)),
+        unwritten=unwritten,
     )
 
 
