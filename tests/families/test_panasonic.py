@@ -1,0 +1,163 @@
+"""Panasonic KX-UT1xx (XML form): real User-Agents, the file name, the attributes of two
+different lines read back with an XML parser, provisioning, re-check, resync and time zone."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import replace
+
+import pytest
+
+from provisioning.devices.catalog import load_catalog
+from provisioning.devices.identify import match_file, parse_user_agent
+from provisioning.render.check import SAMPLE_TOKEN, sample_device
+from provisioning.render.context import DeviceData, LineData
+from provisioning.render.environment import Renderer
+from provisioning.render.files import device_files, render_file, spec_for
+from provisioning.settings import PROJECT_ROOT, Settings
+
+CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
+FAMILY = CATALOG.families["panasonic"]
+RENDERER = Renderer(CATALOG)
+SETTINGS = Settings(public_url="http://prov.example.net", secret_key=())
+MAC = "0080f0c8c381"
+
+# Lines per model: Wazo plugins/wazo_panasonic/v01_133/plugin-info (KX-UT136: 6, capped at the
+# 4 accounts FusionPBX's XML gives keys for).
+SLOTS = {"kx_ut113": 1, "kx_ut123": 2, "kx_ut133": 3, "kx_ut136": 4}
+
+
+def test_user_agents() -> None:
+    # Wazo plugins/wazo_panasonic/common/common.py
+    info = parse_user_agent(CATALOG, "Panasonic_KX-UT113/01.133 (0080f0c8c381)")
+    assert info is not None and info.family is FAMILY
+    assert info.model is not None and info.model.id == "panasonic-kx_ut113"
+    assert info.firmware == "01.133" and info.mac == MAC
+    # FusionPBX app/provision/index.php: a KX-UT670 (not in the catalog) with a placeholder
+    # MAC of 11 digits: the family is known, the model and MAC are not.
+    info = parse_user_agent(CATALOG, "Panasonic_KX-UT670/01.022 (0080f000000)")
+    assert info is not None and info.family is FAMILY
+    assert info.model is None and info.mac is None and info.firmware == "01.022"
+
+
+def test_catalog_and_file_name() -> None:
+    assert {m.id.removeprefix("panasonic-"): m.slots for m in FAMILY.models.values()} == SLOTS
+    assert not any(m.confirmed for m in FAMILY.models.values())
+    assert FAMILY.notify_event == "check-sync"
+    matches = match_file(CATALOG, f"{MAC.upper()}.xml")
+    mine = [m for m in matches if m.family is FAMILY]
+    assert [m.mac for m in mine] == [MAC]
+    assert spec_for(CATALOG, "panasonic-kx_ut123", matches) is mine[0].spec
+    assert mine[0].spec.lines and mine[0].spec.secret
+
+
+def two_lines(model_id: str = "panasonic-kx_ut123", slots: int = 2) -> DeviceData:
+    base = sample_device(model_id, slots, 0)
+    lines = {
+        1: LineData(
+            number="1001",
+            user="alice",
+            auth_user="auth-alice",
+            password="pw-1",
+            display_name="Alice",
+            registrar_host="pbx-a.example.net",
+            registrar_port=5060,
+            transport="udp",
+        ),
+        2: LineData(
+            number="2002",
+            user="bob",
+            auth_user="auth-bob",
+            password="pw-2",
+            display_name="Bob",
+            registrar_host="pbx-b.example.org",
+            registrar_port=5061,
+            transport="tls",
+        ),
+    }
+    return replace(base, mac=MAC, lines=lines)
+
+
+def render(data: DeviceData, settings: Settings = SETTINGS) -> ET.Element:
+    ((name, spec),) = device_files(CATALOG, data.model_id, data.mac)
+    assert name == f"{data.mac}.xml"
+    body = render_file(RENDERER, settings, data, spec).body
+    return ET.fromstring(body)  # strict: any malformed byte fails here
+
+
+def attr(root: ET.Element, name: str) -> str | None:
+    """The value of parameter `name` wherever it is; None when absent; never set twice."""
+    found = [el.attrib[name] for el in root.iter() if name in el.attrib]
+    assert len(found) <= 1, f"{name} set twice"
+    return found[0] if found else None
+
+
+def line(root: ET.Element, n: int) -> ET.Element:
+    (element,) = root.findall(f"Dev/Srv/Prof/Line[@ID='{n}']")
+    return element
+
+
+def test_two_lines_on_two_registrars() -> None:
+    root = render(two_lines())
+    assert root.tag == "PANASipPhoneConfig"
+    sip = root.find("Dev/Srv/Prof/SIP")
+    assert sip is not None
+    # Slot 1: its registrar and port, UDP, its auth id.
+    assert attr(root, "SIP_RGSTR_ADDR_1") == "pbx-a.example.net"
+    assert attr(root, "SIP_PRXY_ADDR_1") == "pbx-a.example.net"
+    assert attr(root, "SIP_SVCDOMAIN_1") == "pbx-a.example.net"
+    assert attr(root, "SIP_RGSTR_PORT_1") == "5060" and attr(root, "SIP_PRXY_PORT_1") == "5060"
+    assert attr(root, "SIP_TRANSPORT_1") == "0"
+    one = line(root, 1)
+    assert attr(one, "LINE_ENABLE_1") == "Enabled"
+    assert attr(one, "PHONE_NUMBER_1") == "alice" and attr(one, "SIP_URI_1") == "alice"
+    assert attr(one, "SIP_AUTHID_1") == "auth-alice" and attr(one, "SIP_PASS_1") == "pw-1"
+    assert attr(one, "DISPLAY_NAME_1") == "Alice"
+    # Slot 2: another registrar and port, TLS, another auth id.
+    assert attr(root, "SIP_RGSTR_ADDR_2") == "pbx-b.example.org"
+    assert attr(root, "SIP_PRXY_ADDR_2") == "pbx-b.example.org"
+    assert attr(root, "SIP_SVCDOMAIN_2") == "pbx-b.example.org"
+    assert attr(root, "SIP_RGSTR_PORT_2") == "5061" and attr(root, "SIP_PRXY_PORT_2") == "5061"
+    assert attr(root, "SIP_TRANSPORT_2") == "2"
+    two = line(root, 2)
+    assert attr(two, "LINE_ENABLE_2") == "Enabled"
+    assert attr(two, "PHONE_NUMBER_2") == "bob"
+    assert attr(two, "SIP_AUTHID_2") == "auth-bob" and attr(two, "SIP_PASS_2") == "pw-2"
+    assert attr(two, "DISPLAY_NAME_2") == "Bob"
+
+
+def test_unused_lines_are_emptied() -> None:
+    data = two_lines("panasonic-kx_ut136", 4)
+    root = render(data)
+    for n in (3, 4):
+        assert attr(root, f"SIP_RGSTR_ADDR_{n}") == ""
+        unused = line(root, n)
+        assert attr(unused, f"LINE_ENABLE_{n}") is None
+        for key in ("PHONE_NUMBER", "SIP_AUTHID", "SIP_PASS", "SIP_URI", "DISPLAY_NAME"):
+            assert attr(unused, f"{key}_{n}") == "", key
+    assert len(root.findall("Dev/Srv/Prof/Line")) == 4
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_transport_codes(transport: str) -> None:
+    data = two_lines()
+    data = replace(data, lines={1: replace(data.lines[1], transport=transport)})
+    assert attr(render(data), "SIP_TRANSPORT_1") == {"udp": "0", "tcp": "1", "tls": "2"}[transport]
+
+
+def test_provisioning_recheck_and_resync() -> None:
+    root = render(two_lines())
+    url = f"http://prov.example.net/{SAMPLE_TOKEN}/{MAC}.xml"
+    assert attr(root, "CFG_STANDARD_FILE_PATH") == url
+    assert attr(root, "CFG_CYCLIC") == "Y"
+    assert attr(root, "CFG_CYCLIC_INTVL") == str(SETTINGS.poll_interval // 60)
+    assert attr(root, "CFG_RESYNC_FROM_SIP") == FAMILY.notify_event == "check-sync"
+
+
+def test_time_zone_and_language() -> None:
+    root = render(two_lines())  # Europe/Paris, French
+    assert attr(root, "TIME_ZONE") == "60"
+    assert attr(root, "DEFAULT_LANGUAGE") is None  # no reference gives French's value
+    us = render(replace(two_lines(), timezone="America/Phoenix", language="en"))
+    assert attr(us, "TIME_ZONE") == "-420"  # FusionPBX KX-TGP500's value for UTC-7
+    assert attr(us, "DEFAULT_LANGUAGE") == "en-US"
