@@ -203,6 +203,15 @@ async def _own_association(request: web.Request) -> dict[str, Any]:
             raise NotFound(f"association {association_id} not found")
         view = await associations.association_view(session, found)
         line = await session.get(Line, found.line_id)
+        device = await session.get(Device, found.device_id)
+        others = (
+            await session.execute(
+                select(Line.number, Line.display_name)
+                .join(LineSlot, LineSlot.line_id == Line.id)
+                .where(LineSlot.device_id == found.device_id, Line.id != found.line_id)
+                .order_by(LineSlot.slot)
+            )
+        ).all()
     created = found.created_at
     elapsed = (utcnow() - created).total_seconds()
     view["late"] = view["status"] == "overdue" or (
@@ -212,6 +221,13 @@ async def _own_association(request: web.Request) -> dict[str, Any]:
     view["line_number"] = line.number if line else ""
     # Shown as they are: times in the account's zone, the duration in the reader's language.
     fmt = Formats(language(request), request.config_dict[SERVICES].settings.default_timezone)
+    # The phone as its owner knows it: its model, the lines it already rings for, its label.
+    view["model_label"] = _model_label(request, device)
+    view["mac_text"] = fmt.mac(view["mac"])
+    view["line_text"] = fmt.phone(view["line_number"])
+    view["other_lines"] = [
+        f"{fmt.phone(number)} ({name})" if name else fmt.phone(number) for number, name in others
+    ]
     view["started"] = fmt.when(created)
     view["deadline_text"] = fmt.when(datetime.fromisoformat(view["deadline"]))
     seconds = view["seconds_to_apply"]

@@ -10,11 +10,13 @@ import re
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from provisioning.db.engine import SessionFactory
+from provisioning.db.models import Device, utcnow
 from provisioning.settings import Settings
 from tests.conftest import World
-from tests.web.browser import Shots, at_both_widths
+from tests.web.browser import DESKTOP, PHONE, Shots, at_both_widths
 from tests.web.kit import ALICE, make_manager_world
 from tests.web.test_browser import _page, _server, _sign_in
 
@@ -106,3 +108,64 @@ async def test_a_refusal_is_said_in_french_only(
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "accept_contract: read and accept the contract to validate the order" in logged
     assert "no pick-up points known near Atlantide" in logged
+
+
+# Each cell's text: how many lines it takes on the screen.
+_LINES_PER_CELL = """cells => cells.map(cell => {
+  const range = document.createRange();
+  range.selectNodeContents(cell);
+  return new Set([...range.getClientRects()].map(r => Math.round(r.bottom))).size;
+})"""
+
+
+async def test_small_things_seen_in_screenshots(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World,
+    chromium: Any, shots: Shots,
+) -> None:  # fmt: skip
+    """ "Pas de téléphone" once per card; a phone is named by its model and its lines, not by
+    its MAC alone; "Dernière connexion le ..., adresse IP ..."; on a 390 px screen no amount
+    of the summary is cut ("€" alone on a line)."""
+    await make_manager_world(sessions, world)
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Device)
+            .where(Device.mac == world.yealink_mac)
+            .values(last_seen_at=utcnow(), last_ip="203.0.113.7")
+        )
+    base = await _server(aiohttp_client, settings)
+    page = await _page(chromium, base, "fr")
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    card = page.locator(".line-card").filter(has_text="01 23 45 67 03")
+    assert (await card.inner_text()).count("Pas de téléphone") == 1
+    await at_both_widths(page, shots, "lines")
+    await card.get_by_role("link", name="01 23 45 67 03").click()
+    candidate = page.locator(".candidate").filter(has_text="Yealink SIP-T46U")
+    text = await candidate.inner_text()
+    assert re.search(
+        r"Dernière connexion le \d\d/\d\d/\d{4} \d\d:\d\d, adresse IP 203\.0\.113\.7", text
+    ), text
+    assert "depuis" not in text
+    await at_both_widths(page, shots, "phones-that-can-take-the-line")
+    await candidate.get_by_role("link", name="Choisir").click()
+    await page.get_by_role("button", name="Valider").click()
+    await page.get_by_role(
+        "heading", name="Ligne 01 23 45 67 03 sur votre Yealink SIP-T46U"
+    ).wait_for()
+    facts = await page.locator(".phone-named").inner_text()
+    assert "00:15:65:4A:A9:37" in facts
+    assert "01 23 45 67 01 (Alice 1), 01 23 45 67 02 (Alice 2)" in facts
+    await at_both_widths(page, shots, "association-status")
+    # The summary of an order on a phone's screen: every amount on one line.
+    await page.set_viewport_size(PHONE)
+    await page.goto(f"{base}/lines/{world.line_ids[0]}/order/shipping?model=yealink-t54w"
+                    "&carrier=dhl")  # fmt: skip
+    await page.get_by_role("button", name="Suivant").click()
+    await page.get_by_role("heading", name="Récapitulatif", exact=True).wait_for()
+    amounts = page.locator(".prices td:not(:first-child), .prices th:not(:first-child)")
+    assert await amounts.count() == 8
+    assert set(await amounts.evaluate_all(_LINES_PER_CELL)) == {1}
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await shots.take(page, "summary-390")
+    await page.set_viewport_size(DESKTOP)
+    await shots.take(page, "summary-1280")
