@@ -61,7 +61,11 @@ USER_AGENTS = [
     # W80 firmware is 103.x, the W75's 175.x (Wazo v87 common.py): a W75B is not a W80.
     ("Yealink W80B 103.83.0.90 80:5e:c0:71:01:38", "yealink-w80", "103.83.0.90", "805ec0710138"),
     ("Yealink W80DM 103.87.0.10 24:9a:d8:d1:a6:31", "yealink-w80", "103.87.0.10", "249ad8d1a631"),
-    ("Yealink W75B 175.87.0.10 24:9a:d8:df:fb:11", None, "175.87.0.10", "249ad8dffb11"),
+    ("Yealink W75B 175.87.0.10 24:9a:d8:df:fb:11", "yealink-w75", "175.87.0.10", "249ad8dffb11"),
+    # Wazo v87 common.py (the T7x/T8x series).
+    ("Yealink SIP-T77U 185.87.0.10 44:db:d2:bd:b5:69", "yealink-t77u", "185.87.0.10", "44dbd2bdb569"),
+    ("Yealink SIP-T85W 185.87.0.10 44:db:d2:67:58:4b", "yealink-t85w", "185.87.0.10", "44dbd267584b"),
+    ("Yealink SIP-T87W 185.87.0.10 44:db:d2:c9:73:b7", "yealink-t87w", "185.87.0.10", "44dbd2c973b7"),
     ("W90DM 130.85.0.15 80:5e:c0:5a:90:02", "yealink-w90dm", "130.85.0.15", "805ec05a9002"),
     # A Yealink the catalog does not list: the family is known, the model is not.
     ("yealink SIP-T28P 2.70.0.140 00:15:65:13:ae:0b", None, "2.70.0.140", "00156513ae0b"),
@@ -93,6 +97,10 @@ NEW_SLOTS = {
     "t40p": 3, "t40g": 3, "t43u": 12, "t44u": 12, "t44w": 12, "t49g": 16, "t52s": 12,
     "t56a": 16, "cp860": 1, "cp920": 1, "cp960": 1, "vp59": 16, "vp530": 4,
     "w52p": 5, "w60b": 8, "w70b": 10, "w80": 30, "w90dm": 250,
+    # Issue 19 (REFERENCES.md "Models added for issue 19").
+    "t31w": 2, "t53c": 12, "t58w": 16, "t73u": 12, "t73w": 12, "t74u": 16, "t74w": 16,
+    "t77u": 16, "t85w": 16, "t87w": 16, "t88w": 16, "t88v": 16, "cp925": 1, "cp965": 1,
+    "ax83h": 4, "ax86r": 4, "w75": 20,
 }  # fmt: skip
 
 # The common file `y0000000000XX.cfg` each model asks for when it has no boot file. T3x: four
@@ -102,12 +110,16 @@ CODES = {
     "t34w": 171, "t40p": 54, "t40g": 76, "t43u": 108, "t44u": 108, "t44w": 108, "t49g": 51,
     "t52s": 74, "t56a": 58, "t58": 58, "cp860": 37, "cp920": 78, "cp960": 73, "vp59": 91,
     "vp530": 23, "w52p": 25, "w60b": 77, "w70b": 146, "w80": 103, "w90dm": 130,
+    "t31w": 172, "t53c": 95, "t58w": 150, "t73u": 186, "t73w": 183, "t74u": 187, "t74w": 184,
+    "t77u": 188, "t85w": 196, "t87w": 197, "t88w": 192, "t88v": 192, "cp925": 148,
+    "cp965": 143, "ax83h": 180, "ax86r": 182, "w75": 175,
 }  # fmt: skip
 
 # Model id and slot count both in the reference; the others carry a lead (family.toml comments).
 CONFIRMED = {
     "t31g", "t33g", "t34w", "t40p", "t40g", "t49g", "cp860", "cp920", "cp960", "vp530", "w52p",
-    "w60b",
+    "w60b", "t58w", "t73u", "t73w", "t74u", "t74w", "t77u", "t85w", "t87w", "t88w", "t88v",
+    "ax83h", "ax86r",
 }  # fmt: skip
 
 
@@ -122,7 +134,7 @@ def test_dect_bases_have_one_account_per_handset() -> None:
     """`handsets` is data the loader ignores: read it from the TOML itself."""
     raw = tomllib.loads((FAMILY.path / "family.toml").read_text(encoding="utf-8"))["models"]
     bases = {key: entry for key, entry in raw.items() if key.startswith("w")}
-    assert set(bases) == {"w52p", "w60b", "w70b", "w80", "w90dm"}
+    assert set(bases) == {"w52p", "w60b", "w70b", "w75", "w80", "w90dm"}
     for key, entry in bases.items():
         assert entry["handsets"] == entry["slots"] == NEW_SLOTS[key], key
 
