@@ -7,14 +7,20 @@ import xml.etree.ElementTree as ET
 from dataclasses import replace
 
 import pytest
+from aiohttp.test_utils import TestClient
 
-from provisioning.devices.catalog import load_catalog
+from provisioning import accounts
+from provisioning.crypto import Cipher
+from provisioning.db.engine import SessionFactory
+from provisioning.devices import inventory
+from provisioning.devices.catalog import Catalog, load_catalog
 from provisioning.devices.identify import match_file, parse_user_agent
 from provisioning.render.check import SAMPLE_TOKEN, sample_device
 from provisioning.render.context import DeviceData, LineData
 from provisioning.render.environment import Renderer
 from provisioning.render.files import device_files, render_file, spec_for
 from provisioning.settings import PROJECT_ROOT, Settings
+from tests.families.strict import parse_xml
 
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
 FAMILY = CATALOG.families["panasonic"]
@@ -82,7 +88,7 @@ def render(data: DeviceData, settings: Settings = SETTINGS) -> ET.Element:
     ((name, spec),) = device_files(CATALOG, data.model_id, data.mac)
     assert name == f"{data.mac}.xml"
     body = render_file(RENDERER, settings, data, spec).body
-    return ET.fromstring(body)  # strict: any malformed byte fails here
+    return parse_xml(body)  # strict: expat, no recovery, no DOCTYPE or entity
 
 
 def attr(root: ET.Element, name: str) -> str | None:
@@ -161,3 +167,37 @@ def test_time_zone_and_language() -> None:
     us = render(replace(two_lines(), timezone="America/Phoenix", language="en"))
     assert attr(us, "TIME_ZONE") == "-420"  # FusionPBX KX-TGP500's value for UTC-7
     assert attr(us, "DEFAULT_LANGUAGE") == "en-US"
+
+
+async def test_a_phone_fetches_its_file_through_the_server(
+    client: TestClient, sessions: SessionFactory, settings: Settings, catalog: Catalog
+) -> None:
+    """The real app and database: a KX-UT123 with two lines on two registrars asks for its file
+    with the User-Agent of Wazo's example (its MAC too) and its token."""
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Panasonic owner")
+        first = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000001", password="pw-one",
+            auth_username="auth-one", registrar="udp:pbx-a.example.net:5060",
+        )  # fmt: skip
+        second = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000002", password="pw-two",
+            auth_username="auth-two", registrar="tls:pbx-b.example.org:5061",
+        )  # fmt: skip
+        _, token = await inventory.add_device(
+            session, catalog, cipher, MAC, "panasonic-kx_ut123", account.id
+        )
+        await inventory.assign_line(session, MAC, first.id)
+        await inventory.assign_line(session, MAC, second.id)
+    ua = {"User-Agent": "Panasonic_KX-UT123/01.133 (0080f0c8c381)"}
+    resp = await client.get(f"/{token}/{MAC.upper()}.xml", headers=ua)
+    assert resp.status == 200
+    root = parse_xml(await resp.read())
+    assert attr(root, "SIP_RGSTR_ADDR_1") == "pbx-a.example.net"
+    assert attr(root, "SIP_RGSTR_PORT_1") == "5060" and attr(root, "SIP_TRANSPORT_1") == "0"
+    assert attr(root, "SIP_AUTHID_1") == "auth-one" and attr(root, "SIP_PASS_1") == "pw-one"
+    assert attr(root, "SIP_RGSTR_ADDR_2") == "pbx-b.example.org"
+    assert attr(root, "SIP_RGSTR_PORT_2") == "5061" and attr(root, "SIP_TRANSPORT_2") == "2"
+    assert attr(root, "SIP_AUTHID_2") == "auth-two" and attr(root, "SIP_PASS_2") == "pw-two"
+    assert attr(root, "CFG_STANDARD_FILE_PATH") == f"http://phones.test:8080/{token}/{MAC}.xml"
