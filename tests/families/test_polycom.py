@@ -30,9 +30,9 @@ USER_AGENTS = [
     ("FileTransport PolycomSoundPointIP-SPIP_335-UA/3.2.1.0078", "polycom-spip335", "3.2.1.0078"),
     ("FileTransport PolycomVVX-VVX_101-UA/5.4.3.1014 Type/Application", "polycom-vvx101", "5.4.3.1014"),
     ("FileTransport PolycomVVX-VVX_400-UA/4.1.4.7430 Type/Application", VVX400, "4.1.4.7430"),
-    ("FileTransport PolycomSoundStationIP-SSIP_6000-UA/4.0.4.2906 Type/Application", None, "4.0.4.2906"),
+    ("FileTransport PolycomSoundStationIP-SSIP_6000-UA/4.0.4.2906 Type/Application", "polycom-ssip6000", "4.0.4.2906"),
     # The Updater's own version is not the application's: no firmware learnt from it.
-    ("FileTransport PolycomSoundStationIP-SSIP_6000-UA/5.0.3.1667 Type/Updater", None, None),
+    ("FileTransport PolycomSoundStationIP-SSIP_6000-UA/5.0.3.1667 Type/Updater", "polycom-ssip6000", None),
     # Other models and releases, same format.
     ("FileTransport PolycomSoundPointIP-SPIP_450-UA/3.2.3.1734", "polycom-spip450", "3.2.3.1734"),
     ("FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1009 Type/Application", "polycom-spip670", "4.0.15.1009"),
@@ -101,6 +101,8 @@ SLOTS = {
     "vvx300": 6, "vvx301": 6, "vvx310": 6, "vvx311": 6, "vvx350": 6, "vvx400": 12,
     "vvx401": 12, "vvx410": 12, "vvx411": 12, "vvx450": 12, "vvx500": 12, "vvx501": 12,
     "vvx600": 16, "vvx601": 16, "vvx1500": 6,
+    # SoundStation IP (issue 19): one line each, a lead (family.toml).
+    "ssip5000": 1, "ssip6000": 1, "ssip7000": 1,
 }  # fmt: skip
 
 
