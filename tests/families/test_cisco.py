@@ -35,8 +35,10 @@ USER_AGENTS = [
     ("Cisco/SPA509G-7.5.5 (CBT15130N7K)", "cisco-spa509g", "7.5.5", None),
     ("Cisco/SPA508G-7.4.4 (0002FDFF2103)", "cisco-spa508g", "7.4.4", None),
     ("Cisco/SPA508G-7.4.4", "cisco-spa508g", "7.4.4", None),
-    # A Cisco device outside the catalog (ATA): the family is known, the model is not.
-    ("Cisco/SPA112-1.4.1(002) (CBT1925017E)", None, "1.4.1(002)", None),
+    # SPA ATA: one parenthesised group, the serial number.
+    ("Cisco/SPA112-1.4.1(002) (CBT1925017E)", "cisco-spa112", "1.4.1(002)", None),
+    # MPP ATA (Wazo cisco_sip v11_1_0 common.py): a serial number, no MAC.
+    ("Cisco/ATA191-MPP-11-1-0-MSR4 (FCH2443D9R4)", "cisco-ata191", "MPP-11-1-0-MSR4", None),
     # MPP 3PCC: the MAC in parentheses, lowercase.
     ("Cisco-CP-7832-3PCC/11.0.1 (00562b043615)", "cisco-cp7832", "11.0.1", "00562b043615"),
     ("Cisco-CP-7841-3PCC/11.3.7 (00ebd5a1b2c3)", "cisco-cp7841", "11.3.7", "00ebd5a1b2c3"),
@@ -90,12 +92,16 @@ def test_files_of_spa_and_mpp() -> None:
     # Each model lists both factory names (the loader has no per-file model filter): a SPA asks
     # for `spa$PSN.cfg`, an MPP for `$PSN.xml` (`7841-3PCC.xml`).
     files = dict(device_files(CATALOG, "cisco-spa508g", MAC))
-    assert list(files) == [f"spa{MAC}.xml", f"{MAC}.xml", "spa508G.cfg", "508G-3PCC.xml"]
+    assert list(files) == [
+        f"spa{MAC}.xml", f"{MAC}.xml", "spa508G.cfg", "508G-3PCC.xml", "ata508G.cfg"
+    ]  # fmt: skip
     assert [(spec.secret, spec.lines) for spec in files.values()] == [
-        (True, True), (True, True), (False, False), (False, False)
+        (True, True), (True, True), (False, False), (False, False), (False, False)
     ]  # fmt: skip
     mpp = [name for name, _ in device_files(CATALOG, "cisco-cp7841", MAC)]
-    assert mpp == [f"spa{MAC}.xml", f"{MAC}.xml", "spa7841.cfg", "7841-3PCC.xml"]
+    assert mpp == [f"spa{MAC}.xml", f"{MAC}.xml", "spa7841.cfg", "7841-3PCC.xml", "ata7841.cfg"]
+    ata = [name for name, _ in device_files(CATALOG, "cisco-ata191", MAC)]
+    assert "ata191.cfg" in ata and "spa112.cfg" in dict(device_files(CATALOG, "cisco-spa112", MAC))
     g2 = [name for name, _ in device_files(CATALOG, "cisco-spa525g2", MAC)]
     assert "spa525G2.cfg" in g2
 
@@ -103,7 +109,8 @@ def test_files_of_spa_and_mpp() -> None:
 @pytest.mark.parametrize(
     ("name", "code"),
     [("spa508G.cfg", "508G"), ("spa525G2.cfg", "525G2"), ("7841-3PCC.xml", "7841"),
-     ("8851-3PCC.xml", "8851"), ("6821-3PCC.xml", "6821")],
+     ("8851-3PCC.xml", "8851"), ("6821-3PCC.xml", "6821"), ("ata191.cfg", "191"),
+     ("ata192.cfg", "192"), ("spa112.cfg", "112"), ("spa122.cfg", "122")],
 )  # fmt: skip
 def test_factory_file_names(name: str, code: str) -> None:
     (match,) = [m for m in match_file(CATALOG, name) if m.family is FAMILY]
@@ -126,8 +133,10 @@ SLOTS = {
     "cp6821": 2, "cp6841": 4, "cp6851": 4, "cp6861": 4, "cp6871": 6, "cp7811": 1, "cp7821": 2,
     "cp7832": 1, "cp7841": 4, "cp7861": 16, "cp8811": 10, "cp8841": 10, "cp8845": 10,
     "cp8851": 10, "cp8861": 10, "cp8865": 10,
+    # Issue 19: ATAs (Wazo), 8832 and 9861 (FusionPBX line blocks; leads, REFERENCES.md).
+    "spa112": 2, "spa122": 2, "ata191": 2, "ata192": 2, "cp8832": 10, "cp9861": 16,
 }  # fmt: skip
-UNCONFIRMED = {"cp8845", "cp8865"}
+UNCONFIRMED = {"cp8845", "cp8865", "cp8832", "cp9861"}
 
 
 def test_catalog() -> None:
