@@ -33,6 +33,10 @@ def actor(request: web.Request) -> Actor:
     return Actor(person.actor, caller_ip(request))
 
 
+# The longest page address kept through a sign-in (`next`), percent-encoded.
+MAX_NEXT = 2000
+
+
 def _safe_next(target: str | None) -> str | None:
     # Only back into the Manager: never an open redirect to another site.
     if not target or not target.startswith(PREFIX + "/") or target.startswith("//"):
@@ -51,6 +55,10 @@ def _require(role: str) -> Callable[[Handler], Handler]:
             person = who(request)
             if person is None:
                 target = quote(request.path_qs if request.method == "GET" else request.path)
+                if len(target) > MAX_NEXT:
+                    # A Location past a proxy's header buffer is its 502, past aiohttp's limit
+                    # (8,190 bytes) a broken answer: sign in, then start again from home.
+                    raise redirect(f"{PREFIX}/login")
                 raise redirect(f"{PREFIX}/login?next={target}")
             if person.role != role:
                 # The other role's pages do not exist for this person.

@@ -160,3 +160,17 @@ async def test_a_form_that_is_not_text_is_a_clear_error_page(
     page = await resp.text()
     assert resp.status == 422, page[:300]
     assert "Veuillez vérifier votre saisie" in page or "Please check" in page
+
+
+@pytest.mark.parametrize("length", [100, 3000, 7000])
+async def test_a_long_address_is_no_broken_redirect_to_the_sign_in(
+    client: TestClient, mw: ManagerWorld, length: int
+) -> None:
+    """A visitor is sent to sign in with the page to come back to, unless it would make a
+    Location past what a proxy or aiohttp reads (8,190 bytes): the client could not read it."""
+    url = URL("/manager/lines?q=" + "%D9%A1" * (length // 6), encoded=True)
+    resp = await client.get(url, allow_redirects=False)
+    assert resp.status in (302, 303), resp.status
+    location = resp.headers["Location"]
+    assert location.startswith("/manager/login") and len(location) <= 2100
+    assert ("next=" in location) == (length < 2000)
