@@ -168,6 +168,32 @@ def _parse_public_url(key: str, raw: str) -> str:
     return raw
 
 
+def _parse_tile_url(key: str, raw: str) -> str:
+    """A map tile server's URL template, `{z}`, `{x}` and `{y}` in it (Leaflet's form)."""
+    if not raw:
+        return ""  # no street map: the Manager draws its schematic plan
+    problem = (
+        "expected an http:// or https:// URL template with {z}, {x} and {y}, e.g. "
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+    )
+    parts = urlsplit(raw)
+    host = (parts.hostname or "").replace("{s}", "a")
+    if (
+        parts.scheme not in ("http", "https")
+        or not (_is_ip(host) or is_hostname(host))
+        or any(c.isspace() or c in "\"'<>\\" for c in raw)
+        or not all(f"{{{name}}}" in raw for name in ("z", "x", "y"))
+    ):
+        raise SettingsError(f"{key}: {problem}")
+    return raw
+
+
+def _parse_text_line(key: str, raw: str) -> str:
+    if not 1 <= len(raw) <= 200 or not raw.isprintable():
+        raise SettingsError(f"{key}: 1 to 200 printable characters")
+    return raw
+
+
 def _parse_secret_keys(key: str, raw: str) -> tuple[str, ...]:
     from cryptography.fernet import Fernet
 
@@ -557,6 +583,23 @@ class Settings:
         metadata=_declared(
             _parse_countries,
             f"countries phones are shipped to, comma-separated ({', '.join(POSTCODES)})",
+        ),
+    )
+    # -- The Manager (README "Web Manager"). --
+    map_tiles: str = field(
+        default="",
+        metadata=_declared(
+            _parse_tile_url,
+            "street map tiles of the pick-up points' map, `https://HOST/{z}/{x}/{y}.png` (an "
+            "OpenStreetMap-compatible server; its host is allowed in the pages' CSP); empty: a "
+            "schematic plan drawn by the server, nothing fetched elsewhere",
+            "empty",
+        ),
+    )
+    map_attribution: str = field(
+        default="© OpenStreetMap",
+        metadata=_declared(
+            _parse_text_line, "credit shown on the street map, as the tiles' licence asks"
         ),
     )
     # -- Phones proving who they are (README "Security"). --

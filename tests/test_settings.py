@@ -133,6 +133,12 @@ TABLE: dict[str, tuple[str, dict[str, str], list[str]]] = {
     "push_t1_ms": ("100", {}, ["5"]),
     "vat_rate": ("5.5", {}, ["5.555", "101", "x"]),
     "shipping_countries": ("fr, be", {}, ["FR,XX", ""]),
+    "map_tiles": (
+        "https://{s}.tile.example.org/{z}/{x}/{y}.png",
+        {},
+        ["ftp://x/{z}/{x}/{y}", "https://x/{z}/{x}.png", 'https://x/{z}/{x}/{y}"', "tiles"],
+    ),
+    "map_attribution": ("© OpenStreetMap contributors", {}, ["", "a\nb", "x" * 201]),
     "tls_cert": ("{file}", {"tls_key": "{file}"}, ["/nonexistent.pem", "{dir}"]),
     "tls_key": ("{file}", {"tls_cert": "{file}"}, ["/nonexistent.pem"]),
     "tls_port": ("443", {}, ["0"]),

@@ -8,6 +8,7 @@ so a double click gives one order)."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -213,6 +214,8 @@ async def _shipping_page(
         search=search,
         search_error=search_error,
         map_url=f"{PREFIX}/relay-map.svg?{urlencode(query)}" if search else None,
+        tiles=request.config_dict[SERVICES].settings.map_tiles,
+        attribution=request.config_dict[SERVICES].settings.map_attribution,
         countries=request.config_dict[SERVICES].settings.shipping_countries,
         shipping=_shipping_prices(request),
         error=error,
@@ -364,6 +367,9 @@ async def relay_map(request: web.Request) -> web.Response:
     search = await carrier.relay_points(
         request.query.get("postcode") or None, request.query.get("city") or None, RELAY_POINTS
     )
-    response = web.Response(text=relay_map_svg(search), content_type="image/svg+xml")
+    # The page says in the reader's language that the points are samples, and its legend is
+    # HTML (readable on a phone): the plan is shown without its own legend rows (see .map-frame).
+    plan = relay_map_svg(replace(search, sample=False))
+    response = web.Response(text=plan, content_type="image/svg+xml")
     response.headers["Cache-Control"] = "private, max-age=300"
     return response

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jinja2
 from aiohttp import web
@@ -87,6 +88,15 @@ def log_refusal(request: web.Request, error: DomainError) -> None:
     )  # fmt: skip
 
 
+def _tile_source(template: str) -> str:
+    """The street map's tile server as a CSP source (" https://*.tile.example.org"), so its
+    images load and nothing else does; "" without one."""
+    if not template:
+        return ""
+    parts = urlsplit(template)
+    return f" {parts.scheme}://{parts.netloc.replace('{s}', '*')}"
+
+
 def render(
     request: web.Request, template: str, *, status: int = 200, **context: Any
 ) -> web.Response:
@@ -112,8 +122,8 @@ def render(
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "frame-ancestors 'none'; form-action 'self'"
+        f"default-src 'self'; img-src 'self' data:{_tile_source(services.settings.map_tiles)}; "
+        "style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'"
     )
     response.headers["Referrer-Policy"] = "same-origin"
     return response

@@ -85,7 +85,7 @@ async def test_order_with_dhl(
     await shots.take(page, "shipping-dhl")
     await page.fill("input[name=address_street]", "")
     await page.get_by_role("button", name="Suivant").click()
-    await page.get_by_text("Veuillez vérifier l'adresse de livraison").wait_for()
+    await page.get_by_text("Veuillez vérifier la rue de l'adresse de livraison").wait_for()
     assert await page.input_value("input[name=address_postcode]") == "75002"
     await shots.take(page, "empty-address-refused")
     await page.fill("input[name=address_street]", "3 rue Neuve")

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
+import zlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from aiohttp import web
 from sqlalchemy import update
 
 from provisioning.db.engine import SessionFactory
@@ -169,3 +173,130 @@ async def test_small_things_seen_in_screenshots(
     await shots.take(page, "summary-390")
     await page.set_viewport_size(DESKTOP)
     await shots.take(page, "summary-1280")
+
+
+def _png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A plain PNG of one colour: what the loopback tile server answers."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+async def test_the_town_street_map(
+    aiohttp_client: Any, aiohttp_server: Any, settings: Settings, sessions: SessionFactory,
+    world: World, chromium: Any, shots: Shots,
+) -> None:  # fmt: skip
+    """With MAP_TILES set, Leaflet (served by the Manager itself) draws the town from the tile
+    server, its markers numbered as in the list; a marker chooses its point. Without
+    JavaScript the plan and the list do the same job; without MAP_TILES the plan is the map."""
+    asked: list[str] = []
+    tile = _png(256, 256, (226, 236, 218))
+
+    async def tiles(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.Response(body=tile, content_type="image/png")
+
+    app = web.Application()
+    app.router.add_get("/tiles/{z}/{x}/{y}.png", tiles)
+    tile_server = await aiohttp_server(app, host="127.0.0.1")
+    template = f"http://127.0.0.1:{tile_server.port}/tiles/{{z}}/{{x}}/{{y}}.png"
+    await make_manager_world(sessions, world)
+    base = await _server(aiohttp_client, replace(settings, map_tiles=template))
+    shipping = (
+        f"{base}/lines/{world.line_ids[2]}/order/shipping?model=yealink-t46u&carrier=mondial-relay"
+    )
+    page = await _page(chromium, base, "fr")
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    await page.goto(shipping)
+    await page.locator("#town-map.live .leaflet-tile-loaded").first.wait_for()
+    assert asked and all(re.fullmatch(r"/tiles/\d+/\d+/\d+\.png", p) for p in asked)
+    pins = await page.locator(".map-pin").all_inner_texts()
+    numbers = await page.locator(".points li").evaluate_all("els => els.map(e => e.dataset.number)")
+    assert pins == numbers == [str(n) for n in range(1, 9)]
+    # The markers' names are the list's, in the same order.
+    titles = await page.locator(".map-pin").evaluate_all("els => els.map(e => e.title)")
+    names = await page.locator(".points strong").all_inner_texts()
+    assert titles == [f"{n}. {name}" for n, name in enumerate(names, 1)]
+    # No English on the page: the zoom buttons, the legend, the sample data notice.
+    text = await page.locator("main").inner_text()
+    assert "sample data" not in text.lower() and "Données d'exemple" in text
+    assert await page.locator(".leaflet-control-zoom-in").get_attribute("title") == "Zoomer"
+    assert "Points relais, numérotés comme dans la liste" in text
+    legend_px = await page.locator(".legend").evaluate(
+        "e => parseFloat(getComputedStyle(e).fontSize)"
+    )
+    assert legend_px >= 14
+    await page.locator(".map-pin", has_text="3").click()
+    chosen = page.locator(".points li[data-number='3'] input[type=radio]")
+    assert await chosen.is_checked()
+    await at_both_widths(page, shots, "street-map")
+    await page.get_by_role("button", name="Suivant").click()
+    await page.get_by_role("heading", name="Récapitulatif", exact=True).wait_for()
+    assert names[2] in await page.locator("main").inner_text()
+
+    # Without JavaScript: the plan, the legend and the list; choosing works the same.
+    context = await chromium.new_context(viewport=PHONE, java_script_enabled=False)
+    plain = await context.new_page()
+    await plain.goto(f"{base}/language?lang=fr&next=/manager/login")
+    await plain.fill("input[name=login]", ALICE[0])
+    await plain.fill("input[name=password]", ALICE[1])
+    await plain.click("button[type=submit]")
+    await plain.get_by_role("heading", name="Mes lignes").wait_for()
+    before = len(asked)
+    await plain.goto(shipping)
+    await plain.wait_for_function("document.querySelector('.map-frame img').complete")
+    assert await plain.locator(".leaflet-container").count() == 0 and len(asked) == before
+    legend_px = await plain.locator(".legend").evaluate(
+        "e => parseFloat(getComputedStyle(e).fontSize)"
+    )
+    assert legend_px >= 14
+    await plain.get_by_text(names[1]).click()
+    await shots.take(plain, "without-javascript-390")
+    await plain.set_viewport_size(DESKTOP)
+    await shots.take(plain, "without-javascript-1280")
+    await plain.get_by_role("button", name="Suivant").click()
+    await plain.get_by_role("heading", name="Récapitulatif", exact=True).wait_for()
+    assert names[1] in await plain.locator("main").inner_text()
+    await context.close()
+
+
+async def test_without_tiles_the_plan_is_the_map(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World,
+    chromium: Any, shots: Shots,
+) -> None:  # fmt: skip
+    """The default (tests, offline labs): no tile server, no Leaflet, no request elsewhere;
+    the schematic plan in French, its legend in the page, readable on a phone."""
+    assert settings.map_tiles == ""
+    await make_manager_world(sessions, world)
+    base = await _server(aiohttp_client, settings)
+    page = await _page(chromium, base, "fr")
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith(base[:-8]) else elsewhere.append(r.url))
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    await page.goto(f"{base}/lines/{world.line_ids[2]}/order/shipping?model=yealink-t46u"
+                    "&carrier=mondial-relay")  # fmt: skip
+    await page.wait_for_function("document.querySelector('.map-frame img').complete")
+    assert await page.locator("script[src*=leaflet]").count() == 0
+    assert await page.evaluate("typeof window.L") == "undefined"
+    plan = await page.locator(".map-frame img").get_attribute("src")
+    svg = await (await page.request.get(f"{base[:-8]}{plan}")).text()
+    assert "sample data" not in svg and "Plan de 75002 Paris" in svg
+    await page.set_viewport_size(PHONE)
+    legend_px = await page.locator(".legend").evaluate(
+        "e => parseFloat(getComputedStyle(e).fontSize)"
+    )
+    assert legend_px >= 14
+    await at_both_widths(page, shots, "plan")
+    assert elsewhere == []
