@@ -28,6 +28,25 @@ GOLDEN = Path(__file__).parent.parent / "golden" / "grandstream"
 # (User-Agent, model id or None, firmware, MAC or None). From vendor-formats.md section 5 and
 # Wazo's examples, plus realistic ones of the same shapes.
 USER_AGENTS = [
+    # Wazo common_ata/common.py and common/common.py (issue 19 models).
+    (
+        "Grandstream Model HW HT801 V1.1A SW 1.0.17.5 DevId c074ad273a10",
+        "grandstream-ht801",
+        "1.0.17.5",
+        "c074ad273a10",
+    ),
+    (
+        "Grandstream Model HW HT802V2 V1.0A SW 1.0.5.4 DevId ec74d763e419",
+        "grandstream-ht802",
+        "1.0.5.4",
+        "ec74d763e419",
+    ),
+    (
+        "Grandstream Model HW GXP1405 SW 1.0.4.23 DevId 000b8240d55c",
+        "grandstream-gxp1405",
+        "1.0.4.23",
+        "000b8240d55c",
+    ),
     (
         "Grandstream Model HW GXP2135 SW 1.0.7.97 DevId 000b828aa872",
         "grandstream-gxp2135",
@@ -66,12 +85,6 @@ USER_AGENTS = [
     ),
     ("Grandstream Model HW GXP2120 SW 1.0.8.6", "grandstream-gxp2120", "1.0.8.6", None),
     # Grandstream devices outside the catalog: the family is known, the model is not.
-    (
-        "Grandstream Model HW HT801 V1.1A SW 1.0.17.5 DevId c074ad273a10",
-        None,
-        "1.0.17.5",
-        "c074ad273a10",
-    ),
     (
         "Grandstream Model HW GXV3350  V1.3A SW 1.0.1.8 DevId c074ad150b88",
         None,
@@ -123,8 +136,15 @@ SLOTS = {
     "gxp2100": 4, "gxp2110": 4, "gxp2120": 6, "gxp2130": 3, "gxp2135": 4, "gxp2140": 4,
     "gxp2160": 6, "gxp2170": 6, "grp2612": 2, "grp2613": 3, "grp2614": 4, "grp2615": 5,
     "grp2616": 6, "dp750": 10, "dp752": 10,
+    # Issue 19: Wazo plugin-info `lines`.
+    "gxp1100": 2, "gxp1105": 2, "gxp1160": 2, "gxp1165": 2, "gxp1400": 2, "gxp1405": 2,
+    "gxp1450": 2, "ht801": 1, "ht802": 2,
 }  # fmt: skip
-CONFIRMED = {"gxp2100", "gxp2110", "gxp2120", "grp2612", "grp2613", "grp2614", "grp2615", "dp750"}
+CONFIRMED = {
+    "gxp2100", "gxp2110", "gxp2120", "grp2612", "grp2613", "grp2614", "grp2615", "dp750",
+    "gxp1100", "gxp1105", "gxp1160", "gxp1165", "gxp1400", "gxp1405", "gxp1450", "ht801",
+    "ht802",
+}  # fmt: skip
 
 
 def test_catalog() -> None:
