@@ -32,8 +32,13 @@ USER_AGENTS = [
     # From the reference.
     ("Fanvil X4 2.10.2.6887 0c383e07e16c", "fanvil-x4", "2.10.2.6887", MAC),
     ("Fanvil X6U Pro 0.0.10 0c383e2cd782", "fanvil-x6u_pro", "0.0.10", "0c383e2cd782"),
-    ("Fanvil H2U-V2 2.12.0 0c383e32342e", None, "2.12.0", "0c383e32342e"),  # hotel phone
-    ("Fanvil W620W 2.16.10 0c383e7dd216", None, "2.16.10", "0c383e7dd216"),  # DECT
+    ("Fanvil H2U-V2 2.12.0 0c383e32342e", "fanvil-h2u_v2", "2.12.0", "0c383e32342e"),
+    ("Fanvil W620W 2.16.10 0c383e7dd216", "fanvil-w620w", "2.16.10", "0c383e7dd216"),
+    # Wazo's fanvil common.py (issue 19: V, i series).
+    ("Fanvil V67 2.6.6.187 0c383e2b29e6", "fanvil-v67", "2.6.6.187", "0c383e2b29e6"),
+    ("Fanvil V65 2.12.2.4 0c383e38e123", "fanvil-v65", "2.12.2.4", "0c383e38e123"),
+    ("Fanvil i10SV 2.12.10.1 0c383e2397f4", "fanvil-i10sv", "2.12.10.1", "0c383e2397f4"),
+    ("Fanvil i53W 2.12.9 0c383e10a440", "fanvil-i53w", "2.12.9", "0c383e10a440"),
     # The stray ")" some firmware appends.
     ("Fanvil X4U 2.12.16.17 0c383e1a2b3c)", X4U, "2.12.16.17", "0c383e1a2b3c"),
     # Same format, other models and releases (seen in Wazo's plugin and in the field).
@@ -43,7 +48,6 @@ USER_AGENTS = [
     ("Fanvil X6U 2.12.16.17 0c383e40a1b2", "fanvil-x6u", "2.12.16.17", "0c383e40a1b2"),
     ("Fanvil X7C Pro 2.12.16.17 0c383e55aa01", "fanvil-x7c", "2.12.16.17", "0c383e55aa01"),
     ("Fanvil X210 2.4.5.2 0c383e123456", "fanvil-x210", "2.4.5.2", "0c383e123456"),
-    ("Fanvil V67 2.6.6.187 0c383e2b29e6", None, "2.6.6.187", "0c383e2b29e6"),
     # Without a MAC: the family and model all the same.
     ("Fanvil X4U 2.12.16.17", X4U, "2.12.16.17", None),
 ]  # fmt: skip
@@ -97,7 +101,17 @@ def test_catalog() -> None:
     # Line counts in the references: X4U 12, X4 4 (FusionPBX x4); the X3S's 2 (x3sp) stays a
     # lead, its X3SG variant having a <sysConf> template too.
     assert (models["fanvil-x4"].slots, models["fanvil-x3s"].slots) == (4, 2)
-    assert [m.id for m in models.values() if m.confirmed] == ["fanvil-x4", X4U]
+    assert [m.id for m in models.values() if m.confirmed][:2] == ["fanvil-x4", X4U]
+    # Issue 19: the V, H, i and W series, line counts from Wazo's plugin-info (family.toml).
+    added = {
+        "v61g": 4, "v61w": 4, "v62": 6, "v62g": 12, "v62w": 12, "v62_pro": 12, "v63": 6,
+        "v64": 12, "v65": 20, "v66": 20, "v66_pro": 20, "v67": 20, "h2u_v2": 2, "i10s": 2,
+        "i10sv": 2, "i10sd": 2, "i16s": 2, "i16sv": 2, "i51w": 4, "i52w": 4, "i53w": 6,
+        "i61": 2, "i62": 2, "i63": 2, "i64": 2, "w610w": 4, "w611w": 4, "w620w": 8,
+    }  # fmt: skip
+    assert {k: models[f"fanvil-{k}"].slots for k in added} == added
+    confirmed = [m.id for m in models.values() if m.confirmed]
+    assert confirmed == ["fanvil-x4", X4U] + [f"fanvil-{k}" for k in added]
     assert FAMILY.notify_event == "check-sync"
     assert [(name, spec.secret) for name, spec in device_files(CATALOG, X4U, MAC)] == [(CFG, True)]
 
