@@ -23,7 +23,10 @@ def add_routes(app: web.Application) -> None:
     # Under overload phones get a 503 with Retry-After at once (phones.load).
     files, firmware = shedding(_load, fetch_file), shedding(_load, fetch_firmware)
     app.router.add_get("/firmware/{path:.+}", firmware)
-    app.router.add_get("/{token:[A-Za-z0-9_-]{16,64}}/{file}", files)
-    app.router.add_get("/{file}", files)
-    # Anything else a phone or scanner asks: the same empty 404 as an unknown MAC.
-    app.router.add_get("/{tail:.*}", _nothing_here)
+    # Some softphones (Jitsi) ask for their file with a form POST: the same answer as a GET,
+    # the body never read.
+    for add in (app.router.add_get, app.router.add_post):  # GET with HEAD
+        add("/{token:[A-Za-z0-9_-]{16,64}}/{file}", files)
+        add("/{file}", files)
+        # Anything else a phone or scanner asks: the same empty 404 as an unknown MAC.
+        add("/{tail:.*}", _nothing_here)

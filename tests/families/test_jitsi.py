@@ -241,10 +241,6 @@ async def test_the_file_through_the_server(
     assert props["net.java.sip.communicator.plugin.provisioning.URL"] == url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Jitsi asks with POST (HttpUtils.postForm); the phone route answers GET/HEAD only",
-)
 async def test_jitsi_asks_with_post(
     client: TestClient, sessions: SessionFactory, settings: Settings, catalog: Catalog
 ) -> None:
