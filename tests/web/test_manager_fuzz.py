@@ -305,7 +305,7 @@ ROLES = {"operator": OPERATOR, "customer": ALICE, "anyone": None}
 
 
 @pytest.fixture
-async def browser(client: TestClient, mw: ManagerWorld, role: str) -> Browser:
+async def browser(client: TestClient, mw: ManagerWorld, role: str) -> Browser:  # type: ignore[type-arg]
     """Signed in once for all of a test's examples: the client and its cookies outlive them."""
     browser = Browser(client)
     who = ROLES[role]
