@@ -41,8 +41,10 @@ USER_AGENTS = [
     ("Fanvil i53W 2.12.9 0c383e10a440", "fanvil-i53w", "2.12.9", "0c383e10a440"),
     # The stray ")" some firmware appends.
     ("Fanvil X4U 2.12.16.17 0c383e1a2b3c)", X4U, "2.12.16.17", "0c383e1a2b3c"),
-    # Same format, other models and releases (seen in Wazo's plugin and in the field).
+    # Wazo's common.py: a hardware variant outside the catalog (its image is not known).
     ("Fanvil X5U-V2 2.12.16.17 0c383e557eb1", None, "2.12.16.17", "0c383e557eb1"),
+    # Constructed in the reference's format (model token, version and MAC changed): they test
+    # the pattern, they are not captures from a phone.
     ("Fanvil X3S 2.10.2.6887 0c383e2b29e6", "fanvil-x3s", "2.10.2.6887", "0c383e2b29e6"),
     ("Fanvil X1SP 2.10.1.6585 00a8590c0d0e", "fanvil-x1s", "2.10.1.6585", "00a8590c0d0e"),
     ("Fanvil X6U 2.12.16.17 0c383e40a1b2", "fanvil-x6u", "2.12.16.17", "0c383e40a1b2"),

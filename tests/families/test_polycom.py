@@ -33,7 +33,9 @@ USER_AGENTS = [
     ("FileTransport PolycomSoundStationIP-SSIP_6000-UA/4.0.4.2906 Type/Application", "polycom-ssip6000", "4.0.4.2906"),
     # The Updater's own version is not the application's: no firmware learnt from it.
     ("FileTransport PolycomSoundStationIP-SSIP_6000-UA/5.0.3.1667 Type/Updater", "polycom-ssip6000", None),
-    # Other models and releases, same format.
+    # Other models and releases in the reference's format; SPIP_450 3.2.3.1734 is Wazo's
+    # (common.py), the others constructed (model token and version changed): they test the
+    # pattern, they are not captures from a phone.
     ("FileTransport PolycomSoundPointIP-SPIP_450-UA/3.2.3.1734", "polycom-spip450", "3.2.3.1734"),
     ("FileTransport PolycomSoundPointIP-SPIP_670-UA/4.0.15.1009 Type/Application", "polycom-spip670", "4.0.15.1009"),
     ("FileTransport PolycomVVX-VVX_150-UA/6.3.1.8427 Type/Application", "polycom-vvx150", "6.3.1.8427"),

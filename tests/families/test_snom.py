@@ -35,10 +35,12 @@ USER_AGENTS = [
     ("Mozilla/4.0 (compatible; snom710-SIP 8.7.5.35 1.1.5-IFX-05.01.12 000413741767)", "snom-710", "8.7.5.35", "000413741767"),
     # A build date in parentheses before the MAC.
     ("Mozilla/4.0 (compatible; snomD785-SIP 10.1.169.16 2010.12-00001-gd311851f1 (Feb 25 2019 - 14:19:43) 00041396D9B4 SXM:0 UXM:0 UXMC:0)", D785, "10.1.169.16", "00041396d9b4"),
-    # Same format, other models and releases (seen in Wazo's plugin and in the field).
+    # Other models and releases: Wazo snom common/common.py comments.
     ("Mozilla/4.0 (compatible; snom710-SIP 8.7.3.19 1.1.5-IFX-05.01.12)", "snom-710", "8.7.3.19", None),
     ("Mozilla/4.0 (compatible; snom760-SIP 8.7.3.19 2010.06)", "snom-760", "8.7.3.19", None),
     ("Mozilla/4.0 (compatible; snom320-SIP 6.5.20; snom320 jffs2 v3.36; snom320 linux 3.38)", "snom-320", "6.5.20", None),
+    # Constructed in the D785's format (model token, version and MAC changed): they test the
+    # pattern, they are not captures from a phone.
     ("Mozilla/4.0 (compatible; snomD715-SIP 10.1.54.13 2010.12-00004-g9ba52f5 000413A1B2C3 SXM:0 UXM:0)", "snom-d715", "10.1.54.13", "000413a1b2c3"),
     ("Mozilla/4.0 (compatible; snomD385-SIP 10.1.73.16 2010.12-00004-g9ba52f5 0004139F0A1B SXM:0 UXM:1)", "snom-d385", "10.1.73.16", "0004139f0a1b"),
     # Models outside the catalog: a Snom all the same.

@@ -37,7 +37,9 @@ USER_AGENTS = [
     ("Yealink SIP VP-T49G 51.80.0.10 00:15:65:00:00:49", "yealink-t49g", "51.80.0.10", "001565000049"),
     # The T56A is no longer taken for the T58 it shares its model id with.
     ("Yealink SIP-T56A  58.80.0.25 001565f429a4", "yealink-t56a", "58.80.0.25", "001565f429a4"),
-    # Other models and releases, same formats.
+    # Constructed in the reference's formats (model token, version and MAC changed): they test
+    # the pattern, they are not captures from a phone — except, below, the W80B (Wazo v83
+    # common.py), W80DM, W75B and T7x/T8x ones (Wazo v87 common.py).
     ("Yealink SIP-T30 124.86.0.40 24:9a:d8:30:00:01", "yealink-t30", "124.86.0.40", "249ad8300001"),
     ("Yealink SIP-T30P 124.86.0.40 24:9a:d8:30:00:02", "yealink-t30p", "124.86.0.40", "249ad8300002"),
     ("Yealink SIP-T31 124.86.0.75 24:9a:d8:31:00:01", "yealink-t31", "124.86.0.75", "249ad8310001"),
