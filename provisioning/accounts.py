@@ -6,18 +6,21 @@ domain errors; they never commit.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import available_timezones
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from provisioning.audit import SYSTEM, Actor, record
+from provisioning.audit import SYSTEM, Actor, event, record, record_many
 from provisioning.crypto import Cipher
-from provisioning.db.models import Account, Device, Line, LineSlot
+from provisioning.db.models import Account, Base, Device, Line, LineSlot
 from provisioning.errors import InvalidInput, LineExists, NotFound
 from provisioning.push.changes import devices_changed
 from provisioning.render.escaping import check_text
@@ -64,6 +67,46 @@ def clean_text(value: str, field: str, *, max_length: int, required: bool = True
     return value
 
 
+@functools.cache
+def _timezones() -> frozenset[str]:
+    # Listing the time zone database walks its files (~15 ms): once per process, not once per
+    # account (a bulk import creates thousands). Zones installed while the server runs are
+    # taken after a restart.
+    return frozenset(available_timezones())
+
+
+def check_timezone(timezone: str) -> str:
+    if timezone not in _timezones():
+        raise InvalidInput(f"timezone: unknown time zone {timezone[:64]!r}", field="timezone")
+    return timezone
+
+
+def new_account(
+    settings: Settings,
+    name: str,
+    *,
+    address: Address | None = None,
+    timezone: str | None = None,
+    language: str | None = None,
+) -> Account:
+    """An account checked and built, not yet in a session: what `create_account` and a bulk
+    import (`insert_accounts`) store."""
+    timezone = check_timezone(timezone or settings.default_timezone)
+    language = language or settings.default_language
+    if not _LANGUAGE.fullmatch(language):
+        raise InvalidInput("language: expected a two-letter code such as fr", field="language")
+    address = address or Address("", "", "")
+    return Account(
+        name=clean_text(name, "name", max_length=200),
+        street=clean_text(address.street, "address", max_length=200, required=False),
+        postcode=clean_text(address.postcode, "address", max_length=20, required=False),
+        town=clean_text(address.town, "address", max_length=100, required=False),
+        country=address.country,
+        timezone=timezone,
+        language=language,
+    )
+
+
 async def create_account(
     session: AsyncSession,
     settings: Settings,
@@ -74,22 +117,7 @@ async def create_account(
     language: str | None = None,
     actor: Actor = SYSTEM,
 ) -> Account:
-    timezone = timezone or settings.default_timezone
-    if timezone not in available_timezones():
-        raise InvalidInput(f"timezone: unknown time zone {timezone[:64]!r}", field="timezone")
-    language = language or settings.default_language
-    if not _LANGUAGE.fullmatch(language):
-        raise InvalidInput("language: expected a two-letter code such as fr", field="language")
-    address = address or Address("", "", "")
-    account = Account(
-        name=clean_text(name, "name", max_length=200),
-        street=clean_text(address.street, "address", max_length=200, required=False),
-        postcode=clean_text(address.postcode, "address", max_length=20, required=False),
-        town=clean_text(address.town, "address", max_length=100, required=False),
-        country=address.country,
-        timezone=timezone,
-        language=language,
-    )
+    account = new_account(settings, name, address=address, timezone=timezone, language=language)
     session.add(account)
     await session.flush()
     await record(
@@ -97,6 +125,61 @@ async def create_account(
         account_id=account.id, after=account_view(account),
     )  # fmt: skip
     return account
+
+
+# Rows per INSERT of the bulk functions (the driver batches them further; this bounds memory).
+CHUNK = 2000
+
+
+async def store_many(
+    session: AsyncSession, built: Sequence[Base], columns: Sequence[str], key: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """INSERT objects built (not added to the session) in a few statements, the given columns
+    taken from each, and set their ids; returns (id, config_revision for a device) per object,
+    in their order. The unit of work of a flush costs more than the insert itself when there
+    are tens of thousands (a bulk import); the objects stay out of the session.
+
+    The ids come back by `key` (columns telling the rows of one call apart; objects alike in
+    them are alike in every way that matters to the caller), not by the order of the rows:
+    RETURNING in the order of the parameters makes SQLite's driver insert one row per
+    statement, ten times slower."""
+    if not built:
+        return []
+    model = type(built[0])
+    returned = [model.id]  # type: ignore[attr-defined]
+    if hasattr(model, "config_revision"):
+        returned.append(model.config_revision)
+    returned.extend(getattr(model, name) for name in key)
+    width = len(returned) - len(key)
+    ids: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+    for start in range(0, len(built), CHUNK):
+        chunk = built[start : start + CHUNK]
+        rows = [{name: getattr(obj, name) for name in columns} for obj in chunk]
+        result = await session.execute(insert(model).returning(*returned), rows)
+        for row in result.all():
+            ids.setdefault(tuple(row[width:]), []).append(tuple(row[:width]))
+    found = []
+    for obj in built:
+        stored = ids[tuple(getattr(obj, name) for name in key)].pop()
+        obj.id = stored[0]  # type: ignore[attr-defined]
+        found.append(stored)
+    return found
+
+
+_ACCOUNT_COLUMNS = ("name", "street", "postcode", "town", "country", "timezone", "language")
+
+
+async def insert_accounts(
+    session: AsyncSession, created: Sequence[Account], *, actor: Actor = SYSTEM
+) -> None:
+    """Store accounts built by `new_account` (their ids set), with their audit events, in a few
+    statements (a bulk import)."""
+    await store_many(session, created, _ACCOUNT_COLUMNS, _ACCOUNT_COLUMNS)
+    events = [
+        event(actor, "account.create", "account", a.id, account_id=a.id, after=account_view(a))
+        for a in created
+    ]
+    await record_many(session, events)
 
 
 async def get_account(session: AsyncSession, account_id: int) -> Account:
@@ -110,11 +193,10 @@ async def list_accounts(session: AsyncSession) -> list[Account]:
     return list((await session.scalars(select(Account).order_by(Account.id))).all())
 
 
-async def create_line(
-    session: AsyncSession,
+def new_line(
     settings: Settings,
     cipher: Cipher,
-    account_id: int,
+    account_id: int | None,
     number: str,
     *,
     password: str,
@@ -123,9 +205,10 @@ async def create_line(
     display_name: str = "",
     registrar: str | None = None,
     transport: str | None = None,
-    actor: Actor = SYSTEM,
 ) -> Line:
-    await get_account(session, account_id)
+    """A line checked and built with its password encrypted, not yet in a session. The account
+    is the caller's to check; `account_id` None: an account the caller stores first, then sets
+    (a bulk import)."""
     number = number.strip()
     if not _NUMBER.fullmatch(number):
         raise InvalidInput("number: expected digits, optionally starting with +", field="number")
@@ -150,7 +233,6 @@ async def create_line(
         target = settings.default_registrar
     transport = transport or settings.default_transport
     line = Line(
-        account_id=account_id,
         number=number,
         sip_username=username,
         auth_username=auth_username,
@@ -160,12 +242,46 @@ async def create_line(
         transport=transport,
         display_name=clean_text(display_name, "display_name", max_length=100, required=False),
     )
+    if account_id is not None:
+        line.account_id = account_id
+    return line
+
+
+async def create_line(
+    session: AsyncSession,
+    settings: Settings,
+    cipher: Cipher,
+    account_id: int,
+    number: str,
+    *,
+    password: str,
+    username: str | None = None,
+    auth_username: str | None = None,
+    display_name: str = "",
+    registrar: str | None = None,
+    transport: str | None = None,
+    actor: Actor = SYSTEM,
+) -> Line:
+    await get_account(session, account_id)
+    line = new_line(
+        settings,
+        cipher,
+        account_id,
+        number,
+        password=password,
+        username=username,
+        auth_username=auth_username,
+        display_name=display_name,
+        registrar=registrar,
+        transport=transport,
+    )
+    username, host = line.sip_username, line.registrar_host
     session.add(line)
     try:
         await session.flush()
     except IntegrityError:
         raise LineExists(
-            f"a line with SIP username {username} already exists on {target.host}",
+            f"a line with SIP username {username} already exists on {host}",
             field="username",
         ) from None
     await record(
@@ -173,6 +289,45 @@ async def create_line(
         account_id=account_id, after=line_view(line),
     )  # fmt: skip
     return line
+
+
+_LINE_COLUMNS = (
+    "account_id",
+    "number",
+    "sip_username",
+    "auth_username",
+    "password_enc",
+    "registrar_host",
+    "registrar_port",
+    "transport",
+    "display_name",
+)
+
+
+async def insert_lines(
+    session: AsyncSession, created: Sequence[Line], *, actor: Actor = SYSTEM
+) -> None:
+    """Store lines built by `new_line` (their accounts stored and set; their ids set), with
+    their audit events, in a few statements (a bulk import). A line that exists (same SIP
+    username on the same registrar) is the IntegrityError of the insert: the caller checked."""
+    await store_many(session, created, _LINE_COLUMNS, ("registrar_host", "sip_username"))
+    events = [
+        event(
+            actor,
+            "line.create",
+            "line",
+            line.id,
+            account_id=line.account_id,
+            after=line_view(line),
+        )
+        for line in created
+    ]
+    await record_many(session, events)
+
+
+def line_registrar(settings: Settings, registrar: str | None) -> SipAddress:
+    """The registrar a line given `registrar` is stored with (None or empty: the default)."""
+    return registrar_of(registrar) if registrar else settings.default_registrar
 
 
 def registrar_of(text: str) -> SipAddress:

@@ -52,34 +52,35 @@ Transactions
   the refused ones. `--dry-run` checks everything the import would (the database included) and
   writes nothing. The exit status is 0 only when every row was (or would be) imported.
 
-Every write goes through the domain functions the CLI, the API and the pages use
-(`accounts.create_account`, `accounts.create_line`, `inventory.add_device`,
-`inventory.assign_line`): the same checks, secrets encrypted by them, each change in the audit
-trail. A phone that got lines gets one config revision and one push for the whole import, not
-one per line (see `_queue_pushes`).
+Every row is checked by the domain functions the CLI, the API and the pages use
+(`accounts.new_account` and `new_line`, `inventory.new_device` and `choose_slot`: the same
+checks, secrets encrypted by them), and stored by their bulk counterparts (`insert_accounts`,
+`insert_lines`, `insert_devices`, `assign_lines`): each change in the audit trail, and a phone
+that got lines gets one config revision and one push for the whole import, not one per line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TextIO
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning import accounts, audit
 from provisioning.crypto import Cipher
-from provisioning.db.models import Account, Device, Line, LineSlot, Push
+from provisioning.db.models import Account, Device, Line, LineSlot
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
-from provisioning.errors import DomainError, NoFreeSlot, SlotTaken
+from provisioning.errors import DomainError
 from provisioning.push.associations import LEAVING
-from provisioning.push.changes import devices_changed
-from provisioning.settings import Registrar, Settings, SettingsError
+from provisioning.settings import Settings
 
 ACCOUNT_COLUMNS = (
     "account_name",
@@ -104,11 +105,9 @@ COLUMNS = (*ACCOUNT_COLUMNS, *LINE_COLUMNS, *DEVICE_COLUMNS)
 Mode = Literal["all", "continue", "dry-run"]
 # The reason of the one push each phone that got lines is given.
 PUSH_REASON = "import"
-# Ids per statement when queueing pushes (well under every driver's parameter limit).
-CHUNK = 500
-# Phones applied in one savepoint while no row is refused (fewer savepoints; a refused row
-# costs its batch again, phone by phone).
-BATCH = 50
+# Phones planned between two progress updates (and two chances for the server's other tasks
+# to run: planning holds the event loop).
+BATCH = 500
 
 # A domain error's field, as a column of the file.
 _FIELD_COLUMNS = {
@@ -440,34 +439,49 @@ def _groups(rows: list[Row]) -> list[list[Row]]:
 
 
 # -- applying it ----------------------------------------------------------------------------
+#
+# In two steps. Planning: each row is checked against what exists (read in a few queries by
+# `load`) and what the rows before it planned, with the checks of the domain functions
+# (`accounts.new_account`, `new_line`, `inventory.new_device`, `choose_slot`), no query per
+# row; a refused row leaves nothing planned (the journal undoes its part). Writing: what was
+# planned, stored by the domain's bulk functions (`insert_accounts`, `insert_lines`,
+# `insert_devices`, `assign_lines`): a few statements per thousand rows, every object in the
+# audit trail, one push per phone that got lines. The database's constraints stay the last
+# word: a line, MAC or slot taken by another writer meanwhile refuses the import as a whole.
 
 
 @dataclass
 class _Account:
-    id: int
+    id: int | None  # None: planned, not stored yet
     values: dict[str, str]
     new: bool
+    row: Account | None = None  # the planned one
 
 
 @dataclass
 class _Line:
-    id: int
-    account_id: int
+    id: int | None
+    account: _Account
     new: bool
+    stored: dict[str, Any] = field(default_factory=dict)  # an existing line's values
+    row: Line | None = None
 
 
 @dataclass
 class _Device:
-    id: int
-    account_id: int | None
+    id: int | None
+    mac: str
+    account: _Account | None
     model_id: str
+    slot_count: int
     state: str
     new: bool
+    row: Device | None = None
 
 
 @dataclass(frozen=True)
 class _Slot:
-    device_id: int
+    mac: str
     slot: int
     new: bool
 
@@ -476,7 +490,7 @@ _MISSING = object()
 
 
 class _Journal:
-    """Undo log of the lookup tables, so that they follow the savepoints rolled back."""
+    """Undo log of the planning tables, so that a refused row leaves nothing planned."""
 
     def __init__(self) -> None:
         self._undo: list[tuple[dict[Any, Any], Any, Any]] = []
@@ -504,8 +518,11 @@ class _Journal:
 class _Outcome:
     """What one row created, and which existing objects it used: (kind, id) pairs."""
 
-    created: list[tuple[str, int]] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
     existing: list[tuple[str, int]] = field(default_factory=list)
+
+
+LineKey = tuple[str, str]  # (registrar host, SIP username), as a line is stored
 
 
 class _Importer:
@@ -524,20 +541,18 @@ class _Importer:
         self.actor = actor
         self.journal = _Journal()
         self.accounts: dict[str, list[_Account]] = {}
-        self.lines: dict[tuple[str, str], _Line] = {}
+        self.lines: dict[LineKey, _Line] = {}
         self.devices: dict[str, _Device] = {}
-        # line id -> its slot (None: on no phone), for the lines looked at or put on a phone
-        self.slots: dict[int, _Slot | None] = {}
-        # device id -> its highest push id before the import put lines on it (0: none)
-        self.touched: dict[int, int] = {}
+        # line -> its slot (None: on no phone); device MAC -> its slots taken
+        self.slots: dict[LineKey, _Slot | None] = {}
+        self.taken: dict[str, frozenset[int]] = {}
+        # The planned assignments, by line, in the order of the rows.
+        self.assignments: dict[LineKey, _Slot] = {}
         self.created = dict.fromkeys(KINDS, 0)
         self.existing: dict[str, set[int]] = {kind: set() for kind in KINDS}
-        # The objects the import created, held so that the domain functions' lookups by id
-        # (`session.get`) find them in the session instead of asking the database again.
-        self.held: list[object] = []
 
     async def load(self) -> None:
-        """What exists, in three queries: rows are then matched without a query each."""
+        """What exists, in four queries: rows are then matched without a query each."""
         found = await self.session.execute(
             select(
                 Account.id,
@@ -549,71 +564,92 @@ class _Importer:
                 Account.language,
             )
         )
+        accounts_by_id: dict[int, _Account] = {}
         for id_, name, *values in found.all():
             values_by_column = dict(zip(ACCOUNT_COLUMNS[1:], values, strict=True))
-            self.accounts.setdefault(name, []).append(_Account(id_, values_by_column, new=False))
+            account = _Account(id_, values_by_column, new=False)
+            accounts_by_id[id_] = account
+            self.accounts.setdefault(name, []).append(account)
         lines = await self.session.execute(
-            select(Line.id, Line.account_id, Line.registrar_host, Line.sip_username)
+            select(
+                Line.id,
+                Line.account_id,
+                Line.registrar_host,
+                Line.sip_username,
+                Line.registrar_port,
+                Line.number,
+                Line.auth_username,
+                Line.display_name,
+                Line.transport,
+                Line.password_enc,
+            )
         )
-        for id_, account_id, host, username in lines.all():
-            self.lines[(host, username)] = _Line(id_, account_id, new=False)
+        line_keys: dict[int, LineKey] = {}
+        for found_line in lines.all():
+            id_, account_id, host, username = found_line[:4]
+            stored: dict[str, Any] = dict(zip(_LINE_STORED, found_line[4:], strict=True))
+            key = (host, username)
+            self.lines[key] = _Line(id_, accounts_by_id[account_id], new=False, stored=stored)
+            line_keys[id_] = key
         devices = await self.session.execute(
-            select(Device.id, Device.mac, Device.account_id, Device.model_id, Device.state)
+            select(
+                Device.id,
+                Device.mac,
+                Device.account_id,
+                Device.model_id,
+                Device.slot_count,
+                Device.state,
+            )
         )
-        for id_, mac, owner, model_id, state in devices.all():
-            self.devices[mac] = _Device(id_, owner, model_id, state, new=False)
+        macs: dict[int, str] = {}
+        for id_, mac, owner, model_id, slot_count, state in devices.all():
+            held_by = accounts_by_id[owner] if owner is not None else None
+            self.devices[mac] = _Device(id_, mac, held_by, model_id, slot_count, state, new=False)
+            macs[id_] = mac
+        slots = await self.session.execute(
+            select(LineSlot.device_id, LineSlot.slot, LineSlot.line_id)
+        )
+        taken: dict[str, set[int]] = {}
+        for device_id, slot, line_id in slots.all():
+            mac = macs[device_id]
+            self.slots[line_keys[line_id]] = _Slot(mac, slot, new=False)
+            taken.setdefault(mac, set()).add(slot)
+        self.taken = {mac: frozenset(held) for mac, held in taken.items()}
 
-    async def apply(self, groups: list[list[Row]], problems: list[Problem]) -> int:
-        """Apply phones' rows (`groups`), optimistically all in one savepoint. When a row is
-        refused, each phone again in its own, then that phone's rows each in its own: the
-        other rows are kept, and the refused ones reported. Returns how many were applied."""
-        rows = [row for group in groups for row in group]
-        try:
-            await self._attempt(rows)
-            return len(rows)
-        except _Refused as exc:
-            if len(rows) == 1:
-                problems.append(Problem(rows[0].number, exc.column, exc.message))
-                return 0
-        if len(groups) > 1:
-            return sum([await self.apply([group], problems) for group in groups])
-        return sum([await self.apply([[row]], problems) for row in rows])
-
-    async def _attempt(self, rows: list[Row]) -> None:
-        """Apply rows in one savepoint: all of them, or none (the lookup tables follow)."""
-        mark = self.journal.mark()
-        outcomes: list[_Outcome] = []
-        try:
-            async with self.session.begin_nested():
-                for row in rows:
-                    outcomes.append(await self.apply_row(row))
-        except _Refused:
-            self.journal.undo_to(mark)
-            raise
-        self._done(outcomes)
-
-    def _done(self, outcomes: Iterable[_Outcome]) -> None:
-        self.journal.clear()  # past the savepoint: nothing to undo any more
-        for outcome in outcomes:
-            for kind, _ in outcome.created:
+    def plan(self, rows: list[Row], problems: list[Problem]) -> int:
+        """Plan rows, each on its own: a refused one is reported and leaves nothing planned.
+        Returns how many were planned."""
+        planned = 0
+        for row in rows:
+            mark = self.journal.mark()
+            try:
+                outcome = self.plan_row(row)
+            except _Refused as exc:
+                self.journal.undo_to(mark)
+                problems.append(Problem(row.number, exc.column, exc.message))
+                continue
+            for kind in outcome.created:
                 self.created[kind] += 1
             for kind, id_ in outcome.existing:
                 self.existing[kind].add(id_)
+            planned += 1
+        self.journal.clear()  # what is planned stays planned
+        return planned
 
-    async def apply_row(self, row: Row) -> _Outcome:
+    def plan_row(self, row: Row) -> _Outcome:
         outcome = _Outcome()
-        account_id = await self._account(row, outcome) if row["account_name"] else None
-        line_id = None
+        account = self._account(row, outcome) if row["account_name"] else None
+        line = None
         if row["number"]:
-            assert account_id is not None  # check_rows refused a line without an account
-            line_id = await self._line(row, account_id, outcome)
+            assert account is not None  # check_rows refused a line without an account
+            line = self._line(row, account, outcome)
         if row.mac:
-            device = await self._device(row, account_id, outcome)
-            if line_id is not None:
-                await self._assign(row, device, line_id, outcome)
+            device = self._device(row, account, outcome)
+            if line is not None:
+                self._assign(row, device, line, outcome)
         return outcome
 
-    async def _account(self, row: Row, outcome: _Outcome) -> int:
+    def _account(self, row: Row, outcome: _Outcome) -> _Account:
         name = row["account_name"]
         found = self.accounts.get(name, [])
         if len(found) > 1:
@@ -629,19 +665,17 @@ class _Importer:
                         f"account {name!r} exists with another {what} (an import never "
                         "changes an account)",
                     )
-            if not account.new:
+            if account.id is not None:
                 outcome.existing.append(("accounts", account.id))
-            return account.id
+            return account
         street, postcode, town = (row[c] for c in ACCOUNT_COLUMNS[1:4])
         try:
-            created = await accounts.create_account(
-                self.session,
+            created = accounts.new_account(
                 self.settings,
                 name,
                 address=accounts.Address(street, postcode, town),
                 timezone=row["account_timezone"] or None,
                 language=row["account_language"] or None,
-                actor=self.actor,
             )
         except DomainError as exc:
             raise _refused(exc, "account_name") from None
@@ -653,43 +687,38 @@ class _Importer:
             created.language,
         )
         values = dict(zip(ACCOUNT_COLUMNS[1:], stored_values, strict=True))
-        self.journal.put(self.accounts, name, [_Account(created.id, values, new=True)])
-        self.held.append(created)
-        outcome.created.append(("accounts", created.id))
-        return created.id
+        planned = _Account(None, values, new=True, row=created)
+        self.journal.put(self.accounts, name, [planned])
+        outcome.created.append("accounts")
+        return planned
 
-    def _line_key(self, row: Row) -> tuple[str, str] | None:
-        """(registrar host, SIP username), as `create_line` would store them."""
+    def _line_key(self, row: Row) -> LineKey | None:
+        """(registrar host, SIP username), as `accounts.new_line` would store them."""
         username = (row["sip_username"] or row["number"].lstrip("+")).strip()
         try:
-            registrar = (
-                Registrar.parse("registrar", row["registrar"])
-                if row["registrar"]
-                else self.settings.default_registrar
-            )
-        except SettingsError:
-            return None  # create_line says what is wrong with it
+            registrar = accounts.line_registrar(self.settings, row["registrar"] or None)
+        except DomainError:
+            return None  # new_line says what is wrong with it
         return (registrar.host, username)
 
-    async def _line(self, row: Row, account_id: int, outcome: _Outcome) -> int:
+    def _line(self, row: Row, account: _Account, outcome: _Outcome) -> LineKey:
         key = self._line_key(row)
         known = self.lines.get(key) if key is not None else None
-        if known is not None:
-            await self._line_agrees(row, known, account_id)
-            if not known.new:
+        if key is not None and known is not None:
+            self._line_agrees(row, key, known, account)
+            if known.id is not None:
                 outcome.existing.append(("lines", known.id))
-            return known.id
+            return key
         if not row["password"]:
             raise _Refused(
                 "password",
                 "a new line needs its SIP password (was the file exported without --with-secrets?)",
             )
         try:
-            line = await accounts.create_line(
-                self.session,
+            line = accounts.new_line(
                 self.settings,
                 self.cipher,
-                account_id,
+                account.id,
                 row["number"],
                 password=row["password"],
                 username=row["sip_username"] or None,
@@ -697,164 +726,170 @@ class _Importer:
                 display_name=row["display_name"],
                 registrar=row["registrar"] or None,
                 transport=row["transport"] or None,
-                actor=self.actor,
             )
         except DomainError as exc:
             raise _refused(exc, "number") from None
         stored_key = (line.registrar_host, line.sip_username)
-        self.journal.put(self.lines, stored_key, _Line(line.id, account_id, new=True))
-        self.journal.put(self.slots, line.id, None)
-        self.held.append(line)
-        outcome.created.append(("lines", line.id))
-        return line.id
+        self.journal.put(self.lines, stored_key, _Line(None, account, new=True, row=line))
+        self.journal.put(self.slots, stored_key, None)
+        outcome.created.append("lines")
+        return stored_key
 
-    async def _line_agrees(self, row: Row, known: _Line, account_id: int) -> None:
+    def _line_agrees(self, row: Row, key: LineKey, known: _Line, account: _Account) -> None:
         """An existing line a row names: of the row's account, and as the row describes it."""
-        line = await self.session.get(Line, known.id)
-        assert line is not None
-        name = f"{line.sip_username}@{line.registrar_host}"
-        if known.account_id != account_id:
+        name = f"{key[1]}@{key[0]}"
+        if known.account is not account:
             raise _Refused("number", f"line {name} belongs to another account")
-        stored = {
-            "number": line.number,
-            "auth_username": line.auth_username or "",
-            "display_name": line.display_name,
-            "transport": line.transport,
-        }
+        if known.row is not None:
+            line = known.row
+            stored: dict[str, Any] = {
+                "registrar_port": line.registrar_port,
+                "number": line.number,
+                "auth_username": line.auth_username,
+                "display_name": line.display_name,
+                "transport": line.transport,
+                "password_enc": line.password_enc,
+            }
+        else:
+            stored = known.stored
         if (
             row["registrar"]
-            and Registrar.parse("registrar", row["registrar"]).port != line.registrar_port
+            and accounts.line_registrar(self.settings, row["registrar"]).port
+            != stored["registrar_port"]
         ):
             raise _Refused("registrar", f"line {name} exists with another registrar port")
-        for column, value in stored.items():
-            if row[column] and row[column] != value:
+        for column in ("number", "auth_username", "display_name", "transport"):
+            if row[column] and row[column] != (stored[column] or ""):
                 raise _Refused(
                     column,
                     f"line {name} exists with another {column.replace('_', ' ')} (an import "
                     "never changes a line)",
                 )
-        if row["password"] and self.cipher.decrypt(line.password_enc) != row["password"]:
+        if row["password"] and self.cipher.decrypt(stored["password_enc"]) != row["password"]:
             raise _Refused(
                 "password",
                 f"line {name} exists with another password (an import never changes a line: "
                 "`provisioning line password` does)",
             )
 
-    async def _device(self, row: Row, account_id: int | None, outcome: _Outcome) -> _Device:
+    def _device(self, row: Row, account: _Account | None, outcome: _Outcome) -> _Device:
         known = self.devices.get(row.mac)
         if known is not None:
-            if known.account_id != account_id:
-                owner = "no account (stock)" if known.account_id is None else "another account"
+            if known.account is not account:
+                owner = "no account (stock)" if known.account is None else "another account"
                 raise _Refused("mac", f"phone {row.mac} exists and belongs to {owner}")
             if row["model"] and row["model"] != known.model_id:
                 raise _Refused("model", f"phone {row.mac} exists and is a {known.model_id}")
-            if not known.new:
+            if known.id is not None:
                 outcome.existing.append(("devices", known.id))
             return known
         if not row["model"]:
             raise _Refused("model", f"a new phone needs its model (phone {row.mac})")
         try:
-            device, _token = await inventory.add_device(
-                self.session,
+            device, _token = inventory.new_device(
                 self.catalog,
                 self.cipher,
                 row.mac,
                 row["model"],
-                account_id,
-                actor=self.actor,
+                account.id if account is not None else None,
             )
         except DomainError as exc:
             raise _refused(exc, "mac") from None
-        created = _Device(device.id, account_id, device.model_id, device.state, new=True)
-        self.journal.put(self.devices, row.mac, created)
-        self.held.append(device)
-        outcome.created.append(("devices", device.id))
-        return created
+        planned = _Device(
+            None,
+            device.mac,
+            account,
+            device.model_id,
+            device.slot_count,
+            device.state,
+            new=True,
+            row=device,
+        )
+        self.journal.put(self.devices, row.mac, planned)
+        outcome.created.append("devices")
+        return planned
 
-    async def _assign(self, row: Row, device: _Device, line_id: int, outcome: _Outcome) -> None:
-        if line_id not in self.slots:
-            held = (
-                await self.session.execute(
-                    select(LineSlot.device_id, LineSlot.slot).where(LineSlot.line_id == line_id)
-                )
-            ).one_or_none()
-            slot = None if held is None else _Slot(held[0], held[1], new=False)
-            self.journal.put(self.slots, line_id, slot)
-        held_at = self.slots[line_id]
+    def _assign(self, row: Row, device: _Device, key: LineKey, outcome: _Outcome) -> None:
+        held_at = self.slots.get(key)
         if held_at is not None:
-            if held_at.device_id == device.id and row.slot in (None, held_at.slot):
+            if held_at.mac == device.mac and row.slot in (None, held_at.slot):
                 if not held_at.new:
+                    line_id = self.lines[key].id
+                    assert line_id is not None
                     outcome.existing.append(("slots", line_id))
                 return
             raise _Refused(
-                "slot" if held_at.device_id == device.id else "mac",
+                "slot" if held_at.mac == device.mac else "mac",
                 f"line {row['number']} is already on a phone (slot {held_at.slot}): an import "
                 "never moves a line (`provisioning device unassign` does)",
             )
         if device.state in LEAVING:
             raise _Refused("mac", f"phone {row.mac} is being returned: it gets no new line")
-        if device.id not in self.touched:
-            await self._touch(row.mac, device)
+        taken = self.taken.get(device.mac, frozenset())
         try:
-            assignment = await inventory.assign_line(
-                self.session, row.mac, line_id, row.slot, actor=self.actor
-            )
-        except (SlotTaken, NoFreeSlot) as exc:
-            raise _refused(exc, "slot") from None
+            slot = inventory.choose_slot(device.mac, device.slot_count, taken, row.slot)
         except DomainError as exc:
-            raise _refused(exc, "mac") from None
-        self.journal.put(self.slots, line_id, _Slot(device.id, assignment.slot, new=True))
-        outcome.created.append(("slots", line_id))
+            raise _refused(exc, "slot") from None
+        placed = _Slot(device.mac, slot, new=True)
+        self.journal.put(self.taken, device.mac, taken | {slot})
+        self.journal.put(self.slots, key, placed)
+        self.journal.put(self.assignments, key, placed)
+        outcome.created.append("slots")
 
-    async def _touch(self, mac: str, device: _Device) -> None:
-        """Before the import's first line on a phone: its last push until then, which the
-        import leaves alone. A phone the import created has none. An existing one is locked
-        first: no other transaction can then queue a push for it (that bumps its row), so its
-        later pushes in this transaction are the import's own."""
-        before = 0
-        if not device.new:
-            await inventory.get_device(self.session, mac, lock=True)
-            top = await self.session.scalar(
-                select(func.max(Push.id)).where(Push.device_id == device.id)
-            )
-            before = int(top or 0)
-        self.journal.put(self.touched, device.id, before)
-
-    async def queue_pushes(self) -> int:
-        """One push per phone that got lines, instead of one per line.
-
-        `inventory.assign_line` bumps the phone's revision and queues a push each time, as it
-        must when used alone. A phone given two lines by the import would get two pushes: the
-        worker would send both, and each deadline would run from its row, not from the end of
-        the import (a long import could commit pushes already overdue). So the pushes the
-        import's own assignments queued (those past `touched[device]`; none of another
-        transaction can be among them, see `_touch`) are deleted before anyone saw them, and
-        `devices_changed` queues one push per phone, for a revision past all its new lines:
-        the same function every change goes through, once per phone, in batches."""
-        new = [device_id for device_id, before in self.touched.items() if before == 0]
-        for chunk in _chunks(new):
-            await self.session.execute(
-                delete(Push)
-                .where(Push.device_id.in_(chunk))
-                .execution_options(synchronize_session=False)
-            )
-        for device_id, before in self.touched.items():
-            if before:
-                await self.session.execute(
-                    delete(Push)
-                    .where(Push.device_id == device_id, Push.id > before)
-                    .execution_options(synchronize_session=False)
+    async def write(self) -> int:
+        """Store what was planned, with the domain's bulk functions; returns the pushes queued
+        (one per phone that got lines). Raises IntegrityError when another writer took a
+        line, MAC or slot meanwhile."""
+        new_accounts = [a for found in self.accounts.values() for a in found if a.new]
+        await accounts.insert_accounts(
+            self.session, [a.row for a in new_accounts if a.row is not None], actor=self.actor
+        )
+        for account in new_accounts:
+            assert account.row is not None
+            account.id = account.row.id
+        new_lines = [line for line in self.lines.values() if line.new]
+        for line in new_lines:
+            assert line.row is not None and line.account.id is not None
+            line.row.account_id = line.account.id
+        await accounts.insert_lines(
+            self.session, [line.row for line in new_lines if line.row], actor=self.actor
+        )
+        for line in new_lines:
+            assert line.row is not None
+            line.id = line.row.id
+        new_devices = [d for d in self.devices.values() if d.new]
+        for device in new_devices:
+            assert device.row is not None
+            if device.account is not None:
+                assert device.account.id is not None
+                device.row.account_id = device.account.id
+        await inventory.insert_devices(
+            self.session, [d.row for d in new_devices if d.row], actor=self.actor
+        )
+        for device in new_devices:
+            assert device.row is not None
+            device.id = device.row.id
+        planned = []
+        for key, placed in self.assignments.items():
+            line, device = self.lines[key], self.devices[placed.mac]
+            assert line.id is not None and device.id is not None and line.account.id is not None
+            planned.append(
+                inventory.Assignment(
+                    device.id, device.mac, placed.slot, line.id, line.account.id, device.slot_count
                 )
-        queued = 0
-        for chunk in _chunks(list(self.touched)):
-            pushes = await devices_changed(self.session, Device.id.in_(chunk), PUSH_REASON)
-            queued += len(pushes)
-        return queued
+            )
+        return await inventory.assign_lines(self.session, planned, PUSH_REASON, actor=self.actor)
 
 
-def _chunks(ids: list[int]) -> Iterator[list[int]]:
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start : start + CHUNK]
+# The columns of an existing line `load` keeps to compare rows with (besides its key).
+_LINE_STORED = (
+    "registrar_port",
+    "number",
+    "auth_username",
+    "display_name",
+    "transport",
+    "password_enc",
+)
 
 
 async def import_csv(
@@ -880,19 +915,36 @@ async def import_csv(
         return report
     importer = _Importer(session, settings, catalog, cipher, actor)
     outer = await session.begin_nested()
+    keep = False
     try:
         await importer.load()
         done = report.rows - len(good)
         groups = _groups(good)
         for start in range(0, len(groups), BATCH):
-            batch = groups[start : start + BATCH]
-            report.imported_rows += await importer.apply(batch, report.problems)
-            done += sum(len(group) for group in batch)
+            batch = [row for group in groups[start : start + BATCH] for row in group]
+            report.imported_rows += importer.plan(batch, report.problems)
+            done += len(batch)
             if progress is not None:
                 progress.update(done, report.rows)
+            # Planning is CPU only: let the server's other tasks run between batches.
+            await asyncio.sleep(0)
         keep = mode == "continue" or (mode == "all" and not report.problems)
+        # A dry run writes too (then rolls back): the database's constraints check it as well.
+        if keep or (mode == "dry-run" and not report.problems):
+            try:
+                report.pushes = await importer.write()
+            except IntegrityError:
+                # Another writer took a line, a MAC or a slot since `load` read them.
+                report.problems.append(
+                    Problem(
+                        None,
+                        None,
+                        "the database refused the import: a line, phone or slot it adds was "
+                        "added by someone else meanwhile; nothing written, run it again",
+                    )
+                )
+                keep = False
         if keep:
-            report.pushes = await importer.queue_pushes()
             await audit.record(
                 session, actor, "import.csv", "import", "csv",
                 after={"rows": report.rows, "imported_rows": report.imported_rows,

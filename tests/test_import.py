@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from provisioning import exports, imports
@@ -603,3 +604,34 @@ async def test_the_api_refuses_bad_input_with_problems(
     status, problem = await post_csv(api, chunks(), api.operator)
     assert status == 413
     assert await counts(sessions) == before
+
+
+async def test_a_line_added_by_another_writer_meanwhile_refuses_the_import(
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The import plans against what `load` read; the database's constraints stay the last
+    word. A line added since (here: one `load` is made not to see) refuses the import as a
+    whole with a problem, and nothing is written, not a 500."""
+    real_load = imports._Importer.load
+
+    async def load_without_lines(self: imports._Importer) -> None:
+        await real_load(self)
+        self.lines.clear()
+        self.slots.clear()
+
+    monkeypatch.setattr(imports._Importer, "load", load_without_lines)
+    before = await counts(sessions)
+    # The world's line +33123456701 exists: the import believes it new.
+    data = csv_bytes(
+        "Alice Martin,,,,+33100000009,pw-9,001565b00001,yealink-t46u,",
+        "Alice Martin,,,,+33123456701,pw-1,001565b00001,,",
+    )
+    for mode in ("all", "continue"):
+        report = await run(sessions, settings, catalog, data, mode=mode)  # type: ignore[arg-type]
+        assert where(report) == [(None, None)] and not report.committed, mode
+        assert "run it again" in report.problems[0].message
+        assert await counts(sessions) == before

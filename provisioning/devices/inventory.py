@@ -8,15 +8,17 @@ in an IntegrityError mapped to the same error.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from provisioning.accounts import get_account, get_line
-from provisioning.audit import SYSTEM, Actor, record
+from provisioning.accounts import get_account, get_line, store_many
+from provisioning.audit import SYSTEM, Actor, event, record, record_many
 from provisioning.crypto import Cipher, new_device_token, token_hash
 from provisioning.db.models import Device, LineSlot, Model, UnknownDevice
 from provisioning.devices.catalog import Catalog
@@ -62,6 +64,29 @@ async def sync_models(session: AsyncSession, catalog: Catalog) -> None:
     await session.flush()
 
 
+def new_device(
+    catalog: Catalog, cipher: Cipher, mac: str, model_id: str, account_id: int | None
+) -> tuple[Device, str]:
+    """A device checked and built with its URL token (returned; kept hashed and encrypted),
+    not yet in a session. The account is the caller's to check (`account_id` None: stock, or an
+    account the caller stores first and then sets)."""
+    mac = parse_mac(mac)
+    model = catalog.model(model_id)
+    if model is None:
+        raise UnknownModel(f"unknown model {model_id[:64]!r}", field="model")
+    token = new_device_token()
+    device = Device(
+        mac=mac,
+        model_id=model.id,
+        slot_count=model.slots,
+        account_id=account_id,
+        state="assigned" if account_id is not None else "stock",
+        token_hash=token_hash(token),
+        token_enc=cipher.encrypt(token),
+    )
+    return device, token
+
+
 async def add_device(
     session: AsyncSession,
     catalog: Catalog,
@@ -73,22 +98,10 @@ async def add_device(
     actor: Actor = SYSTEM,
 ) -> tuple[Device, str]:
     """Register a device; returns it with its URL token (shown once here, kept encrypted)."""
-    mac = parse_mac(mac)
-    model = catalog.model(model_id)
-    if model is None:
-        raise UnknownModel(f"unknown model {model_id[:64]!r}", field="model")
+    device, token = new_device(catalog, cipher, mac, model_id, account_id)
+    mac = device.mac
     if account_id is not None:
         await get_account(session, account_id)
-    token = new_device_token()
-    device = Device(
-        mac=mac,
-        model_id=model.id,
-        slot_count=model.slots,
-        account_id=account_id,
-        state="assigned" if account_id is not None else "stock",
-        token_hash=token_hash(token),
-        token_enc=cipher.encrypt(token),
-    )
     session.add(device)
     try:
         await session.flush()
@@ -100,6 +113,52 @@ async def add_device(
         account_id=account_id, device_mac=mac, after=device_summary(device),
     )  # fmt: skip
     return device, token
+
+
+# Rows per statement of the bulk functions (well under every driver's parameter limit).
+CHUNK = 1000
+
+
+_DEVICE_COLUMNS = (
+    "mac",
+    "model_id",
+    "slot_count",
+    "account_id",
+    "state",
+    "token_hash",
+    "token_enc",
+)
+
+
+async def insert_devices(
+    session: AsyncSession, created: Sequence[Device], *, actor: Actor = SYSTEM
+) -> None:
+    """Store devices built by `new_device` (their accounts stored and set; their ids set), as
+    `add_device` does one: off the unknown devices' list, each in the audit trail; in a few
+    statements (a bulk import or claim). A MAC that exists is the IntegrityError of the insert:
+    the caller checked."""
+    stored = await store_many(session, created, _DEVICE_COLUMNS, ("mac",))
+    for device, row in zip(created, stored, strict=True):
+        device.config_revision = row[1]
+    macs = [d.mac for d in created]
+    for start in range(0, len(macs), CHUNK):
+        chunk = macs[start : start + CHUNK]
+        await session.execute(delete(UnknownDevice).where(UnknownDevice.mac.in_(chunk)))
+    await record_many(
+        session,
+        [
+            event(
+                actor,
+                "device.create",
+                "device",
+                d.mac,
+                account_id=d.account_id,
+                device_mac=d.mac,
+                after=device_summary(d),
+            )
+            for d in created
+        ],
+    )
 
 
 async def get_device(session: AsyncSession, mac: str, *, lock: bool = False) -> Device:
@@ -153,6 +212,20 @@ def provisioning_url(base_url: str, cipher: Cipher, device: Device) -> str:
     return f"{base_url}/{cipher.decrypt(device.token_enc)}/"
 
 
+def choose_slot(mac: str, slot_count: int, taken: Collection[int], slot: int | None) -> int:
+    """The slot a line goes in: `slot` if it is free, else the first free one."""
+    if slot is None:
+        free = [n for n in range(1, slot_count + 1) if n not in taken]
+        if not free:
+            raise NoFreeSlot(f"device {mac} has no free slot")
+        return free[0]
+    if not 1 <= slot <= slot_count:
+        raise InvalidInput(f"slot: device {mac} has slots 1 to {slot_count}", field="slot")
+    if slot in taken:
+        raise SlotTaken(f"slot {slot} of device {mac} is taken")
+    return slot
+
+
 async def assign_line(
     session: AsyncSession,
     mac: str,
@@ -174,17 +247,7 @@ async def assign_line(
     taken = set(
         (await session.scalars(select(LineSlot.slot).where(LineSlot.device_id == device.id))).all()
     )
-    if slot is None:
-        free = [n for n in range(1, device.slot_count + 1) if n not in taken]
-        if not free:
-            raise NoFreeSlot(f"device {device.mac} has no free slot")
-        slot = free[0]
-    elif not 1 <= slot <= device.slot_count:
-        raise InvalidInput(
-            f"slot: device {device.mac} has slots 1 to {device.slot_count}", field="slot"
-        )
-    elif slot in taken:
-        raise SlotTaken(f"slot {slot} of device {device.mac} is taken")
+    slot = choose_slot(device.mac, device.slot_count, taken, slot)
     assignment = LineSlot(
         device_id=device.id,
         slot=slot,
@@ -206,6 +269,65 @@ async def assign_line(
         after={"line_id": line_id, "slot": slot},
     )  # fmt: skip
     return assignment
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A line for a slot of a device, as `assign_lines` takes it: chosen by the caller with
+    `choose_slot` against the device's slots, the line on no phone, of the device's account."""
+
+    device_id: int
+    mac: str
+    slot: int
+    line_id: int
+    account_id: int
+    slot_count: int
+
+
+async def assign_lines(
+    session: AsyncSession, assignments: Sequence[Assignment], reason: str, *, actor: Actor = SYSTEM
+) -> int:
+    """Put many lines in slots at once (a bulk import): each in the audit trail as
+    `assign_line` records it, but one config revision and one push per device, not one per
+    line. The devices are locked first (PostgreSQL; SQLite serialises writers): no other
+    transaction changes their slots meanwhile, and a slot or line taken since the caller looked
+    is the IntegrityError of the insert. Returns the number of pushes queued."""
+    device_ids = sorted({a.device_id for a in assignments})
+    for start in range(0, len(device_ids), CHUNK):
+        chunk = device_ids[start : start + CHUNK]
+        await session.execute(select(Device.id).where(Device.id.in_(chunk)).with_for_update())
+    rows = [
+        {
+            "device_id": a.device_id,
+            "slot": a.slot,
+            "line_id": a.line_id,
+            "account_id": a.account_id,
+            "slot_count": a.slot_count,
+        }
+        for a in assignments
+    ]
+    for start in range(0, len(rows), CHUNK):
+        await session.execute(insert(LineSlot), rows[start : start + CHUNK])
+    pushes = 0
+    for start in range(0, len(device_ids), CHUNK):
+        chunk = device_ids[start : start + CHUNK]
+        pushes += len(await devices_changed(session, Device.id.in_(chunk), reason))
+    await record_many(
+        session,
+        [
+            event(
+                actor,
+                "device.assign",
+                "device",
+                a.mac,
+                account_id=a.account_id,
+                device_mac=a.mac,
+                after={"line_id": a.line_id, "slot": a.slot},
+            )
+            for a in assignments
+        ],
+    )
+    return pushes
 
 
 async def unassign_line(
