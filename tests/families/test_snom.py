@@ -43,8 +43,9 @@ USER_AGENTS = [
     # pattern, they are not captures from a phone.
     ("Mozilla/4.0 (compatible; snomD715-SIP 10.1.54.13 2010.12-00004-g9ba52f5 000413A1B2C3 SXM:0 UXM:0)", "snom-d715", "10.1.54.13", "000413a1b2c3"),
     ("Mozilla/4.0 (compatible; snomD385-SIP 10.1.73.16 2010.12-00004-g9ba52f5 0004139F0A1B SXM:0 UXM:1)", "snom-d385", "10.1.73.16", "0004139f0a1b"),
+    # Wazo common.py: the PA1 (issue 19).
+    ("Mozilla/4.0 (compatible; snomPA1-SIP 8.4.35 1.1.3-s)", "snom-pa1", "8.4.35", None),
     # Models outside the catalog: a Snom all the same.
-    ("Mozilla/4.0 (compatible; snomPA1-SIP 8.4.35 1.1.3-s)", None, "8.4.35", None),
     ("Mozilla/4.0 (compatible; snom870-SIP 8.4.35 SPEAr300 SNOM 1.4)", None, "8.4.35", None),
     # Firmware before 6.5 says nothing but that it is a Snom.
     ("Mozilla/4.0 (compatible; snom lid 3605)", None, None, None),
@@ -101,8 +102,16 @@ def test_other_file_names_are_not_snom(name: str) -> None:
 def test_catalog() -> None:
     models = FAMILY.models
     assert {"snom-300", "snom-320", "snom-710", "snom-d120", "snom-d785"} <= set(models)
-    # No per-model identity count is in the reference: every model is a lead.
-    assert not any(m.confirmed for m in models.values())
+    # Identities from Wazo's snom plugin-info (firmware-10 models and the PA1); the firmware-8
+    # 3xx/7xx and the D715 stay leads (family.toml).
+    wazo = {
+        "715": 4, "725": 12, "d120": 2, "d140": 2, "d150": 2, "d305": 4, "d315": 4, "d335": 12,
+        "d345": 12, "d375": 12, "d385": 12, "d712": 4, "d713": 6, "d717": 6, "d735": 12,
+        "d745": 12, "d765": 12, "d785": 12, "d810": 12, "d812": 12, "d815": 12, "d862": 8,
+        "d865": 12, "d892": 12, "pa1": 1,
+    }  # fmt: skip
+    assert {k: models[f"snom-{k}"].slots for k in wazo} == wazo
+    assert {m.id for m in models.values() if m.confirmed} == {f"snom-{k}" for k in wazo}
     assert all(1 <= m.slots <= 12 for m in models.values())
     assert all(m.code and m.ua_models == (m.code.upper(),) for m in models.values())
     assert FAMILY.notify_event == "check-sync;reboot=false"

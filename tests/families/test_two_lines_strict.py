@@ -234,7 +234,7 @@ def linphone(data: DeviceData, slot: int) -> Slot:
 CASES: dict[str, tuple[Callable[[DeviceData, int], Slot], list[str], tuple[str, str]]] = {
     "yealink": (yealink, ["yealink-t54w", "yealink-w60b", "yealink-t31g"], ("0", "2")),
     "polycom": (polycom, ["polycom-vvx600"], ("UDPOnly", "TLS")),
-    "snom": (snom, ["snom-d785", "snom-320"], ("udp", "tls")),
+    "snom": (snom, ["snom-d785", "snom-320", "snom-d862"], ("udp", "tls")),
     "fanvil": (fanvil, ["fanvil-x5u", "fanvil-v65", "fanvil-i53w", "fanvil-w620w"], ("0", "3")),
     "fanvil-old": (fanvil, ["fanvil-x4", "fanvil-x3s"], ("0", "2")),
     "cisco": (cisco, ["cisco-spa508g", "cisco-cp7841"], ("UDP", "TLS")),
