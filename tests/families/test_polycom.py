@@ -96,22 +96,22 @@ def test_other_file_names_are_not_polycom(name: str) -> None:
     assert all(m.family is not FAMILY for m in match_file(CATALOG, name))
 
 
-# Lines per model, from the reference's (datasheet, unconfirmed) table.
+# Lines per model: the reference's datasheet table, the same as Wazo's plugin-info.
 SLOTS = {
     "spip321": 2, "spip331": 2, "spip335": 2, "spip450": 3, "spip550": 4, "spip560": 4,
     "spip650": 6, "spip670": 6, "vvx101": 1, "vvx150": 2, "vvx201": 2, "vvx250": 4,
     "vvx300": 6, "vvx301": 6, "vvx310": 6, "vvx311": 6, "vvx350": 6, "vvx400": 12,
     "vvx401": 12, "vvx410": 12, "vvx411": 12, "vvx450": 12, "vvx500": 12, "vvx501": 12,
     "vvx600": 16, "vvx601": 16, "vvx1500": 6,
-    # SoundStation IP (issue 19): one line each, a lead (family.toml).
+    # SoundStation IP (issue 19): one line each (Wazo v3_2_4B plugin-info).
     "ssip5000": 1, "ssip6000": 1, "ssip7000": 1,
 }  # fmt: skip
 
 
 def test_catalog() -> None:
     assert {m.id.removeprefix("polycom-"): m.slots for m in FAMILY.models.values()} == SLOTS
-    # Every line count is a datasheet value the reference marks unconfirmed.
-    assert not any(m.confirmed for m in FAMILY.models.values())
+    # Every line count is the reference's datasheet value and Wazo's plugin-info `lines`.
+    assert all(m.confirmed for m in FAMILY.models.values())
     assert FAMILY.notify_event == "check-sync"
     names = [(name, spec.secret) for name, spec in device_files(CATALOG, VVX400, MAC)]
     assert names == [(f"{MAC}.cfg", False), ("000000000000.cfg", False), (f"{MAC}-phone.cfg", True)]
