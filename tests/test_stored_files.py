@@ -6,6 +6,7 @@ On SQLite and PostgreSQL alike (the suite runs on both)."""
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -17,8 +18,12 @@ from provisioning.app import PRERENDERER
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Device, RenderedFile
 from provisioning.phones import files as phone_files
+from provisioning.phones.prerender import Prerenderer
+from provisioning.render.files import device_files, render_file
+from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.render.stored import Sealer
 from provisioning.settings import Settings
+from provisioning.state import SERVICES
 from tests.conftest import TEST_KEY, YEALINK_MAC, YEALINK_UA, World
 from tests.test_lane import exchange, get, serving, split_responses
 
@@ -144,3 +149,72 @@ async def test_kept_files_are_sealed_and_bound_to_their_row(
     other = Sealer("8Bv2Ng1hXy4vYb5oZ3oR3mI0d9QmY2m0p1Lq5lV2E1k=")
     assert other.open(row.body, row.device_id, row.file_name, row.revision) is None
     assert other.key_id != sealer.key_id
+
+
+async def _now(sessions: SessionFactory, settings: Settings, app: Any) -> bytes:
+    """What the phone must get now: its file rendered from the database as it is (the ORM
+    path `provisioning render` uses, not the fetch path's reads)."""
+    services = app[SERVICES]
+    async with sessions() as session:
+        device = await find_device(session, mac=YEALINK_MAC)
+        assert device is not None
+        data = await load_device_data(session, device, services.cipher, settings)
+    (spec,) = [s for n, s in device_files(services.catalog, device.model_id, device.mac)
+               if n == f"{YEALINK_MAC}.cfg"]  # fmt: skip
+    return render_file(services.renderer, settings, data, spec).body
+
+
+async def test_any_sequence_of_changes_renders_and_restarts_answers_what_the_database_says(
+    settings: Settings, world: World, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Changes of every kind (through the domain, or a raw revision bump), passes of the
+    renderer ahead, restarts (an empty render cache) and fetches, in a random order: every
+    fetch answers the file as the database says it is at that moment, never an older one."""
+    rng = random.Random(20261203)
+    read_kept = phone_files._kept
+    from_store: list[bool] = []
+
+    async def counted(*args: Any) -> Any:
+        found = await read_kept(*args)
+        from_store.append(found is not None)
+        return found
+
+    monkeypatch.setattr(phone_files, "_kept", counted)
+    ahead = replace(settings, prerender_rate=0)  # passes are driven here, one at a time
+    async with serving(ahead) as (url, app):
+        services = app[SERVICES]
+        prerenderer = Prerenderer(services)
+        prerenderer.rate = 1_000_000
+        fetched = 0
+        for step in range(60):
+            action = rng.choice(["rename", "password", "bump", "render", "restart", "fetch"])
+            if action in ("rename", "password", "bump"):
+                async with sessions() as session, session.begin():
+                    line_id = rng.choice(world.line_ids[:2])
+                    if action == "rename":
+                        await accounts.set_line_display_name(session, line_id, f"Desk {step}")
+                    elif action == "password":
+                        await accounts.set_line_password(
+                            session, services.cipher, line_id, f"pw-{step}-Aa1!"
+                        )
+                    else:
+                        await session.execute(
+                            update(Device)
+                            .where(Device.mac == YEALINK_MAC)
+                            .values(config_revision=Device.config_revision + 1)
+                        )
+            elif action == "render":
+                prerenderer._done_at = None  # a pass whatever the generation says
+                await prerenderer.pass_once()
+            elif action == "restart":
+                services.cache.clear()
+                services.answers.clear()
+            else:
+                answer = split_responses(await exchange(url, _fetch(world)))[0]
+                assert answer[0] == 200, step
+                assert answer[2] == await _now(sessions, settings, app), step
+                fetched += 1
+        assert fetched >= 5
+    assert prerenderer.rendered > 0
+    # Both ways were taken: files read from the store, and stale ones rendered again.
+    assert True in from_store and False in from_store, from_store

@@ -86,3 +86,6 @@ class Answers:
 
     def forget(self, head: bytes) -> None:
         self._kept.pop(head, None)
+
+    def clear(self) -> None:
+        self._kept.clear()
