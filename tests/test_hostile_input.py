@@ -30,6 +30,8 @@ from tests.conftest import World
 HOSTILE_NUMBERS = ["²", "\u0661", "\uff11", "1²", "9" * 5000, "0", "-1", " 1", "1\n", "+1", "1_0"]
 # As many for a query, but for "0": a good offset.
 QUERY_HOSTILE = [n for n in HOSTILE_NUMBERS if n != "0"]
+# No deadline: on a loaded machine an example may take long, and time is not the property.
+PROPERTY = hyp_settings(deadline=None)
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")
 
 # Any character: the usual ones, digits of every script, lone surrogates.
@@ -51,6 +53,7 @@ NUMBERISH = st.text(
 # -- the one parser of numbers -----------------------------------------------------------
 
 
+@PROPERTY
 @given(text=NUMBERISH)
 def test_only_ascii_digits_of_sane_length_are_numbers(text: str) -> None:
     value = parse_int(text, 0, 10**MAX_DIGITS)
@@ -60,12 +63,14 @@ def test_only_ascii_digits_of_sane_length_are_numbers(text: str) -> None:
         assert value is None
 
 
+@PROPERTY
 @given(text=st.text(alphabet=st.characters(categories=["Nd", "No", "Nl"]), min_size=1))
 def test_no_digit_of_another_script_is_a_number(text: str) -> None:
     expected = int(text) if text.isascii() and len(text) <= MAX_DIGITS else None
     assert parse_id(text) == (expected if expected else None)
 
 
+@PROPERTY
 @given(
     digits=st.text(alphabet="0123456789", max_size=20),
     surrogate=st.characters(categories=["Cs"]),
@@ -76,18 +81,20 @@ def test_a_surrogate_is_never_part_of_a_number(digits: str, surrogate: str, at: 
 
 
 @given(length=st.integers(min_value=0, max_value=20_000), digit=st.sampled_from("123456789"))
-@hyp_settings(max_examples=200)
+@hyp_settings(PROPERTY, max_examples=200)
 def test_a_number_of_any_length_never_raises(length: int, digit: str) -> None:
     # Past 4,300 digits int() itself raises: the parser must not get there.
     value = parse_id(digit * length)
     assert (value is not None) == (1 <= length <= MAX_DIGITS)
 
 
+@PROPERTY
 @given(value=st.integers(min_value=-(10**20), max_value=10**20))
 def test_ids_are_positive_and_fit_a_column(value: int) -> None:
     assert parse_id(str(value)) == (value if 1 <= value <= MAX_ID else None)
 
 
+@PROPERTY
 @given(text=NUMBERISH)
 def test_path_id_answers_a_value_or_the_apis_own_error(text: str) -> None:
     try:
@@ -98,6 +105,7 @@ def test_path_id_answers_a_value_or_the_apis_own_error(text: str) -> None:
         assert ASCII_NUMBER.fullmatch(text) and value == int(text) >= 1
 
 
+@PROPERTY
 @given(text=NUMBERISH.filter(lambda text: text != "" and is_text(text)))
 def test_query_int_answers_a_value_or_the_apis_own_error(text: str) -> None:
     request = make_mocked_request("GET", "/?" + URL.build(query={"limit": text}).raw_query_string)
@@ -109,6 +117,7 @@ def test_query_int_answers_a_value_or_the_apis_own_error(text: str) -> None:
         assert value is not None and ASCII_NUMBER.fullmatch(text) and 1 <= value <= 500
 
 
+@PROPERTY
 @given(text=st.text(alphabet=ANY_CHAR))
 def test_text_is_what_has_no_nul_and_no_lone_surrogate(text: str) -> None:
     assert is_text(text) == (not any(c == "\x00" or 0xD800 <= ord(c) <= 0xDFFF for c in text))
@@ -147,7 +156,7 @@ JSON_VALUES = st.recursive(
 
 
 @given(value=st.dictionaries(st.sampled_from(["name", "count", "address"]), JSON_VALUES))
-@hyp_settings(max_examples=300)
+@hyp_settings(PROPERTY, max_examples=300)
 async def test_any_json_object_is_read_or_refused_as_input(value: dict[str, Any]) -> None:
     try:
         raw = json.dumps(value).encode()  # ASCII: lone surrogates travel as \ud800
@@ -168,6 +177,7 @@ def _strings(value: Any) -> list[str]:
     return []
 
 
+@PROPERTY
 @given(raw=st.binary(max_size=200))
 async def test_any_bytes_are_read_or_refused_as_input(raw: bytes) -> None:
     await _read_body(raw)

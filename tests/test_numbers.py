@@ -48,6 +48,8 @@ from provisioning.sip.address import (
 from provisioning.web.pages import id_of
 from provisioning.web.scope import parse_id as own_id
 
+# No deadline: on a loaded machine an example may take long, and time is not the property.
+PROPERTY = hyp_settings(deadline=None)
 ASCII_NUMBER = re.compile(r"[0-9]{1,18}")
 DIGIT_OF_ANY_SCRIPT = st.characters(categories=["Nd", "No", "Nl"])
 SURROGATE = st.characters(categories=["Cs"])
@@ -71,6 +73,7 @@ def _spelt(value: int, zeros: int) -> str:
 # -- numbers.parse_int, parse_id -----------------------------------------------------------
 
 
+@PROPERTY
 @given(
     low=st.integers(0, 10**MAX_DIGITS),
     span=st.integers(0, 10**MAX_DIGITS),
@@ -85,6 +88,7 @@ def test_parse_int_reads_any_ascii_number_in_its_bounds(
     assert parse_int(text, low, low + span) == expected
 
 
+@PROPERTY
 @given(text=NUMBERISH, low=st.integers(-5, 5), high=st.integers(0, 10**20))
 def test_parse_int_is_in_bounds_or_none_and_never_raises(text: str, low: int, high: int) -> None:
     value = parse_int(text, low, high)
@@ -93,6 +97,7 @@ def test_parse_int_is_in_bounds_or_none_and_never_raises(text: str, low: int, hi
     assert ASCII_NUMBER.fullmatch(text) and value == int(text) and low <= value <= high
 
 
+@PROPERTY
 @given(
     digits=st.text(st.sampled_from("0123456789"), max_size=MAX_DIGITS),
     intruder=NOT_ASCII_DIGIT,
@@ -108,13 +113,14 @@ def test_one_character_that_is_no_ascii_digit_spoils_a_number(
 
 
 @given(length=st.integers(0, 100_000), digit=st.sampled_from("0123456789"))
-@hyp_settings(max_examples=60)
+@hyp_settings(PROPERTY, max_examples=60)
 def test_a_number_of_any_length_is_read_or_refused_at_once(length: int, digit: str) -> None:
     # Past 4,300 digits int() raises: the parser never gets there.
     value = parse_int(digit * length, 0, 10**MAX_DIGITS)
     assert (value is not None) == (1 <= length <= MAX_DIGITS)
 
 
+@PROPERTY
 @given(value=st.integers(-(10**40), 10**40), zeros=st.integers(0, 3))
 def test_an_id_is_a_positive_number_of_a_column(value: int, zeros: int) -> None:
     text = str(value) if value < 0 else _spelt(value, zeros)
@@ -125,6 +131,7 @@ def test_an_id_is_a_positive_number_of_a_column(value: int, zeros: int) -> None:
 # -- the Manager's ids: a missing object, never another error -----------------------------
 
 
+@PROPERTY
 @given(text=NUMBERISH)
 def test_a_managers_id_is_read_or_a_missing_object(text: str) -> None:
     for read in (own_id, id_of):
@@ -141,6 +148,7 @@ def test_a_managers_id_is_read_or_a_missing_object(text: str) -> None:
 HEX = "0123456789abcdefABCDEF"
 
 
+@PROPERTY
 @given(
     octets=st.lists(st.integers(0, 255), min_size=6, max_size=6),
     style=st.sampled_from(["", ":", "-", "."]),
@@ -156,6 +164,7 @@ def test_a_mac_in_any_usual_spelling_is_read(octets: list[int], style: str, uppe
     assert parse_mac(text.upper() if upper else text) == plain
 
 
+@PROPERTY
 @given(text=st.one_of(ANY_TEXT, st.text(st.sampled_from(HEX) | ANY_CHAR, max_size=20)))
 def test_any_text_is_a_mac_or_the_mac_error(text: str) -> None:
     try:
@@ -178,6 +187,7 @@ JSON_SCALARS = st.one_of(
 )
 
 
+@PROPERTY
 @given(value=JSON_SCALARS | st.lists(JSON_SCALARS, max_size=2))
 def test_a_body_id_is_a_positive_integer_and_never_a_boolean(value: Any) -> None:
     try:
@@ -189,10 +199,11 @@ def test_a_body_id_is_a_positive_integer_and_never_a_boolean(value: Any) -> None
         assert found == value and type(value) is int
 
 
+@PROPERTY
 @given(value=JSON_SCALARS)
 def test_required_is_the_value_or_names_the_field(value: Any) -> None:
     try:
-        assert required({"name": value}, "name") == value
+        assert required({"name": value}, "name") is value
     except InvalidInput as exc:
         assert value is None and exc.field == "name"
 
@@ -205,6 +216,7 @@ def _query(**values: str) -> web.Request:
     return make_mocked_request("GET", "/?" + encoded)
 
 
+@PROPERTY
 @given(text=NUMBERISH, low=st.integers(0, 3), high=st.integers(3, 10**12))
 def test_a_query_number_is_read_or_names_its_field(text: str, low: int, high: int) -> None:
     request = _query(limit=text)
@@ -217,6 +229,7 @@ def test_a_query_number_is_read_or_names_its_field(text: str, low: int, high: in
         assert value == (7 if sent == "" else parse_int(sent, low, high))
 
 
+@PROPERTY
 @given(limit=NUMBERISH, offset=NUMBERISH)
 def test_a_page_is_read_or_names_its_field(limit: str, offset: str) -> None:
     try:
@@ -227,6 +240,7 @@ def test_a_page_is_read_or_names_its_field(limit: str, offset: str) -> None:
         assert 1 <= size <= 500 and 0 <= start <= 10**9
 
 
+@PROPERTY
 @given(text=NUMBERISH)
 def test_a_path_id_is_read_or_names_its_field(text: str) -> None:
     request = make_mocked_request("GET", "/", match_info={"order_id": text})
@@ -238,6 +252,7 @@ def test_a_path_id_is_read_or_names_its_field(text: str) -> None:
         assert value == parse_id(text)
 
 
+@PROPERTY
 @given(
     moment=st.datetimes(timezones=st.timezones()),
     text=ANY_TEXT,
@@ -259,6 +274,7 @@ def test_a_query_date_is_read_with_its_offset_or_names_its_field(
             assert value is None or value.tzinfo is not None
 
 
+@PROPERTY
 @given(name=ANY_TEXT, value=ANY_TEXT, where=st.sampled_from(["path", "query"]))
 async def test_the_paths_and_querys_texts_are_checked_once_for_every_route(
     name: str, value: str, where: str
@@ -305,7 +321,7 @@ async def _read(raw: bytes, fields: dict[str, Any]) -> dict[str, Any] | InvalidI
 
 
 @given(depth=st.integers(0, 3 * MAX_DEPTH), wrap=st.sampled_from(["list", "dict"]))
-@hyp_settings(suppress_health_check=[HealthCheck.too_slow])
+@hyp_settings(PROPERTY, suppress_health_check=[HealthCheck.too_slow])
 async def test_json_is_read_to_a_bounded_depth(depth: int, wrap: str) -> None:
     value = '"x"'
     for _ in range(depth):
@@ -318,7 +334,7 @@ async def test_json_is_read_to_a_bounded_depth(depth: int, wrap: str) -> None:
 
 
 @given(length=st.integers(1, 6000), sign=st.sampled_from(["", "-"]))
-@hyp_settings(max_examples=60)
+@hyp_settings(PROPERTY, max_examples=60)
 async def test_a_json_number_of_any_length_is_read_or_refused_as_input(
     length: int, sign: str
 ) -> None:
@@ -330,6 +346,7 @@ async def test_a_json_number_of_any_length_is_read_or_refused_as_input(
         assert isinstance(found, InvalidInput) and found.field == "body"
 
 
+@PROPERTY
 @given(text=st.text(ANY_CHAR, max_size=30))
 async def test_a_json_string_is_read_iff_it_is_text(text: str) -> None:
     # json.dumps writes a lone surrogate as \\udxxx and a NUL as \\u0000: both reach the parser.
@@ -348,6 +365,7 @@ IPV4 = st.ip_addresses(v=4).map(str)
 IPV6 = st.ip_addresses(v=6).map(str).filter(lambda a: "%" not in a)
 
 
+@PROPERTY
 @given(
     host=HOSTNAME | IPV4 | IPV6,
     port=st.none() | st.integers(1, 65535),
@@ -371,6 +389,7 @@ def test_every_form_of_a_registrar_is_read_back(
     assert parse_sip_address(str(expected)) == SipAddress(expected.host, expected.port)
 
 
+@PROPERTY
 @given(text=st.one_of(ANY_TEXT, st.text(st.sampled_from("sip:udptcl[]0123456789.;=a"))))
 def test_any_text_is_a_registrar_or_says_why_not(text: str) -> None:
     try:
@@ -382,6 +401,7 @@ def test_any_text_is_a_registrar_or_says_why_not(text: str) -> None:
         assert is_hostname(found.host) or ipaddress.ip_address(found.host)
 
 
+@PROPERTY
 @given(host=HOSTNAME, port=st.text(DIGIT_OF_ANY_SCRIPT, min_size=1, max_size=6))
 def test_a_port_is_ascii_digits_only(host: str, port: str) -> None:
     assume(not (port.isascii() and port.isdigit()))
@@ -390,7 +410,7 @@ def test_a_port_is_ascii_digits_only(host: str, port: str) -> None:
 
 
 @given(host=HOSTNAME, zeros=st.integers(0, 6000))
-@hyp_settings(max_examples=30)
+@hyp_settings(PROPERTY, max_examples=30)
 def test_a_port_of_any_length_is_read_or_refused(host: str, zeros: int) -> None:
     text = f"{host}:5{'0' * zeros}"
     if zeros <= 3:
