@@ -142,8 +142,8 @@ SLOTS = {
 }  # fmt: skip
 CONFIRMED = {
     "gxp2100", "gxp2110", "gxp2120", "grp2612", "grp2613", "grp2614", "grp2615", "dp750",
-    "gxp1100", "gxp1105", "gxp1160", "gxp1165", "gxp1400", "gxp1405", "gxp1450", "ht801",
-    "ht802",
+    # HT80x: one account per FXS port (Wazo); the GXP11xx/14xx counts are Wazo's only: leads.
+    "ht801", "ht802",
 }  # fmt: skip
 
 
