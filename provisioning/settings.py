@@ -194,6 +194,26 @@ def _parse_text_line(key: str, raw: str) -> str:
     return raw
 
 
+def _parse_contract_url(key: str, raw: str) -> str:
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    if (
+        parts.scheme not in ("http", "https")
+        or not (_is_ip(host) or is_hostname(host))
+        or any(c.isspace() or c in "\"'<>\\" for c in raw)
+    ):
+        raise SettingsError(f"{key}: expected an http:// or https:// URL")
+    return raw
+
+
+def _parse_contract_version(key: str, raw: str) -> str:
+    if raw and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}", raw):
+        raise SettingsError(f"{key}: 1 to 64 letters, digits, '.', '_', ':' or '-'")
+    return raw
+
+
 def _parse_secret_keys(key: str, raw: str) -> tuple[str, ...]:
     from cryptography.fernet import Fernet
 
@@ -600,6 +620,32 @@ class Settings:
         default="© OpenStreetMap",
         metadata=_declared(
             _parse_text_line, "credit shown on the street map, as the tiles' licence asks"
+        ),
+    )
+    contract_file: Path | None = field(
+        default=None,
+        metadata=_declared(
+            _parse_optional_file,
+            "the contract customers accept when ordering, an HTML fragment shown at "
+            "`/manager/contract` (unset: the model shipped in `provisioning/orders/data/`)",
+        ),
+    )
+    contract_url: str = field(
+        default="",
+        metadata=_declared(
+            _parse_contract_url,
+            "the page holding the contract, linked from the order's summary instead of "
+            "`CONTRACT_FILE`",
+            "empty",
+        ),
+    )
+    contract_version: str = field(
+        default="",
+        metadata=_declared(
+            _parse_contract_version,
+            "what each order records as the contract accepted (unset: `sha256-` and 12 hex "
+            "digits of the contract's text, or of `CONTRACT_URL`)",
+            "empty",
         ),
     )
     # -- Phones proving who they are (README "Security"). --

@@ -139,6 +139,13 @@ TABLE: dict[str, tuple[str, dict[str, str], list[str]]] = {
         ["ftp://x/{z}/{x}/{y}", "https://x/{z}/{x}.png", 'https://x/{z}/{x}/{y}"', "tiles"],
     ),
     "map_attribution": ("© OpenStreetMap contributors", {}, ["", "a\nb", "x" * 201]),
+    "contract_file": ("{file}", {}, ["/nonexistent.html", "{dir}"]),
+    "contract_url": (
+        "https://operator.example/contrat-2026.html",
+        {},
+        ["ftp://x", "contrat", "https://x/a b"],
+    ),
+    "contract_version": ("2026-12", {}, ["-x", "x" * 65, "v 1"]),
     "tls_cert": ("{file}", {"tls_key": "{file}"}, ["/nonexistent.pem", "{dir}"]),
     "tls_key": ("{file}", {"tls_cert": "{file}"}, ["/nonexistent.pem"]),
     "tls_port": ("443", {}, ["0"]),

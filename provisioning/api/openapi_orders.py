@@ -163,6 +163,7 @@ ORDER_SCHEMAS: dict[str, Any] = {
             "shipping",
             "prices",
             "contract_accepted_at",
+            "contract_version",
             "validated_at",
             "ship_by",
             "late",
@@ -189,6 +190,9 @@ ORDER_SCHEMAS: dict[str, Any] = {
         ),
         prices=_ref("Prices"),
         contract_accepted_at=DATE_TIME,
+        contract_version=_nullable(
+            "string", description="the contract accepted (none on orders older than its record)"
+        ),
         validated_at=DATE_TIME,
         ship_by=DATE_TIME,
         late={"type": "boolean", "description": "validated and past ship_by"},

@@ -431,6 +431,8 @@ class Order(Base):
     vat_cents: Mapped[int] = mapped_column(Integer)
     total_incl_cents: Mapped[int] = mapped_column(Integer)
     contract_accepted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Which contract was accepted (orders.contract): none on orders older than migration 0012.
+    contract_version: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     # SHA-256 of the request the key was first used with: the same key for another order is
     # refused rather than answered with the wrong order.

@@ -41,6 +41,7 @@ from provisioning.errors import (
 from provisioning.orders.addresses import DeliveryAddress, validate_address
 from provisioning.orders.business_hours import ship_by
 from provisioning.orders.carriers import Carrier, Carriers
+from provisioning.orders.contract import current_contract
 from provisioning.orders.money import Prices, basis_points
 from provisioning.orders.relay_points import RelayPoint
 from provisioning.orders.views import order_view
@@ -299,12 +300,14 @@ async def place_order(
     request: OrderRequest,
     *,
     accept_contract: bool,
+    contract_version: str | None = None,
     idempotency_key: str | None = None,
     now: datetime | None = None,
     actor: Actor = SYSTEM,
 ) -> tuple[Order, bool]:
     """Validate an order. Returns it and whether it is a replay of an earlier request with the
-    same Idempotency-Key (then nothing was created)."""
+    same Idempotency-Key (then nothing was created). The order records the version of the
+    contract in force; `contract_version`, the version the customer was shown, must be it."""
     key = check_idempotency_key(idempotency_key)
     fingerprint = request.fingerprint(accept_contract)
     line = await get_line(session, request.line_id)
@@ -317,6 +320,14 @@ async def place_order(
         raise ContractNotAccepted(
             "accept_contract: read and accept the contract to validate the order",
             field="accept_contract",
+        )
+    contract = current_contract(settings)
+    if contract_version is not None and contract_version != contract.version:
+        # Changed between the summary and the click: what was read is not what is in force.
+        raise ContractNotAccepted(
+            f"contract_version: the contract changed since it was shown ({contract_version[:64]!r}"
+            f", now {contract.version!r}); read it and accept it again",
+            field="contract_version",
         )
     now = now or utcnow()
     try:
@@ -351,6 +362,7 @@ async def place_order(
         vat_cents=prices.total_vat_cents,
         total_incl_cents=prices.total_incl_cents,
         contract_accepted_at=now,
+        contract_version=contract.version,
         idempotency_key=key,
         request_hash=fingerprint if key else None,
         validated_at=now,

@@ -54,6 +54,7 @@ def order_view(order: Order, now: datetime) -> dict[str, Any]:
         },
         "prices": prices,
         "contract_accepted_at": _at(order.contract_accepted_at),
+        "contract_version": order.contract_version,
         "validated_at": _at(order.validated_at),
         "ship_by": _at(order.ship_by),
         "late": order.state == "validated" and order.ship_by < now,

@@ -21,6 +21,7 @@ from provisioning.devices.catalog import Model
 from provisioning.errors import DomainError, InvalidInput, NotFound
 from provisioning.orders import orders
 from provisioning.orders.carriers import Carrier, Carriers
+from provisioning.orders.contract import current_contract
 from provisioning.orders.money import SHIPPING_CENTS, basis_points, vat_cents
 from provisioning.orders.relay_map import relay_map_svg
 from provisioning.orders.relay_points import Search
@@ -266,6 +267,7 @@ def _summary_page(
         hidden=draft.hidden(),
         key=key,
         accepted=accepted,
+        contract=current_contract(request.config_dict[SERVICES].settings),
         error=error,
     )
 
@@ -294,6 +296,8 @@ async def place(request: web.Request) -> web.Response:
     draft = Draft(form)
     key = _text(form, "idempotency_key", 64) or secrets.token_urlsafe(18)
     accepted = _text(form, "accept_contract", 8) == "yes"
+    # The version the summary showed: a contract changed since is read again, not accepted.
+    shown = _text(form, "contract_version", 64) or None
     services = request.config_dict[SERVICES]
     try:
         async with services.sessions() as session, session.begin():
@@ -304,6 +308,7 @@ async def place(request: web.Request) -> web.Response:
                 request.config_dict[CARRIERS],
                 draft.request(line.id, offer.kind, request.config_dict[CARRIERS]),
                 accept_contract=accepted,
+                contract_version=shown,
                 idempotency_key=key,
                 actor=actor(request),
             )
@@ -326,7 +331,8 @@ async def place(request: web.Request) -> web.Response:
             draft,
             quote,
             key=key,
-            accepted=accepted,
+            # A contract changed since it was read is ticked again once read again.
+            accepted=accepted and exc.field != "contract_version",
             error=exc,
             status=exc.status,
         )
@@ -353,11 +359,22 @@ async def order_page(request: web.Request) -> web.Response:
     return render(
         request,
         "order_done.html",
+        contract=current_contract(request.config_dict[SERVICES].settings),
         order=order,
         view=order_view(order, utcnow()),
         line=line,
         point=point,
     )
+
+
+@routes.get("/contract")
+async def contract_page(request: web.Request) -> web.Response:
+    """The contract in force, for anyone (it is read before signing up as well as when
+    ordering); the operator's own page when CONTRACT_URL names one."""
+    contract = current_contract(request.config_dict[SERVICES].settings)
+    if contract.url:
+        raise web.HTTPFound(contract.url)
+    return render(request, "contract.html", contract=contract)
 
 
 @routes.get("/relay-map.svg")

@@ -162,6 +162,8 @@ _FIELD_HEADLINES = {
     "address.postcode": "Please check the postcode of the delivery address.",
     "address.town": "Please check the town of the delivery address.",
     "address.country": "Please choose a country we deliver to.",
+    "contract_version": "The contract changed since you read it: please read it again before "
+    "accepting it.",
     "postcode": "Please check the postcode: 5 digits.",
     "city": "Please check the name of the town.",
     "relay_point": "Please choose a pick-up point from the list.",
@@ -174,7 +176,7 @@ def headline(error: Any) -> str:
     """The English sentence (a msgid) that introduces a domain error on a page."""
     code = getattr(error, "code", "")
     field = getattr(error, "field", None) or ""
-    if field.startswith("address.") and field in _FIELD_HEADLINES:
+    if (field.startswith("address.") or field == "contract_version") and field in _FIELD_HEADLINES:
         return _FIELD_HEADLINES[field]
     if code in _HEADLINES:
         return _HEADLINES[code]

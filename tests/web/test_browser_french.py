@@ -10,19 +10,22 @@ import re
 import struct
 import zlib
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from sqlalchemy import update
 
+from provisioning import tokens
+from provisioning.app import create_app
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Device, utcnow
 from provisioning.settings import Settings
 from tests.conftest import World
 from tests.web.browser import DESKTOP, PHONE, Shots, at_both_widths
 from tests.web.kit import ALICE, make_manager_world
-from tests.web.test_browser import _page, _server, _sign_in
+from tests.web.test_browser import _orders, _page, _server, _sign_in
 
 FRENCH_DISTANCE = re.compile(r"^\d+,\d\u202fkm$")
 
@@ -300,3 +303,96 @@ async def test_without_tiles_the_plan_is_the_map(
     assert legend_px >= 14
     await at_both_widths(page, shots, "plan")
     assert elsewhere == []
+
+
+async def _to_summary(page: Any, base: str, line_id: int) -> None:
+    await page.goto(f"{base}/lines/{line_id}/order/shipping?model=yealink-t46u&carrier=dhl")
+    await page.get_by_role("button", name="Suivant").click()
+    await page.get_by_role("heading", name="Récapitulatif", exact=True).wait_for()
+
+
+async def _api_order(client: Any, sessions: SessionFactory, order_id: int) -> dict[str, Any]:
+    async with sessions() as session, session.begin():
+        _, token = await tokens.create_token(session, "operator")
+    resp = await client.get(
+        f"/api/v1/orders/{order_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert resp.status == 200
+    found: dict[str, Any] = await resp.json()
+    return found
+
+
+async def test_the_contract(
+    aiohttp_client: Any, aiohttp_server: Any, settings: Settings, sessions: SessionFactory,
+    world: World, chromium: Any, shots: Shots, tmp_path: Path,
+) -> None:  # fmt: skip
+    """ "J'ai lu et j'accepte le contrat" opens the operator's contract beside the summary; the
+    order records the version accepted, shown on the confirmation and in the API; a contract
+    changed between the summary and the click is read again, not accepted."""
+    text = tmp_path / "contrat.html"
+    text.write_text("<h2>Contrat Télécom Exemple</h2><p>Article premier.</p>", encoding="utf-8")
+    await make_manager_world(sessions, world)
+    client = await aiohttp_client(create_app(replace(settings, contract_file=text)))
+    base = str(client.make_url("/manager")).rstrip("/")
+    page = await _page(chromium, base, "fr")
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    await _to_summary(page, base, world.line_ids[2])
+    await at_both_widths(page, shots, "summary")
+    async with page.context.expect_page() as opened:
+        await page.get_by_role("link", name="le contrat").click()
+    contract = await opened.value
+    await contract.get_by_role("heading", name="Contrat Télécom Exemple").wait_for()
+    version_text = await contract.locator("main .muted").first.inner_text()
+    first = re.search(r"sha256-[0-9a-f]{12}", version_text)
+    assert first is not None, version_text
+    await at_both_widths(contract, shots, "contract")
+    await contract.close()
+    # The operator replaces the contract while the customer reads the summary.
+    text.write_text("<h2>Contrat Télécom Exemple</h2><p>Article premier, revu.</p>", "utf-8")
+    await page.get_by_label("J'ai lu et j'accepte le contrat").check()
+    await page.get_by_role("button", name="Valider").click()
+    await page.get_by_role("alert").wait_for()
+    assert await page.get_by_role("alert").inner_text() == (
+        "Le contrat a changé depuis votre lecture : veuillez le relire avant de l'accepter."
+    )
+    assert await _orders(sessions) == 0
+    assert not await page.get_by_label("J'ai lu et j'accepte le contrat").is_checked()
+    await at_both_widths(page, shots, "contract-changed")
+    await page.get_by_label("J'ai lu et j'accepte le contrat").check()
+    await page.get_by_role("button", name="Valider").click()
+    await page.get_by_role("heading", name="Commande confirmée").wait_for()
+    accepted = await page.locator("dt:has-text('Contrat accepté') + dd").inner_text()
+    second = re.search(r"sha256-[0-9a-f]{12}", accepted)
+    assert second is not None and second.group(0) != first.group(0), accepted
+    await at_both_widths(page, shots, "confirmation")
+    order_id = int(page.url.rsplit("/", 1)[1])
+    view = await _api_order(client, sessions, order_id)
+    assert view["contract_version"] == second.group(0)
+
+    # An operator's page and a version they name (CONTRACT_URL, CONTRACT_VERSION).
+    async def contract_page(request: web.Request) -> web.Response:
+        return web.Response(text="<h1>Contrat de l'opérateur</h1>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/contrat-2026.html", contract_page)
+    operator_site = await aiohttp_server(app, host="127.0.0.1")
+    url = f"http://127.0.0.1:{operator_site.port}/contrat-2026.html"
+    client = await aiohttp_client(
+        create_app(replace(settings, contract_url=url, contract_version="2026-12"))
+    )
+    base = str(client.make_url("/manager")).rstrip("/")
+    page = await _page(chromium, base, "fr")
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    await _to_summary(page, base, world.line_ids[0])
+    assert await page.get_by_role("link", name="le contrat").get_attribute("href") == url
+    async with page.context.expect_page() as opened:
+        await page.get_by_role("link", name="le contrat").click()
+    await (await opened.value).get_by_role("heading", name="Contrat de l'opérateur").wait_for()
+    await page.get_by_label("J'ai lu et j'accepte le contrat").check()
+    await page.get_by_role("button", name="Valider").click()
+    await page.get_by_role("heading", name="Commande confirmée").wait_for()
+    assert "2026-12" in await page.locator("dt:has-text('Contrat accepté') + dd").inner_text()
+    order_id = int(page.url.rsplit("/", 1)[1])
+    assert (await _api_order(client, sessions, order_id))["contract_version"] == "2026-12"

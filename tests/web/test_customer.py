@@ -78,7 +78,7 @@ async def test_order_with_dhl_and_wrong_inputs(
     assert (
         status == 200
         and "Récapitulatif" in page
-        and "J&#39;ai lu et j&#39;accepte le contrat" in page
+        and 'J&#39;ai lu et j&#39;accepte <a href="/manager/contract"' in page
     )
     assert all(f"{price}\u00a0€" in page for price in ("129,00", "154,80", "9,99", "11,99"))
     hidden = hidden_fields(page)
@@ -276,3 +276,17 @@ async def test_a_bug_gives_a_page_not_a_traceback(
     status, page = await alice.get("/manager/lines")
     assert status == 500 and "Une erreur est survenue" in page
     assert "secret-detail-of-a-bug" not in page and "Traceback" not in page
+
+
+async def test_the_shipped_contract_model(alice: Browser, mw: ManagerWorld) -> None:
+    """Without CONTRACT_FILE or CONTRACT_URL, the model shipped with the software, which says
+    that it is one; it is public, like any contract read before ordering."""
+    status, page = await alice.get("/manager/contract")
+    assert status == 200 and "Modèle de contrat fourni avec le logiciel" in page
+    assert re.search(r"Version sha256-[0-9a-f]{12}", page)
+    form = {"model": "yealink-t46u", "carrier": "dhl", "address_name": "Alice Martin",
+            "address_street": "3 rue Neuve", "address_postcode": "75002", "address_town": "Paris",
+            "address_country": "FR"}  # fmt: skip
+    status, page = await alice.post(f"/manager/lines/{mw.free_line}/order/summary", form)
+    assert status == 200 and 'href="/manager/contract" target="_blank"' in page
+    assert re.fullmatch(r"sha256-[0-9a-f]{12}", hidden_fields(page)["contract_version"])

@@ -75,10 +75,14 @@ def test_the_words_of_the_issue_are_used() -> None:
         "Changer de téléphone Plug & Phone",
         "Suivant",
         "Valider",
-        "J'ai lu et j'accepte le contrat",
         "Téléphone",
     ):
         assert words in french
+    fr = load_translations()["fr"]
+    link = fr.gettext("the contract")
+    assert fr.gettext("I have read and accept %(contract)s", contract=link) == (
+        "J'ai lu et j'accepte le contrat"
+    )
 
 
 def test_po_parser() -> None:
