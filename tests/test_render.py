@@ -92,3 +92,22 @@ def test_templates_check_passes(catalog: Catalog, settings: Settings) -> None:
     results = check_templates(catalog, settings)
     assert len({r.model for r in results}) == len(catalog.models)
     assert [r for r in results if r.problems] == []
+
+
+def test_a_refusal_is_found_before_any_phone_asks(catalog: Catalog, settings: Settings) -> None:
+    """refusal_of: what a domain function calls before committing a line to a device."""
+    from dataclasses import replace
+
+    from provisioning.render.files import refusal_of
+
+    renderer = Renderer(catalog)
+    data = sample_device("gigaset-n510", 6, 2, tame=True)
+    assert refusal_of(renderer, settings, data) is None
+    lines = dict(data.lines)
+    lines[2] = replace(lines[2], password='pa"ss-SECRET')
+    message = refusal_of(renderer, settings, replace(data, lines=lines))
+    assert message is not None and "slot 2" in message and "double quote" in message
+    assert "SECRET" not in message
+    # Other families carry the same line: no refusal.
+    other = replace(sample_device("yealink-t46u", 16, 2), lines=lines)
+    assert refusal_of(renderer, settings, other) is None
