@@ -369,3 +369,14 @@ def test_n510_golden() -> None:
         golden.write_text(body, encoding="utf-8")
     assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
     assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"
+
+
+def test_nx70_golden() -> None:
+    """The Nx70 format (`<provisioning><nvm>`): an N670 with two lines (the generic golden files
+    show the N510's `<ProviderFrame>`)."""
+    body = render(device(N670))
+    golden = GOLDEN / "gigaset-n670-2-lines--7C2F804DF9A9.xml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(body, encoding="utf-8")
+    assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
+    assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"
