@@ -479,6 +479,54 @@ async def cmd_device_list(ctx: Context, session: AsyncSession) -> None:
     ctx.emit(text or "no devices", found)
 
 
+@command(
+    "device claim",
+    "register unknown devices in bulk (all or none); prints each one's URL",
+    arg("macs", nargs="*", metavar="MAC", help="MACs from `device list --unknown`"),
+    arg("--file", help="CSV file with columns mac[, model][, account_id] (instead of MACs)"),
+    arg("--model", help="model id for every MAC (default: the one its User-Agent names)"),
+    arg("--account", type=positive, help="account id for every MAC (default: stock)"),
+    arg("--dry-run", action="store_true", help="check every phone, claim none"),
+)
+async def cmd_device_claim(ctx: Context, session: AsyncSession) -> None:
+    import asyncio
+
+    from provisioning.devices import unknown
+    from provisioning.imports import Problem
+
+    a = ctx.args
+    if bool(a.macs) == bool(a.file):
+        raise CliError("give MACs or --file FILE.csv (one of them)")
+    if a.file and (a.model or a.account):
+        raise CliError("--model and --account are for MACs; a file gives them in its columns")
+    problems: list[Problem] = []
+    if a.file:
+        try:
+            data = await asyncio.to_thread(Path(a.file).read_bytes)
+        except OSError as exc:
+            raise CliError(f"{a.file}: {exc.strerror or exc}") from None
+        claims = unknown.parse_claims_csv(data, problems)
+    else:
+        claims = [
+            unknown.ClaimRequest(n, mac, a.model, a.account) for n, mac in enumerate(a.macs, 1)
+        ]
+    if problems:
+        report = unknown.ClaimReport(a.dry_run, problems=problems)
+    else:
+        report = await unknown.claim_unknown(
+            session,
+            ctx.catalog,
+            ctx.cipher,
+            ctx.settings.base_url,
+            claims,
+            dry_run=a.dry_run,
+            actor=ctx.actor,
+        )
+    ctx.emit(report.human(), report.view())
+    if report.problems:
+        raise SystemExit(EXIT_ERROR)
+
+
 # -- overrides ------------------------------------------------------------------------------
 
 

@@ -66,6 +66,27 @@ async def json_body(
     raw = await request.read()
     if len(raw) > MAX_BODY:
         raise InvalidInput("body: too large", field="body")
+    return json_object(raw, fields)
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, read up to `limit` bytes (None past it) whatever aiohttp's own limit for
+    forms and JSON (1 MiB): a bulk body (a CSV import, a claim of many phones)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_object(raw: bytes, fields: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    """`raw` as a JSON object with only the listed fields, each of its type (`json_body`, for
+    a body read otherwise: a bulk one past MAX_BODY)."""
     try:
         data = json.loads(raw, parse_int=_json_int)
     except RecursionError:
@@ -103,6 +124,14 @@ async def texts_middleware(request: web.Request, handler: Handler) -> web.Stream
             field = name if is_text(name) else "query"
             raise InvalidInput(f"{field}: a NUL or a lone surrogate is not text", field=field)
     return await handler(request)
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    """`?name=true` or `false` (the default when absent); anything else is refused."""
+    value = request.query.get(name, "false")
+    if value not in ("true", "false"):
+        raise InvalidInput(f"{name}: true or false", field=name)
+    return value == "true"
 
 
 def required(data: dict[str, Any], name: str) -> Any:

@@ -11,17 +11,29 @@ from provisioning.api.access import actor, check_account, require_operator, scop
 from provisioning.api.bodies import (
     int_id,
     json_body,
+    json_object,
     page,
     path_id,
+    query_bool,
     query_datetime,
     query_int,
+    read_bounded,
     required,
 )
+from provisioning.api.problems import problem
 from provisioning.db.models import DEVICE_STATES, Device, Line
 from provisioning.db.paging import page_view, paged
 from provisioning.devices import inventory
-from provisioning.devices.unknown import list_unknown
+from provisioning.devices.unknown import (
+    MAX_CLAIMS,
+    ClaimReport,
+    ClaimRequest,
+    claim_unknown,
+    list_unknown,
+    parse_claims_csv,
+)
 from provisioning.errors import InvalidInput, NotFound
+from provisioning.imports import Problem
 from provisioning.render.files import device_files, masked, render_file
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES, Services
@@ -96,6 +108,68 @@ async def unknown_devices(request: web.Request) -> web.Response:
         rows = await list_unknown(session, limit)
     items = [unknown_view(u) for u in rows]
     return web.json_response({"items": items})
+
+
+# A claim's body: 10,000 MACs in JSON or CSV are well under it.
+MAX_CLAIM_BYTES = 1024 * 1024
+
+
+@routes.post("/devices/unknown/claims")
+async def claim_unknown_devices(request: web.Request) -> web.Response:
+    """Claim unknown devices in bulk: a JSON MAC list with one model and account for all
+    (`{"macs": [...], "model": ..., "account_id": ...}`, the model by default the one each
+    User-Agent names), or a CSV file (columns mac, model, account_id). All or nothing: 201
+    with each phone's provisioning URL (shown this once), 200 for `?dry_run=true`, or a 422
+    problem `claim-refused` whose `report` lists every problem with its row (a MAC's place in
+    the list, or the CSV row) and column."""
+    require_operator(request)
+    dry_run = query_bool(request, "dry_run")
+    if request.content_type not in ("application/json", "text/csv"):
+        return problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send a JSON MAC list (application/json) or a CSV file (text/csv)",
+            field="body",
+        )
+    raw = await read_bounded(request, MAX_CLAIM_BYTES)
+    if raw is None:
+        return problem(413, "too-large", "Request too large", "a claim takes at most 1 MiB")
+    problems: list[Problem] = []
+    if request.content_type == "text/csv":
+        claims = parse_claims_csv(raw, problems)
+    else:
+        body = json_object(raw, {"macs": list, "model": str, "account_id": int})
+        macs = required(body, "macs")
+        if len(macs) > MAX_CLAIMS or not all(isinstance(m, str) for m in macs):
+            raise InvalidInput(f"macs: at most {MAX_CLAIMS} MACs, as strings", field="macs")
+        account_id = body.get("account_id")
+        account = int_id(account_id, "account_id") if account_id is not None else None
+        model = body.get("model") or None
+        claims = [ClaimRequest(n, mac, model, account) for n, mac in enumerate(macs, 1)]
+    services = request.config_dict[SERVICES]
+    async with services.sessions() as session, session.begin():
+        if problems:
+            report = ClaimReport(dry_run, problems=problems)
+        else:
+            report = await claim_unknown(
+                session,
+                services.catalog,
+                services.cipher,
+                services.settings.base_url,
+                claims,
+                dry_run=dry_run,
+                actor=actor(request),
+            )
+    if report.problems:
+        return problem(
+            422,
+            "claim-refused",
+            "Invalid input",
+            f"{len(report.problems)} problem(s); nothing claimed (the report lists each)",
+            report=report.view(),
+        )
+    return web.json_response(report.view(), status=200 if dry_run else 201)
 
 
 @routes.get("/devices/{mac}")

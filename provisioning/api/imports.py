@@ -21,6 +21,7 @@ from aiohttp import web
 
 from provisioning import imports
 from provisioning.api.access import actor, require_operator
+from provisioning.api.bodies import query_bool, read_bounded
 from provisioning.api.problems import problem
 from provisioning.errors import InvalidInput
 from provisioning.state import SERVICES
@@ -32,27 +33,6 @@ routes = web.RouteTableDef()
 MAX_BYTES = 16 * 1024 * 1024
 CONTENT_TYPES = ("text/csv",)
 MODES = ("all", "continue")
-
-
-def _flag(request: web.Request, name: str) -> bool:
-    value = request.query.get(name, "false")
-    if value not in ("true", "false"):
-        raise InvalidInput(f"{name}: true or false", field=name)
-    return value == "true"
-
-
-async def _body(request: web.Request) -> bytes | web.Response:
-    """The body, read up to the limit (aiohttp's own limit is for forms and JSON: 1 MiB)."""
-    if request.content_length is not None and request.content_length > MAX_BYTES:
-        return _too_large()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BYTES:
-            return _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _too_large() -> web.Response:
@@ -68,7 +48,7 @@ def _too_large() -> web.Response:
 @routes.post("/imports")
 async def create_import(request: web.Request) -> web.Response:
     require_operator(request)
-    dry_run = _flag(request, "dry_run")
+    dry_run = query_bool(request, "dry_run")
     mode_text = request.query.get("mode", "all")
     if mode_text not in MODES:
         raise InvalidInput(f"mode: one of {', '.join(MODES)}", field="mode")
@@ -80,9 +60,9 @@ async def create_import(request: web.Request) -> web.Response:
             "send the CSV file as text/csv (UTF-8)",
             field="body",
         )
-    body = await _body(request)
-    if isinstance(body, web.Response):
-        return body
+    body = await read_bounded(request, MAX_BYTES)
+    if body is None:
+        return _too_large()
     mode: imports.Mode = "dry-run" if dry_run else "continue" if mode_text == "continue" else "all"
     services = request.config_dict[SERVICES]
     async with services.sessions() as session, session.begin():

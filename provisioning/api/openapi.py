@@ -423,7 +423,7 @@ def _op(
 
 
 def openapi_document() -> dict[str, Any]:
-    from provisioning.api.openapi_imports import IMPORT_SCHEMAS, import_paths
+    from provisioning.api.openapi_imports import IMPORT_SCHEMAS, claim_paths, import_paths
     from provisioning.api.openapi_orders import ORDER_SCHEMAS, order_paths
 
     account = [_path("account_id", ID)]
@@ -630,5 +630,6 @@ def openapi_document() -> dict[str, Any]:
             },
             **order_paths(),
             **import_paths(),
+            **claim_paths(),
         },
     }
