@@ -25,6 +25,7 @@ from provisioning.accounts import get_account
 from provisioning.crypto import Cipher
 from provisioning.db.models import Account, Device, Line, LineSlot
 from provisioning.imports import write_rows
+from provisioning.sip.address import SipAddress
 
 
 def _account_cells(account: Account) -> dict[str, str]:
@@ -45,7 +46,8 @@ def _line_cells(line: Line, cipher: Cipher, with_secrets: bool) -> dict[str, str
         "auth_username": line.auth_username or "",
         "password": cipher.decrypt(line.password_enc) if with_secrets else "",
         "display_name": line.display_name,
-        "registrar": f"{line.registrar_host}:{line.registrar_port}",
+        # As the registrar column is read back: an IPv6 address in brackets before its port.
+        "registrar": str(SipAddress(line.registrar_host, line.registrar_port)),
         "transport": line.transport,
     }
 

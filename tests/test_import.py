@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from provisioning import exports, imports
+from provisioning import accounts, exports, imports
 from provisioning.api import imports as imports_api
 from provisioning.audit import Actor
 from provisioning.crypto import Cipher
@@ -635,3 +635,29 @@ async def test_a_line_added_by_another_writer_meanwhile_refuses_the_import(
         assert where(report) == [(None, None)] and not report.committed, mode
         assert "run it again" in report.problems[0].message
         assert await counts(sessions) == before
+
+
+async def test_an_ipv6_registrar_survives_the_round_trip(
+    sessions: SessionFactory, settings: Settings, catalog: Catalog, cipher: Cipher
+) -> None:
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Dora")
+        await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000042", password="pw-42",
+            registrar="[2001:db8::1]:5061", transport="tls",
+        )  # fmt: skip
+    exported = await export_text(sessions, settings)
+    assert "[2001:db8::1]:5061" in exported
+    again = await run(sessions, settings, catalog, exported.encode())
+    assert again.problems == [] and again.existing["lines"] == 1
+    await wipe(sessions, catalog)
+    moved = await run(sessions, settings, catalog, exported.encode())
+    assert moved.problems == [] and moved.created["lines"] == 1
+    async with sessions() as session:
+        line = await session.scalar(select(Line))
+        assert line is not None
+        assert (line.registrar_host, line.registrar_port, line.transport) == (
+            "2001:db8::1",
+            5061,
+            "tls",
+        )
