@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import random
 import sys
@@ -75,7 +76,7 @@ class CountingTransport:
 
 
 async def measure_cold(
-    settings: Settings, targets: list[dict[str, str]], render: bool
+    settings: Settings, targets: list[dict[str, str]], render: bool, profile: Path | None = None
 ) -> list[float]:
     """Each round a server just started: every device asks once, in a shuffled order (a power
     cut). CPU per fetch, the sightings written behind included (process time, all threads).
@@ -109,6 +110,9 @@ async def measure_cold(
             connection = lane.connection()
             transport = CountingTransport()
             connection.connection_made(transport)  # type: ignore[arg-type]
+            profiler = cProfile.Profile() if profile else None
+            if profiler is not None:
+                profiler.enable()
             started = time.process_time()
             for target in order:
                 transport.want = transport.written + 1
@@ -121,6 +125,9 @@ async def measure_cold(
                     await transport.done.wait()
             await app[SERVICES].sightings.flush()
             rounds.append((time.process_time() - started) / len(order) * 1e6)
+            if profiler is not None and profile is not None:
+                profiler.disable()
+                profiler.dump_stats(profile)  # the last round's
     return rounds
 
 
@@ -184,6 +191,7 @@ def main() -> None:
     parser.add_argument(
         "--render", action="store_true", help="with --cold: nothing rendered ahead, each renders"
     )
+    parser.add_argument("--profile", type=Path, help="with --cold: cProfile stats of a round")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = args.keep or Path(tmp)
@@ -208,7 +216,7 @@ def main() -> None:
         settings = replace(settings, access_log=False, host="127.0.0.1", port=0)
         uvloop.install()
         if args.cold:
-            rounds = asyncio.run(measure_cold(settings, targets, args.render))
+            rounds = asyncio.run(measure_cold(settings, targets, args.render, args.profile))
         else:
             rounds = asyncio.run(measure(settings, targets, args.requests, args.whole_path))
     if args.cold:

@@ -9,6 +9,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ class FileSpec:
     secret: bool
     # Carries the SIP lines (the account slots): a fetch of it proves a revision applied.
     lines: bool
+    # The pattern's literal text before its first placeholder and after its last: a name
+    # that does not start and end so cannot match (devices.identify skips the regex).
+    prefix: str = ""
+    suffix: str = ""
 
     def match(self, file_name: str) -> re.Match[str] | None:
         return self.regex.fullmatch(file_name)
@@ -94,11 +99,18 @@ class Family:
         return [name for name in names if name is not None]
 
     def model_for_ua(self, ua_model: str) -> Model | None:
-        wanted = ua_model.upper()
+        return self._by_ua_model.get(ua_model.upper())
+
+    @cached_property
+    def _by_ua_model(self) -> dict[str, Model]:
+        # Looked up at every fetch that is not given a kept answer (a boot storm's): a walk
+        # through a family's hundred models cost a quarter of such a fetch. The first model
+        # naming a User-Agent model wins, as the walk did.
+        index: dict[str, Model] = {}
         for model in self.models.values():
-            if wanted in model.ua_models:
-                return model
-        return None
+            for name in model.ua_models:
+                index.setdefault(name, model)
+        return index
 
 
 @dataclass(frozen=True)
@@ -209,6 +221,8 @@ def _file_spec(entry: dict[str, Any], where: str, folder: Path) -> FileSpec:
         regex=re.compile("".join(regex_parts)),
         secret=bool(entry.get("secret", True)),
         lines=_flag(entry, "lines", where),
+        prefix=pattern.split("{", 1)[0],
+        suffix=pattern.rsplit("}", 1)[-1],
     )
 
 

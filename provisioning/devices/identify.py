@@ -56,6 +56,9 @@ def _match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
     found = []
     for family in catalog:
         for spec in family.files:
+            # A cheap test first: a boot storm's names are all new, each tried on every spec.
+            if not (file_name.startswith(spec.prefix) and file_name.endswith(spec.suffix)):
+                continue
             match = spec.match(file_name)
             if match is None:
                 continue
