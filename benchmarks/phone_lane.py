@@ -39,9 +39,9 @@ from sqlalchemy import text
 from provisioning import logs
 from provisioning.app import create_app
 from provisioning.crypto import generate_key
+from provisioning.listen import listening
 from provisioning.phones import lane as lane_module
 from provisioning.phones.prerender import Prerenderer
-from provisioning.security.listen import listening
 from provisioning.settings import Settings
 from provisioning.state import SERVICES
 

@@ -17,18 +17,18 @@ from provisioning.db.engine import make_engine, make_session_factory, make_write
 from provisioning.devices.catalog import load_catalog
 from provisioning.phones.answers import Answers
 from provisioning.phones.auth import Authorizer, default_authorizer
+from provisioning.phones.guard import Guard, factory_from_settings
 from provisioning.phones.load import Load
 from provisioning.phones.lookup import open_rows
 from provisioning.phones.prerender import Prerenderer
 from provisioning.phones.routes import add_routes as add_phone_routes
 from provisioning.phones.sightings import SightingBuffer, SightingHistory
+from provisioning.phones.upkeep import maintained
 from provisioning.push.worker import PushWorker
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
 from provisioning.render.stored import StoredFiles
-from provisioning.security.guard import Guard, factory_from_settings
 from provisioning.security.middleware import security_middleware
-from provisioning.security.service import maintained
 from provisioning.settings import Settings
 from provisioning.state import SERVICES, Services
 from provisioning.web.app import create_manager

@@ -54,3 +54,16 @@ def parse_proofs(text: str) -> Proofs:
     if len(required) != len(names):
         raise PolicyError("a proof is named twice")
     return Proofs(required, len(required))
+
+
+TOKEN_ONLY = Proofs(frozenset({Proof.TOKEN}))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one device must prove, and where it may fetch from (its account's policy, or the
+    global default from settings)."""
+
+    proofs: Proofs = TOKEN_ONLY
+    binding: str = "off"  # off | address | network: bound where it first fetched from
+    first_contact_days: int | None = None  # unseen this long after shipping: re-authorise

@@ -16,12 +16,11 @@ import time
 from aiohttp.http_exceptions import HttpProcessingError
 
 from provisioning import demo as demo_data
-from provisioning import logs, metrics
+from provisioning import listen, logs, metrics
 from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory
 from provisioning.devices.catalog import load_catalog
-from provisioning.security import listen
 from provisioning.settings import Settings
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -85,7 +84,7 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
 
 def _run_one(settings: Settings, share: tuple[int, int] = (0, 1)) -> None:
     app = create_app(settings, share=share)
-    # HTTP and/or HTTPS (settings HTTP, TLS_CERT/TLS_KEY): see security.listen.
+    # HTTP and/or HTTPS (settings HTTP, TLS_CERT/TLS_KEY): see provisioning.listen.
     listen.run(
         app,
         settings,

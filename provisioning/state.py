@@ -12,12 +12,12 @@ from provisioning.db.engine import SessionFactory
 from provisioning.devices.catalog import Catalog
 from provisioning.phones.answers import Answers
 from provisioning.phones.auth import Authorizer
+from provisioning.phones.guard import Guard
 from provisioning.phones.load import Load
 from provisioning.phones.sightings import SightingBuffer
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
 from provisioning.render.stored import StoredFiles
-from provisioning.security.guard import Guard
 from provisioning.settings import Settings
 from provisioning.web.signin_gate import SignInGate
 

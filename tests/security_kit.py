@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioning.app import create_app
-from provisioning.security.guard import Guard
+from provisioning.phones.guard import Guard
 from provisioning.settings import Settings
 from provisioning.state import SERVICES, Services
 

@@ -24,9 +24,9 @@ from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
+from provisioning.phones.guard import CERT_HEADER, VERIFY_HEADER
 from provisioning.security import lab
 from provisioning.security.factory import FactoryCertificates, mac_in
-from provisioning.security.guard import CERT_HEADER, VERIFY_HEADER
 from provisioning.security.tls import server_context
 from provisioning.settings import PROJECT_ROOT, Settings
 from tests.conftest import World

@@ -16,9 +16,9 @@ import pytest
 
 from provisioning import logs
 from provisioning.app import create_app
+from provisioning.listen import listening
 from provisioning.phones import lane as lane_module
 from provisioning.phones.request import Reply
-from provisioning.security.listen import listening
 from provisioning.security.sources import source_of
 from provisioning.settings import Settings
 from provisioning.state import SERVICES

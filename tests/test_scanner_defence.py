@@ -21,9 +21,9 @@ from sqlalchemy import select, text
 from provisioning import tokens
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import AuditEvent, SourceBan, SourceMisses
+from provisioning.phones.upkeep import sync_bans
 from provisioning.security import bans
 from provisioning.security.bans import BanRules, Miss, record_miss
-from provisioning.security.service import sync_bans
 from provisioning.security.sources import source_of
 from provisioning.settings import Settings
 from tests.conftest import YEALINK_UA, World

@@ -3,15 +3,17 @@
 Kept small and replaceable: the fetch path gathers facts (`Evidence`: which proofs the request
 gave, which MACs it states, where it comes from) and an `Authorizer` turns them into a
 `Decision`. Verifying a proof (a digest answer, a certificate chain) happens before, in
-`provisioning.security.guard`; this module only weighs what was proven against the policy.
+`provisioning.phones.guard`; this module only weighs what was proven against the policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple
+
+from provisioning.proofs import TOKEN_ONLY as TOKEN_ONLY
+from provisioning.proofs import Policy as Policy
 
 # The proofs grammar lives below settings (which checks PROVISIONING_AUTH_PROOFS with it); it is
 # re-exported here, with the policy it serves.
@@ -22,19 +24,6 @@ from provisioning.proofs import parse_proofs as parse_proofs
 
 if TYPE_CHECKING:
     from provisioning.settings import Settings
-
-
-TOKEN_ONLY = Proofs(frozenset({Proof.TOKEN}))
-
-
-@dataclass(frozen=True)
-class Policy:
-    """What one device must prove, and where it may fetch from (its account's policy, or the
-    global default from settings)."""
-
-    proofs: Proofs = TOKEN_ONLY
-    binding: str = "off"  # off | address | network: bound where it first fetched from
-    first_contact_days: int | None = None  # unseen this long after shipping: re-authorise
 
 
 class Decision(Enum):

@@ -25,13 +25,13 @@ from provisioning.orders.handover import at_first_fetch
 from provisioning.phones.answers import Kept
 from provisioning.phones.auth import Decision, Evidence
 from provisioning.phones.client import client_ip, peer_address, user_agent
+from provisioning.phones.guard import Claim, Refusal
 from provisioning.phones.request import PhoneRequest, Replay, Reply, empty, to_response
 from provisioning.phones.sightings import SightingFacts
 from provisioning.render.cache import Rendered
 from provisioning.render.environment import RenderError
 from provisioning.render.files import render_file, spec_for
 from provisioning.security.bans import Miss
-from provisioning.security.guard import Claim, Refusal
 from provisioning.state import SERVICES, Services
 
 log = logging.getLogger(__name__)

@@ -63,7 +63,7 @@ MAX_HEAD = 8190  # aiohttp's limit for a request line or a header: beyond, it an
 MAX_HEADERS = 128  # aiohttp's max_headers (RequestHandler): beyond, it answers 400
 BARE_LF = re.compile(rb"(?<!\r)\n")  # aiohttp's request parser (strict llhttp) refuses it
 MAX_BUFFERED = 65536  # read paused while this much waits and cannot be answered yet
-IDLE_SECONDS = 75.0  # keep-alive timeout, the same for both layers (security.listen)
+IDLE_SECONDS = 75.0  # keep-alive timeout, the same for both layers (provisioning.listen)
 SWEEP_SECONDS = 5.0
 # `/<token>/<file>` or `/<file>`, the characters phones use; the rest goes to aiohttp.
 PATH = re.compile(rb"/(?:([A-Za-z0-9_-]{16,64})/)?([A-Za-z0-9._-]{1,128})")

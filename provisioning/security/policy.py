@@ -14,7 +14,7 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,8 +24,7 @@ from provisioning.accounts import get_account
 from provisioning.db.models import AccountPolicy, Device, DeviceBinding, utcnow
 from provisioning.devices.inventory import get_device
 from provisioning.errors import InvalidInput, NotFound
-from provisioning.phones.auth import Policy, PolicyError, parse_proofs
-from provisioning.phones.lookup import DeviceRow
+from provisioning.proofs import Policy, PolicyError, parse_proofs
 from provisioning.security.sources import Source
 from provisioning.settings import Settings
 
@@ -114,8 +113,17 @@ def bound_elsewhere(bound_to: str | None, source: Source | None) -> bool:
         return True
 
 
+class FirstContact(Protocol):
+    """What the first-contact window needs to know of a device (the phone path's row)."""
+
+    @property
+    def seen(self) -> bool: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
 def window_closed(
-    policy: Policy, device: DeviceRow, window_from: datetime | None, now: datetime
+    policy: Policy, device: FirstContact, window_from: datetime | None, now: datetime
 ) -> bool:
     if policy.first_contact_days is None or device.seen:
         return False

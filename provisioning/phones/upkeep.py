@@ -12,8 +12,8 @@ from contextlib import asynccontextmanager, suppress
 from provisioning.background import every
 from provisioning.db.engine import SessionFactory
 from provisioning.db.errors import DB_ERRORS
+from provisioning.phones.guard import Guard
 from provisioning.security import bans, digest, policy
-from provisioning.security.guard import Guard
 
 log = logging.getLogger("provisioning.security")
 HOUSEKEEPING_EVERY = 30  # syncs between clean-ups of expired bans, counters and nonce uses
