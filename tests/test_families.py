@@ -89,6 +89,9 @@ def shape(fmt: str, body: bytes) -> list[object]:
     text = body.decode("utf-8")
     if fmt == "keyvalue":
         return [key for key, _ in parse_key_value(text)]
+    if fmt != "xml":
+        # The other line formats: the keys in order, as their strict parser reads them.
+        return list(settings_of(fmt, body))
     root = ET.fromstring(text)
     return [(el.tag, sorted(el.attrib)) for el in root.iter()]
 
@@ -119,7 +122,7 @@ def test_every_model_parses_and_round_trips(family_name: str) -> None:
             text = body.decode("utf-8")
             # The strict parser of the format (tests/families/strict.py) takes every file.
             settings_of(family.format, body)
-            if family.format == "xml":
+            if family.format != "keyvalue":
                 continue
             pairs = parse_key_value(text)
             rebuilt = "\n".join(f"{k} = {v}" for k, v in pairs)

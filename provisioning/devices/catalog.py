@@ -13,7 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("keyvalue", "xml")
+# Each format has its escaping (render.escaping), its validator (render.validate) and a strict
+# parser in tests/families/strict.py. keyvalue: Yealink `key = value`; xml; colon: Aastra
+# `key: value` (keys with spaces); spaced: Avaya `KEY value`; ini: `[section]` + `key=value`
+# (Technicolor); quoted: Panasonic `KEY="value"`.
+FORMATS = ("keyvalue", "xml", "colon", "spaced", "ini", "quoted")
 _PLACEHOLDERS = {
     # Phones differ in MAC case; matching is case-insensitive, generated names use `mac_case`.
     "mac": r"(?P<mac>[0-9A-Fa-f]{12})",

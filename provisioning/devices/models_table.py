@@ -19,7 +19,14 @@ TABLE_START = "<!-- models-table:start -->"
 TABLE_END = "<!-- models-table:end -->"
 
 # How each catalog format is named for a reader.
-FORMAT_NAMES = {"keyvalue": "`key = value` text", "xml": "XML"}
+FORMAT_NAMES = {
+    "keyvalue": "`key = value` text",
+    "xml": "XML",
+    "colon": "`key: value` text",
+    "spaced": "`KEY value` text",
+    "ini": "INI text",
+    "quoted": '`KEY="value"` text',
+}
 
 
 def _cell(text: str) -> str:

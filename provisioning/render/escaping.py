@@ -3,8 +3,13 @@
 
 - XML formats: autoescape turns `& < > " '` into entities; characters XML 1.0 cannot carry are
   refused.
-- `key = value` formats: there is no escaping syntax, so a value with a newline or any other control
-  character is refused — a display name must never add a setting of its own.
+- Line formats (`key = value`, Aastra's `key: value`, Avaya's `KEY value`, INI `key=value`): there
+  is no escaping syntax, so a value with a newline or any other control character is refused — a
+  display name must never add a setting of its own. The separator inside a value is harmless in
+  all of them: each reads the key up to its first separator and the rest of the line as the value
+  (and our keys never contain one).
+- Quoted `KEY="value"` (Panasonic's text form): no escape exists inside the quotes either, so a
+  double quote, which would end the value early, is refused too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from markupsafe import Markup
 # C0 controls (tab included: Yealink would keep it in the value) and DEL/C1, plus the
 # Unicode line and paragraph separators that some parsers treat as line breaks.
 _KEYVALUE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Panasonic's `KEY="value"`: a `"` would close the value and leave the rest to be read as syntax.
+_QUOTED_FORBIDDEN = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029"]')
 # XML 1.0 allows tab, LF and CR among the controls; a value needs none of them.
 _XML_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ufffe\uffff\u2028\u2029]")
 
@@ -54,14 +61,41 @@ def _checked(pattern: re.Pattern[str], fmt: str) -> Callable[[Any], Any]:
     return finalize
 
 
+def _checked_quoted(value: Any) -> Any:
+    value = _scalar(value)
+    if isinstance(value, Markup):
+        return value
+    text = value if isinstance(value, str) else str(value)
+    if '"' in text:
+        raise UnsafeValue(
+            'a value contains a double quote, which ends a KEY="value" setting early (the '
+            "format has no escape for it)"
+        )
+    return _checked(_KEYVALUE_FORBIDDEN, 'KEY="value"')(value)
+
+
+# What each format (catalog.FORMATS) refuses, and its finalizer.
+FORBIDDEN: dict[str, re.Pattern[str]] = {
+    "keyvalue": _KEYVALUE_FORBIDDEN,
+    "xml": _XML_FORBIDDEN,
+    "colon": _KEYVALUE_FORBIDDEN,
+    "spaced": _KEYVALUE_FORBIDDEN,
+    "ini": _KEYVALUE_FORBIDDEN,
+    "quoted": _QUOTED_FORBIDDEN,
+}
 FINALIZERS: dict[str, Callable[[Any], Any]] = {
     "keyvalue": _checked(_KEYVALUE_FORBIDDEN, "key = value"),
     "xml": _checked(_XML_FORBIDDEN, "XML"),
+    "colon": _checked(_KEYVALUE_FORBIDDEN, "`key: value`"),
+    "spaced": _checked(_KEYVALUE_FORBIDDEN, "`KEY value`"),
+    "ini": _checked(_KEYVALUE_FORBIDDEN, "INI"),
+    "quoted": _checked_quoted,
 }
-AUTOESCAPE = {"keyvalue": False, "xml": True}
+# Only XML has an escaping syntax; the text formats refuse instead (above).
+AUTOESCAPE = {fmt: fmt == "xml" for fmt in FINALIZERS}
 
 
 def check_text(value: str, fmt: str = "keyvalue") -> bool:
-    """True when `value` can be written into any supported format (input validation uses it)."""
-    pattern = _KEYVALUE_FORBIDDEN if fmt == "keyvalue" else _XML_FORBIDDEN
-    return pattern.search(value) is None
+    """True when `value` can be written into a file of format `fmt` (input validation uses it
+    with the default: what every line format can carry)."""
+    return FORBIDDEN[fmt].search(value) is None

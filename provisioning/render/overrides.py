@@ -29,7 +29,11 @@ def valid_key(fmt: str, key: str) -> bool:
         return False
     if fmt == "keyvalue":
         return KEYVALUE_KEY.fullmatch(key) is not None
-    return XML_KEY.fullmatch(key) is not None
+    if fmt == "xml":
+        return XML_KEY.fullmatch(key) is not None
+    # The line formats added for Aastra, Avaya, Technicolor and Panasonic (catalog.FORMATS) have
+    # no override syntax yet: refused, never merged as if they were XML.
+    return False
 
 
 def valid_value(value: str) -> bool:

@@ -8,6 +8,21 @@ import xml.etree.ElementTree as ET
 _KEY_VALUE = re.compile(r"(?P<key>[A-Za-z0-9_.]+) = (?P<value>.*)")
 _INCLUDE = re.compile(r'include:config "[^"\s]+"')
 _VERSION_LINE = "#!version:1.0.0.1"
+# Aastra: `key: value`, lowercase words with spaces in the key (`sip line1 auth name`).
+_COLON = re.compile(
+    r"(?P<key>[a-z0-9](?:[a-z0-9 _.\[\]|-]*[a-z0-9_.\]])?): ?(?P<value>[^\x00-\x1f\x7f]*)"
+)
+# Avaya 1200: `KEY value` (one space), `[SECTION]` headers in the model file.
+_SPACED = re.compile(r"(?P<key>[A-Z][A-Z0-9_]*) (?P<value>[^\x00-\x20\x7f][^\x00-\x1f\x7f]*)")
+_SECTION = re.compile(r"\[(?P<name>[A-Za-z0-9_]+)\]")
+# Avaya: "every line must be less than 80 characters or the phone won't be able to read it"
+# (the comment heading Wazo's wazo_avaya DeviceConfig.cfg).
+_SPACED_MAX = 79
+# INI (Technicolor): `key=value`, no spaces around `=`.
+_INI = re.compile(r"(?P<key>[A-Za-z0-9_]+)=(?P<value>[^\x00-\x1f\x7f]*)")
+# Panasonic's text form: a fixed first comment line, then `KEY="value"`.
+_QUOTED_FIRST = "# Panasonic SIP Phone Standard Format File #"
+_QUOTED = re.compile(r'(?P<key>[A-Z0-9_]+)="(?P<value>[^"\x00-\x1f\x7f]*)"')
 
 
 def validate(fmt: str, body: bytes) -> list[str]:
@@ -19,6 +34,14 @@ def validate(fmt: str, body: bytes) -> list[str]:
         return _xml(text)
     if fmt == "keyvalue":
         return _keyvalue(text)
+    if fmt == "colon":
+        return _colon(text)
+    if fmt == "spaced":
+        return _sectioned(text, _SPACED, "KEY value", max_length=_SPACED_MAX)
+    if fmt == "ini":
+        return _sectioned(text, _INI, "key=value", need_section=True)
+    if fmt == "quoted":
+        return _quoted(text)
     return [f"no validator for format {fmt}"]
 
 
@@ -49,4 +72,79 @@ def _keyvalue(text: str) -> list[str]:
         if key in seen:
             problems.append(f"line {number}: {key} already set on line {seen[key]}")
         seen[key] = number
+    return problems
+
+
+def _colon(text: str) -> list[str]:
+    """Aastra syntax: `key: value` lines, `#` comments, blank lines; no key twice (the phone
+    reads keys without regard to case)."""
+    problems = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line or line.startswith("#"):
+            continue
+        match = _COLON.fullmatch(line)
+        if match is None:
+            problems.append(f"line {number}: not 'key: value': {line[:60]!r}")
+            continue
+        key = match["key"].lower()
+        if key in seen:
+            problems.append(f"line {number}: {key} already set on line {seen[key]}")
+        seen[key] = number
+    return problems
+
+
+def _sectioned(
+    text: str,
+    setting: re.Pattern[str],
+    name: str,
+    max_length: int | None = None,
+    need_section: bool = False,
+) -> list[str]:
+    """`[SECTION]` headers and settings, `#` (and `;`) comments, blank lines; no key twice in
+    a section; with `need_section`, no setting before the first header."""
+    problems = []
+    section: str | None = None
+    seen: dict[tuple[str | None, str], int] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if max_length is not None and len(line) > max_length:
+            problems.append(f"line {number}: {len(line)} characters, more than {max_length}")
+        if not line or line.startswith(("#", ";")):
+            continue
+        header = _SECTION.fullmatch(line)
+        if header is not None:
+            section = header["name"]
+            continue
+        match = setting.fullmatch(line)
+        if match is None:
+            problems.append(f"line {number}: not '{name}' nor '[section]': {line[:60]!r}")
+            continue
+        if need_section and section is None:
+            problems.append(f"line {number}: a setting before the first [section]")
+        key = (section, match["key"])
+        if key in seen:
+            problems.append(f"line {number}: {match['key']} already set on line {seen[key]}")
+        seen[key] = number
+    return problems
+
+
+def _quoted(text: str) -> list[str]:
+    """Panasonic's text form: the fixed first line, `KEY="value"`, comments, blank lines."""
+    lines = text.split("\n")
+    problems = []
+    if lines[0] != _QUOTED_FIRST:
+        problems.append(f"line 1: must be {_QUOTED_FIRST}")
+    seen: dict[str, int] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line or line.startswith("#"):
+            continue
+        match = _QUOTED.fullmatch(line)
+        if match is None:
+            problems.append(f"line {number}: not 'KEY=\"value\"': {line[:60]!r}")
+            continue
+        if match["key"] in seen:
+            problems.append(
+                f"line {number}: {match['key']} already set on line {seen[match['key']]}"
+            )
+        seen[match["key"]] = number
     return problems

@@ -9,6 +9,14 @@ two lines that differ in everything a phone must keep apart.
 - `key = value` (Yealink): the grammar of validate.py written again: `#!version:1.0.0.1` first,
   then `key = value` lines (dotted keys of letters, digits and `_`), comments, `include:config`
   lines and blank lines; a key set twice is an error (which value would the phone keep?).
+- `key: value` (Aastra): lowercase keys of words separated by single spaces, `: `, the rest of the
+  line; `#` comments; a key set twice (in any case) is an error.
+- `KEY value` (Avaya 1200): upper-case keys, one space, a non-empty value; `[SECTION]` headers;
+  every line shorter than 80 characters (the phone cannot read a longer one).
+- INI (Technicolor): `[section]` headers, `key=value` with no space around `=`, `#`/`;` comments,
+  no setting outside a section; settings are read as `section/key`.
+- `KEY="value"` (Panasonic's text form): the fixed first line, then quoted values without a `"`.
+In every text format a line that is none of these is an error, never skipped.
 """
 
 from __future__ import annotations
@@ -105,12 +113,109 @@ def parse_key_value(body: bytes) -> dict[str, str]:
     return settings
 
 
+# -- Aastra `key: value` ---------------------------------------------------------------------------
+
+_COLON_LINE = re.compile(
+    r"(?P<key>[a-z0-9_.\[\]|-]+(?: [a-z0-9_.\[\]|-]+)*): ?(?P<value>[^\x00-\x1f\x7f]*)"
+)
+
+
+def parse_colon(body: bytes) -> dict[str, str]:
+    """The settings of an Aastra file, keys as written, or FormatError naming the line."""
+    settings: dict[str, str] = {}
+    folded: set[str] = set()
+    for number, line in enumerate(body.decode("utf-8").split("\n"), start=1):
+        if not line or line.startswith("#"):
+            continue
+        match = _COLON_LINE.fullmatch(line)
+        if match is None:
+            raise FormatError(f"line {number}: not `key: value`: {line[:60]!r}")
+        if match["key"].lower() in folded:
+            raise FormatError(f"line {number}: {match['key']} set twice")
+        folded.add(match["key"].lower())
+        settings[match["key"]] = match["value"]
+    return settings
+
+
+# -- Sectioned: Avaya `KEY value`, INI `key=value` -------------------------------------------------
+
+_SECTION_LINE = re.compile(r"\[(?P<name>[A-Za-z0-9_]+)\]")
+_SPACED_LINE = re.compile(r"(?P<key>[A-Z][A-Z0-9_]*) (?P<value>[^\x00-\x20\x7f][^\x00-\x1f\x7f]*)")
+_INI_LINE = re.compile(r"(?P<key>[A-Za-z0-9_]+)=(?P<value>[^\x00-\x1f\x7f]*)")
+AVAYA_MAX_LINE = 79
+
+
+def _sectioned(body: bytes, grammar: re.Pattern[str], *, ini: bool) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    section = ""
+    for number, line in enumerate(body.decode("utf-8").split("\n"), start=1):
+        if not ini and len(line) > AVAYA_MAX_LINE:
+            raise FormatError(f"line {number}: {len(line)} characters (the phone reads < 80)")
+        if not line or line.startswith("#") or (ini and line.startswith(";")):
+            continue
+        header = _SECTION_LINE.fullmatch(line)
+        if header is not None:
+            section = header["name"]
+            continue
+        match = grammar.fullmatch(line)
+        if match is None:
+            raise FormatError(f"line {number}: not a setting nor a [section]: {line[:60]!r}")
+        if ini and not section:
+            raise FormatError(f"line {number}: {match['key']} outside any [section]")
+        path = f"{section}/{match['key']}" if section else match["key"]
+        if path in settings:
+            raise FormatError(f"line {number}: {path} set twice")
+        settings[path] = match["value"]
+    return settings
+
+
+def parse_spaced(body: bytes) -> dict[str, str]:
+    """Avaya 1200 `KEY value` settings (`SECTION/KEY` inside a section)."""
+    return _sectioned(body, _SPACED_LINE, ini=False)
+
+
+def parse_ini(body: bytes) -> dict[str, str]:
+    """INI settings as `section/key`."""
+    return _sectioned(body, _INI_LINE, ini=True)
+
+
+# -- Panasonic `KEY="value"` -----------------------------------------------------------------------
+
+PANASONIC_FIRST_LINE = "# Panasonic SIP Phone Standard Format File #"
+_QUOTED_LINE = re.compile(r'(?P<key>[A-Z0-9_]+)="(?P<value>[^"\x00-\x1f\x7f]*)"')
+
+
+def parse_quoted(body: bytes) -> dict[str, str]:
+    lines = body.decode("utf-8").split("\n")
+    if lines[0] != PANASONIC_FIRST_LINE:
+        raise FormatError(f"line 1 must be {PANASONIC_FIRST_LINE}, not {lines[0][:50]!r}")
+    settings: dict[str, str] = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line or line.startswith("#"):
+            continue
+        match = _QUOTED_LINE.fullmatch(line)
+        if match is None:
+            raise FormatError(f'line {number}: not `KEY="value"`: {line[:60]!r}')
+        if match["key"] in settings:
+            raise FormatError(f"line {number}: {match['key']} set twice")
+        settings[match["key"]] = match["value"]
+    return settings
+
+
 def settings_of(fmt: str, body: bytes) -> dict[str, str]:
     """What a phone reads from one file, as path -> value, through the strict parser."""
     if fmt == "keyvalue":
         return parse_key_value(body)
     if fmt == "xml":
         return xml_settings(parse_xml(body))
+    parsers = {
+        "colon": parse_colon,
+        "spaced": parse_spaced,
+        "ini": parse_ini,
+        "quoted": parse_quoted,
+    }
+    if fmt in parsers:
+        return parsers[fmt](body)
     raise FormatError(f"no strict parser for format {fmt!r}")
 
 
