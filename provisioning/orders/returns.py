@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning.audit import SYSTEM, Actor, record
 from provisioning.crypto import Cipher
-from provisioning.db.models import RETURN_STATES, Device, DeviceReturn, LineHandover, utcnow
+from provisioning.db.models import (
+    RETURN_STATES,
+    Device,
+    DeviceReturn,
+    LineHandover,
+    Order,
+    utcnow,
+)
 from provisioning.devices import inventory
 from provisioning.devices.mac import InvalidMac, normalize_mac
 from provisioning.errors import DeviceNotReturnable, InvalidInput, NotFound, ReturnNotOpen
@@ -41,13 +48,15 @@ async def open_return(
     *,
     reason: str,
     order_id: int | None = None,
+    keep_lines: bool = False,
     now: datetime | None = None,
     actor: Actor = SYSTEM,
 ) -> DeviceReturn:
-    """Release the (locked) device's lines and give it a return reference."""
+    """Release the (locked) device's lines (unless `keep_lines`: its replacement takes them
+    over) and give it a return reference."""
     assert device.account_id is not None
     before = device_summary(device)
-    released = await release_lines(session, device)
+    released = [] if keep_lines else await release_lines(session, device)
     device.state = "to_return"
     await session.flush()
     await session.refresh(device, ["config_revision"])
@@ -84,11 +93,28 @@ async def awaiting_return(session: AsyncSession, device_id: int) -> DeviceReturn
     )
 
 
+async def replacement_on_order(session: AsyncSession, device_id: int) -> Order | None:
+    """The order of a phone that is to replace this one, validated or shipped, if any."""
+    return await session.scalar(
+        select(Order)
+        .where(
+            Order.replaced_device_id == device_id,
+            Order.kind == "replacement",
+            Order.state.in_(("validated", "shipped")),
+        )
+        .order_by(Order.id)
+        .limit(1)
+    )
+
+
 async def request_return(
     session: AsyncSession, mac: str, *, now: datetime | None = None, actor: Actor = SYSTEM
 ) -> tuple[DeviceReturn, bool]:
     """The customer gives the phone back. Returns the return and whether it is new (asking
-    twice gives the same reference)."""
+    twice gives the same reference). A phone with a replacement on order keeps its lines
+    until the replacement's first fetch moves them (`handover`): released now, they were lost
+    to the replacement, which is planned from the lines of the phone it replaces when it
+    ships, and the customer's lines rang nowhere until then."""
     device = await inventory.get_device(session, mac, lock=True)
     existing = await awaiting_return(session, device.id)
     if existing is not None:
@@ -97,7 +123,11 @@ async def request_return(
         raise DeviceNotReturnable(f"device {device.mac} is not in service at a customer's")
     # A replacement returned before its first boot takes over nothing.
     await session.execute(delete(LineHandover).where(LineHandover.new_device_id == device.id))
-    row = await open_return(session, device, reason="return", now=now, actor=actor)
+    replacement = await replacement_on_order(session, device.id)
+    row = await open_return(
+        session, device, reason="return", keep_lines=replacement is not None, now=now,
+        actor=actor,
+    )  # fmt: skip
     return row, True
 
 

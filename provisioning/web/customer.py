@@ -65,17 +65,26 @@ async def _rows(
     if line_id is not None:
         query = query.where(Line.id == line_id)
     found = (await session.execute(query)).all()
-    open_orders = {
-        o.line_id: o
-        for o in (
-            await session.scalars(
-                select(Order)
-                .where(Order.account_id == account_id, Order.state.in_(("validated", "shipped")))
-                .order_by(Order.id)
-            )
-        ).all()
-    }
-    return [LineRow(line, device, slot, open_orders.get(line.id)) for line, device, slot in found]
+    under_way = (
+        await session.scalars(
+            select(Order)
+            .where(Order.account_id == account_id, Order.state.in_(("validated", "shipped")))
+            .order_by(Order.id)
+        )
+    ).all()
+    open_orders = {o.line_id: o for o in under_way}
+    # A replacement is for every line of the phone it replaces, not only the line it was
+    # ordered from: each of them shows it.
+    replacing = {o.replaced_device_id: o for o in under_way if o.replaced_device_id is not None}
+    return [
+        LineRow(
+            line,
+            device,
+            slot,
+            (replacing.get(device.id) if device is not None else None) or open_orders.get(line.id),
+        )
+        for line, device, slot in found
+    ]
 
 
 def _model_label(request: web.Request, device: Device | None) -> str:
@@ -258,6 +267,7 @@ async def confirm_return(request: web.Request) -> web.Response:
     async with request.config_dict[SERVICES].read_sessions() as session:
         device = await own_device(session, person, request.match_info["mac"])
         row = await returns.awaiting_return(session, device.id)
+        replacement = await returns.replacement_on_order(session, device.id)
     if row is not None:
         raise redirect(f"{PREFIX}/returns/{row.reference}")
     return render(
@@ -265,7 +275,8 @@ async def confirm_return(request: web.Request) -> web.Response:
         "return_confirm.html",
         device=device,
         label=_model_label(request, device),
-        lines=[s.line for s in device.slots],
+        lines=[s.line for s in sorted(device.slots, key=lambda s: s.slot)],
+        replacement=replacement,
     )
 
 
@@ -291,4 +302,19 @@ async def return_page(request: web.Request) -> web.Response:
         row = await returns.find_return(session, text)
         if row.account_id != person.account_id:
             raise NotFound("return not found")
-    return render(request, "return_done.html", row=row)
+        replacement = None
+        kept: list[Line] = []
+        if row.state == "awaiting":
+            replacement = await returns.replacement_on_order(session, row.device_id)
+        if replacement is not None:
+            kept = list(
+                (
+                    await session.scalars(
+                        select(Line)
+                        .join(LineSlot, LineSlot.line_id == Line.id)
+                        .where(LineSlot.device_id == row.device_id)
+                        .order_by(LineSlot.slot)
+                    )
+                ).all()
+            )
+    return render(request, "return_done.html", row=row, replacement=replacement, kept=kept)

@@ -15,12 +15,19 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from provisioning import tokens
+from provisioning import accounts, tokens
 from provisioning.app import create_app
+from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
-from provisioning.db.models import Device, utcnow
+from provisioning.db.models import Device, LineSlot, utcnow
+from provisioning.devices import inventory
+from provisioning.devices.catalog import Catalog
+from provisioning.orders import orders
+from provisioning.orders.carriers import load_carriers
+from provisioning.orders.fulfilment import ship_order
+from provisioning.orders.handover import complete_delivery
 from provisioning.settings import Settings
 from tests.conftest import World
 from tests.web.browser import DESKTOP, PHONE, Shots, at_both_widths
@@ -396,3 +403,72 @@ async def test_the_contract(
     assert "2026-12" in await page.locator("dt:has-text('Contrat accepté') + dd").inner_text()
     order_id = int(page.url.rsplit("/", 1)[1])
     assert (await _api_order(client, sessions, order_id))["contract_version"] == "2026-12"
+
+
+async def test_a_return_while_a_replacement_is_on_order(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, world: World,
+    catalog: Catalog, chromium: Any, shots: Shots,
+) -> None:  # fmt: skip
+    """A phone carrying 13 lines, a replacement ordered from one of them, then the phone
+    returned: the confirmation says a replacement is on order and which lines it will carry;
+    every one of the 13 lines shows the replacement (none "Pas de téléphone"); the replacement
+    ships planned with all 13 and carries them after its first fetch."""
+    await make_manager_world(sessions, world)
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        for n in range(4, 15):
+            line = await accounts.create_line(
+                session, settings, cipher, world.account_id, f"+331234568{n:02d}",
+                password=f"secret-{n}", display_name=f"Alice {n}",
+            )  # fmt: skip
+            await inventory.assign_line(session, world.yealink_mac, line.id)
+        order, _ = await orders.place_order(
+            session, settings, catalog, load_carriers(),
+            orders.OrderRequest(line_id=world.line_ids[0], model_id="yealink-t46u",
+                                carrier="dhl", kind="replacement"),
+            accept_contract=True,
+        )  # fmt: skip
+        order_id = order.id
+        carried = set(
+            (
+                await session.scalars(
+                    select(LineSlot.line_id)
+                    .join(Device, Device.id == LineSlot.device_id)
+                    .where(Device.mac == world.yealink_mac)
+                )
+            ).all()
+        )
+    assert len(carried) == 13
+    base = await _server(aiohttp_client, settings)
+    page = await _page(chromium, base, "fr")
+    await _sign_in(page, shots, *ALICE)
+    await page.get_by_role("heading", name="Mes lignes").wait_for()
+    await page.goto(f"{base}/devices/{world.yealink_mac}/return")
+    notice = page.locator("#replacement-on-order")
+    assert "Un remplaçant (Yealink SIP-T46U, commande n°" in await notice.inner_text()
+    assert await page.locator(".moving-lines li").count() == 13
+    await at_both_widths(page, shots, "return-confirm")
+    await page.get_by_role("button", name="Retourner le téléphone").click()
+    await page.get_by_text("Référence de retour").wait_for()
+    assert "garde vos 13 lignes" in await page.locator("#replacement-on-order").inner_text()
+    await at_both_widths(page, shots, "return-reference")
+    await page.goto(f"{base}/lines")
+    phone_cards = page.locator(".line-card").filter(has_text="00:15:65:4A:A9:37")
+    assert await phone_cards.count() == 13
+    notes = await page.locator(".line-card .replacement-note").all_inner_texts()
+    assert len(notes) == 13 and all("Remplaçant en route (Yealink SIP-T46U)" in n for n in notes)
+    assert await page.locator(".line-card").filter(has_text="Pas de téléphone").count() == 1
+    await at_both_widths(page, shots, "lines-after-the-return")
+    # The warehouse ships the replacement: it is planned with the 13 lines, and carries them
+    # from its first fetch on.
+    async with sessions() as session, session.begin():
+        shipment = await ship_order(
+            session, catalog, cipher, load_carriers(), order_id, "00:15:65:00:00:99"
+        )
+        assert {line for line, _ in shipment.handovers} == carried
+        device_id = shipment.device.id
+    async with sessions() as session, session.begin():
+        await complete_delivery(session, device_id)
+    await page.goto(f"{base}/lines")
+    assert await page.locator(".line-card").filter(has_text="00:15:65:00:00:99").count() == 13
+    await at_both_widths(page, shots, "lines-on-the-replacement")
