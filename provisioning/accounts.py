@@ -25,7 +25,13 @@ from provisioning.errors import InvalidInput, LineExists, NotFound
 from provisioning.push.changes import devices_changed
 from provisioning.render.escaping import check_text
 from provisioning.settings import Settings
-from provisioning.sip.address import TRANSPORTS, SipAddress, SipAddressError, parse_sip_address
+from provisioning.sip.address import (
+    TRANSPORTS,
+    SipAddress,
+    SipAddressError,
+    default_port,
+    parse_sip_address,
+)
 from provisioning.views import account_view, line_view
 
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
@@ -232,13 +238,14 @@ def new_line(
         # which a transport asked for overrides.
         target = settings.default_registrar
     transport = transport or settings.default_transport
+    port = target.port if target.port_named else default_port(transport)
     line = Line(
         number=number,
         sip_username=username,
         auth_username=auth_username,
         password_enc=cipher.encrypt(password),
         registrar_host=target.host,
-        registrar_port=target.port,
+        registrar_port=port,
         transport=transport,
         display_name=clean_text(display_name, "display_name", max_length=100, required=False),
     )

@@ -339,7 +339,7 @@ class Registrar(SipAddress):
             read = parse_sip_address(raw, transports)
         except SipAddressError as exc:
             raise SettingsError(f"{key}: {exc}") from None
-        return cls(read.host, read.port, read.transport)
+        return cls(read.host, read.port, read.transport, read.port_named)
 
 
 def _parse_registrar(key: str, raw: str) -> Registrar:

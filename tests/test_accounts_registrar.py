@@ -33,6 +33,9 @@ async def _stored(sessions: SessionFactory, line_id: int) -> tuple[str, int, str
         ("pbx.example.net", None, ("pbx.example.net", 5060, "udp")),
         ("pbx.example.net:5070", None, ("pbx.example.net", 5070, "udp")),
         ("pbx.example.net", "tcp", ("pbx.example.net", 5060, "tcp")),
+        # No port named: the transport's own, even when it is chosen apart from the registrar.
+        ("pbx.example.net", "tls", ("pbx.example.net", 5061, "tls")),
+        ("pbx.example.net:5060", "tls", ("pbx.example.net", 5060, "tls")),
         ("tcp:pbx.example.net:5070", None, ("pbx.example.net", 5070, "tcp")),
         ("TLS:pbx.example.net", None, ("pbx.example.net", 5061, "tls")),
         ("udp:10.0.0.1", None, ("10.0.0.1", 5060, "udp")),

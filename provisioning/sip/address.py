@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TRANSPORTS = ("udp", "tcp", "tls")
 FORMS = (
@@ -68,6 +68,9 @@ class SipAddress:
     host: str
     port: int = 5060
     transport: str | None = None
+    # False when the text named no port: a transport chosen later (a line's `--transport tls`)
+    # still picks its own default port (5061 for tls).
+    port_named: bool = field(default=True, compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.uri_host}:{self.port}"
@@ -76,6 +79,11 @@ class SipAddress:
     def uri_host(self) -> str:
         """The host as a URI or `host:port` writes it: an IPv6 address in brackets."""
         return f"[{self.host}]" if ":" in self.host else self.host
+
+
+def default_port(transport: str | None) -> int:
+    """SIP's own (RFC 3261): 5061 over TLS, 5060 otherwise."""
+    return 5061 if transport == "tls" else 5060
 
 
 def parse_sip_address(raw: str, transports: tuple[str, ...] = TRANSPORTS) -> SipAddress:
@@ -109,7 +117,7 @@ def parse_sip_address(raw: str, transports: tuple[str, ...] = TRANSPORTS) -> Sip
         raise refuse(f"transport {transport} is not supported here ({', '.join(transports)})")
     host, port = _split(text, refuse)
     if port is None:
-        return SipAddress(host, 5061 if transport == "tls" else 5060, transport)
+        return SipAddress(host, default_port(transport), transport, port_named=False)
     if port and not (port.isascii() and port.isdigit()):
         # `sips:pbx`, `udp:sip:pbx`: a word before the colon that is no prefix understood.
         raise refuse(f"{port[:20]!r} is not a port, nor {host[:20]!r} a known prefix")
