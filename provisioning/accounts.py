@@ -238,7 +238,7 @@ def new_line(
         # which a transport asked for overrides.
         target = settings.default_registrar
     transport = transport or settings.default_transport
-    port = target.port if target.port_named else default_port(transport)
+    port = line_port(target, transport)
     line = Line(
         number=number,
         sip_username=username,
@@ -335,6 +335,12 @@ async def insert_lines(
 def line_registrar(settings: Settings, registrar: str | None) -> SipAddress:
     """The registrar a line given `registrar` is stored with (None or empty: the default)."""
     return registrar_of(registrar) if registrar else settings.default_registrar
+
+
+def line_port(target: SipAddress, transport: str) -> int:
+    """The port a line on `target` over `transport` is stored with: the one its text named,
+    else the transport's own (`pbx` over tls: 5061)."""
+    return target.port if target.port_named else default_port(transport)
 
 
 def registrar_of(text: str) -> SipAddress:
