@@ -25,11 +25,23 @@ from yarl import URL
 
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Base
+from provisioning.devices.catalog import Catalog
+from provisioning.orders import orders, returns
+from provisioning.orders.carriers import load_carriers
+from provisioning.settings import Settings
 from provisioning.web.app import MAX_FORM, create_manager
 from tests.conftest import World
 from tests.web.kit import ALICE, OPERATOR, Browser, ManagerWorld, make_manager_world
 
 PREFIX = "/manager"
+
+
+@dataclass
+class FuzzWorld(ManagerWorld):
+    order_id: int
+    reference: str
+
+
 # Examples per test: each one sends a request to every page of its role (15 to 31 requests),
 # some thirty seconds in all on a loaded machine.
 EXAMPLES = 10
@@ -167,7 +179,7 @@ HOSTILE = st.one_of(
 )
 
 
-def _known(mw: ManagerWorld) -> dict[str, list[str]]:
+def _known(mw: FuzzWorld) -> dict[str, list[str]]:
     """The world's own values, by the name of the part or field that takes them."""
     w: World = mw.world
     macs = [w.yealink_mac, "00:15:65:4A:A9:37", w.linphone_mac, "001565000077"]
@@ -175,9 +187,9 @@ def _known(mw: ManagerWorld) -> dict[str, list[str]]:
         # The line without a phone most often: its order pages go furthest.
         "line_id": [str(n) for n in (mw.free_line, mw.free_line, *w.line_ids, w.other_line_id)],
         "association_id": ["1"],
-        "order_id": ["1"],
+        "order_id": [str(mw.order_id)],
         "mac": macs,
-        "reference": ["RT-000001", "rt-1"],
+        "reference": [mw.reference, mw.reference.lower()],
         "model": ["yealink-t46u", "linphone-softphone"],
         "account_id": [str(w.account_id), str(w.other_account_id)],
         "carrier": ["dhl", "colissimo", "mondial-relay"],
@@ -210,7 +222,7 @@ class Request:
     charset: str
 
 
-def _requests(mw: ManagerWorld, pages: list[Page]) -> st.SearchStrategy[list[Request]]:
+def _requests(mw: FuzzWorld, pages: list[Page]) -> st.SearchStrategy[list[Request]]:
     known = _known(mw)
 
     def one(page: Page) -> st.SearchStrategy[Request]:
@@ -298,15 +310,30 @@ async def _fuzz(browser: Browser, sessions: SessionFactory, requests: list[Reque
 
 
 @pytest.fixture
-async def mw(sessions: SessionFactory, world: World) -> ManagerWorld:
-    return await make_manager_world(sessions, world)
+async def mw(
+    sessions: SessionFactory, world: World, settings: Settings, catalog: Catalog
+) -> FuzzWorld:
+    """The Manager's world, with an order to ship (Bob's: Alice's free line stays orderable)
+    and a return awaited (Alice's softphone), so that their pages and forms are reached."""
+    base = await make_manager_world(sessions, world)
+    async with sessions() as session, session.begin():
+        order, _ = await orders.place_order(
+            session, settings, catalog, load_carriers(),
+            orders.OrderRequest(
+                line_id=world.other_line_id, model_id="yealink-t46u", carrier="dhl",
+                address={"street": "3 rue Y", "postcode": "69001", "town": "Lyon"},
+            ),
+            accept_contract=True,
+        )  # fmt: skip
+        row, _ = await returns.request_return(session, world.linphone_mac)
+        return FuzzWorld(base.world, order.id, row.reference)
 
 
 ROLES = {"operator": OPERATOR, "customer": ALICE, "anyone": None}
 
 
 @pytest.fixture
-async def browser(client: TestClient, mw: ManagerWorld, role: str) -> Browser:  # type: ignore[type-arg]
+async def browser(client: TestClient, mw: FuzzWorld, role: str) -> Browser:  # type: ignore[type-arg]
     """Signed in once for all of a test's examples: the client and its cookies outlive them."""
     browser = Browser(client)
     who = ROLES[role]
@@ -322,7 +349,7 @@ async def browser(client: TestClient, mw: ManagerWorld, role: str) -> Browser:  
 @FUZZ
 @given(data=st.data())
 async def test_every_page_answers_hostile_values(
-    browser: Browser, mw: ManagerWorld, sessions: SessionFactory, role: str, data: st.DataObject
+    browser: Browser, mw: FuzzWorld, sessions: SessionFactory, role: str, data: st.DataObject
 ) -> None:
     """A person's pages: their role's and anyone's."""
     pages = [page for page in PAGES if page.role in (role, "anyone")]
@@ -333,7 +360,7 @@ async def test_every_page_answers_hostile_values(
 @hyp_settings(FUZZ, max_examples=EXAMPLES // 2)
 @given(data=st.data())
 async def test_every_page_answers_hostile_values_to_a_visitor(
-    browser: Browser, mw: ManagerWorld, sessions: SessionFactory, role: str, data: st.DataObject
+    browser: Browser, mw: FuzzWorld, sessions: SessionFactory, role: str, data: st.DataObject
 ) -> None:
     """Every page: each of those behind a sign-in sends the visitor to it, with the page to
     come back to (if it is short enough for a Location header)."""
