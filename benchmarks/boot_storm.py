@@ -62,6 +62,7 @@ from provisioning.devices.catalog import load_catalog
 from provisioning.phones.lookup import open_rows
 from provisioning.render.environment import Renderer
 from provisioning.render.files import device_files, render_file
+from provisioning.render.stored import StoredFiles
 from provisioning.settings import Settings
 
 RESULTS = Path(__file__).parent / "results" / "boot_storm.json"
@@ -462,8 +463,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-async def rendered_ahead(url: str, *, clear: bool = False) -> int:
-    """Devices with files kept in the database (render.stored); `clear`: none any more."""
+async def rendered_ahead(url: str, env: dict[str, str], *, clear: bool = False) -> int:
+    """Devices whose files are kept in the database (render.stored) at their revision and with
+    the fingerprint of a server started with `env`; `clear`: none any more."""
+    fingerprint = StoredFiles.for_settings(Settings.from_env(env)).fingerprint
     engine = make_engine(url)
     try:
         async with engine.begin() as connection:
@@ -471,7 +474,12 @@ async def rendered_ahead(url: str, *, clear: bool = False) -> int:
                 await connection.execute(text("DELETE FROM rendered_files"))
                 return 0
             found = await connection.execute(
-                text("SELECT count(DISTINCT device_id) FROM rendered_files")
+                text(
+                    "SELECT count(DISTINCT r.device_id) FROM rendered_files r JOIN devices d"
+                    " ON d.id = r.device_id AND d.config_revision = r.revision"
+                    " WHERE r.fingerprint = :fingerprint"
+                ),
+                {"fingerprint": fingerprint},
             )
             return int(found.scalar_one())
     finally:
@@ -582,7 +590,7 @@ def main() -> None:
         }
         if args.render_at_fetch:
             env["PROVISIONING_PRERENDER_RATE"] = "0"
-            asyncio.run(rendered_ahead(url, clear=True))
+            asyncio.run(rendered_ahead(url, env, clear=True))
         else:
             # A server that has been up: every device's files rendered ahead (as fast as it
             # can here; its default pace is PRERENDER_RATE), then stopped.
@@ -592,7 +600,7 @@ def main() -> None:
             )
             try:
                 done, last_change, count = 0, time.monotonic(), -1
-                while (done := asyncio.run(rendered_ahead(url))) < args.devices:
+                while (done := asyncio.run(rendered_ahead(url, env))) < args.devices:
                     if done != count:
                         count, last_change = done, time.monotonic()
                     elif time.monotonic() - last_change > 60:
