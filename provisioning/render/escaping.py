@@ -8,6 +8,8 @@
   display name must never add a setting of its own. The separator inside a value is harmless in
   all of them: each reads the key up to its first separator and the rest of the line as the value
   (and our keys never contain one).
+- Aastra's `key: value`: `#` starts a comment even after a value, and no escape is documented, so
+  it is refused.
 - Quoted `KEY="value"` (Panasonic's text form): no escape exists inside the quotes either, so a
   double quote, which would end the value early, is refused too.
 """
@@ -23,6 +25,9 @@ from markupsafe import Markup
 # C0 controls (tab included: Yealink would keep it in the value) and DEL/C1, plus the
 # Unicode line and paragraph separators that some parsers treat as line breaks.
 _KEYVALUE_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Aastra's `key: value`: `#` starts a comment anywhere on a line (the administrator guide's own
+# example, `dst [start|end] relative date: 1 #relative`), so it would cut the value.
+_COLON_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029#]")
 # Panasonic's `KEY="value"`: a `"` would close the value and leave the rest to be read as syntax.
 _QUOTED_FORBIDDEN = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029"]')
 # XML 1.0 allows tab, LF and CR among the controls; a value needs none of them.
@@ -61,24 +66,27 @@ def _checked(pattern: re.Pattern[str], fmt: str) -> Callable[[Any], Any]:
     return finalize
 
 
-def _checked_quoted(value: Any) -> Any:
-    value = _scalar(value)
-    if isinstance(value, Markup):
-        return value
-    text = value if isinstance(value, str) else str(value)
-    if '"' in text:
-        raise UnsafeValue(
-            'a value contains a double quote, which ends a KEY="value" setting early (the '
-            "format has no escape for it)"
-        )
-    return _checked(_KEYVALUE_FORBIDDEN, 'KEY="value"')(value)
+def _refusing(char: str, why: str, fmt: str) -> Callable[[Any], Any]:
+    """The line-format check, and one more character the format cannot carry in a value."""
+    lines = _checked(_KEYVALUE_FORBIDDEN, fmt)
+
+    def finalize(value: Any) -> Any:
+        value = _scalar(value)
+        if isinstance(value, Markup):
+            return value
+        text = value if isinstance(value, str) else str(value)
+        if char in text:
+            raise UnsafeValue(f"a value contains {why}")
+        return lines(value)
+
+    return finalize
 
 
 # What each format (catalog.FORMATS) refuses, and its finalizer.
 FORBIDDEN: dict[str, re.Pattern[str]] = {
     "keyvalue": _KEYVALUE_FORBIDDEN,
     "xml": _XML_FORBIDDEN,
-    "colon": _KEYVALUE_FORBIDDEN,
+    "colon": _COLON_FORBIDDEN,
     "spaced": _KEYVALUE_FORBIDDEN,
     "ini": _KEYVALUE_FORBIDDEN,
     "quoted": _QUOTED_FORBIDDEN,
@@ -86,10 +94,14 @@ FORBIDDEN: dict[str, re.Pattern[str]] = {
 FINALIZERS: dict[str, Callable[[Any], Any]] = {
     "keyvalue": _checked(_KEYVALUE_FORBIDDEN, "key = value"),
     "xml": _checked(_XML_FORBIDDEN, "XML"),
-    "colon": _checked(_KEYVALUE_FORBIDDEN, "`key: value`"),
+    "colon": _refusing(
+        "#", "a #, which starts a comment in a `key: value` file (the rest would be lost)", "Aastra"
+    ),
     "spaced": _checked(_KEYVALUE_FORBIDDEN, "`KEY value`"),
     "ini": _checked(_KEYVALUE_FORBIDDEN, "INI"),
-    "quoted": _checked_quoted,
+    "quoted": _refusing(
+        '"', 'a double quote, which ends a KEY="value" setting early (no escape exists)', "quoted"
+    ),
 }
 # Only XML has an escaping syntax; the text formats refuse instead (above).
 AUTOESCAPE = {fmt: fmt == "xml" for fmt in FINALIZERS}

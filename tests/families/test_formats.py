@@ -28,12 +28,15 @@ def test_a_line_break_or_control_is_refused(fmt: str, value: str) -> None:
         FINALIZERS[fmt](value)
 
 
-def test_a_double_quote_is_refused_only_where_it_ends_the_value() -> None:
+def test_a_quote_or_comment_sign_is_refused_only_where_it_cuts_the_value() -> None:
     with pytest.raises(UnsafeValue, match="double quote"):
         FINALIZERS["quoted"]('pa"ss')
     assert not check_text('pa"ss', "quoted")
+    with pytest.raises(UnsafeValue, match="comment"):
+        FINALIZERS["colon"]("pa#ss")
+    assert not check_text("pa#ss", "colon") and check_text("pa#ss", "ini")
     # The separators inside a value are harmless where the key ends at the first one.
-    for fmt, value in (("colon", "sip:a@b: c"), ("spaced", "a b c"), ("ini", "a=b=c")):
+    for fmt, value in (("colon", "sip:a@b: c \"q\""), ("spaced", "a b c"), ("ini", "a=b=c")):
         assert FINALIZERS[fmt](value) == value and check_text(value, fmt)
 
 
