@@ -281,8 +281,9 @@ ACCESS_LOG: web.AppKey[AccessLog] = web.AppKey("access_log", AccessLog)
 
 def _access_log_of(request: web.BaseRequest) -> AccessLog | None:
     # config_dict: the root app's key seen from a sub-application (the API, the Manager).
-    config = getattr(request, "config_dict", None)
-    if config is None:
-        return None
+    try:
+        config = request.config_dict  # type: ignore[attr-defined]
+    except (AttributeError, AssertionError):
+        return None  # a request aiohttp refused before routing it (a bad head): no app yet
     found: AccessLog | None = config.get(ACCESS_LOG)
     return found
