@@ -104,7 +104,11 @@ def test_other_user_agents_are_not_claimed(catalog: Catalog, ua: str) -> None:
     [
         ("0015654aa937.boot", {"yealink"}, "0015654aa937"),
         # Several families ask for <mac>.cfg: the device record decides which one renders it.
-        ("0015654AA937.cfg", {"yealink", "polycom", "fanvil", "digium", "aastra"}, "0015654aa937"),
+        (
+            "0015654AA937.cfg",
+            {"yealink", "polycom", "fanvil", "digium", "aastra", "patton"},
+            "0015654aa937",
+        ),
         ("y000000000028.cfg", {"yealink"}, None),
         ("linphone.xml", {"linphone"}, None),
         ("linphone-020000c0ffee.xml", {"linphone"}, "020000c0ffee"),

@@ -16,8 +16,8 @@ from typing import Any
 # Each format has its escaping (render.escaping), its validator (render.validate) and a strict
 # parser in tests/families/strict.py. keyvalue: Yealink `key = value`; xml; colon: Aastra
 # `key: value` (keys with spaces); spaced: Avaya `KEY value`; ini: `[section]` + `key=value`
-# (Technicolor); quoted: Panasonic `KEY="value"`.
-FORMATS = ("keyvalue", "xml", "colon", "spaced", "ini", "quoted")
+# (Technicolor); quoted: Panasonic `KEY="value"`; cli: Patton SmartNode commands, indented.
+FORMATS = ("keyvalue", "xml", "colon", "spaced", "ini", "quoted", "cli")
 _PLACEHOLDERS = {
     # Phones differ in MAC case; matching is case-insensitive, generated names use `mac_case`.
     "mac": r"(?P<mac>[0-9A-Fa-f]{12})",

@@ -90,6 +90,7 @@ FORBIDDEN: dict[str, re.Pattern[str]] = {
     "spaced": _KEYVALUE_FORBIDDEN,
     "ini": _KEYVALUE_FORBIDDEN,
     "quoted": _QUOTED_FORBIDDEN,
+    "cli": _KEYVALUE_FORBIDDEN,
 }
 FINALIZERS: dict[str, Callable[[Any], Any]] = {
     "keyvalue": _checked(_KEYVALUE_FORBIDDEN, "key = value"),
@@ -102,6 +103,9 @@ FINALIZERS: dict[str, Callable[[Any], Any]] = {
     "quoted": _refusing(
         '"', 'a double quote, which ends a KEY="value" setting early (no escape exists)', "quoted"
     ),
+    # Patton's CLI: a line break would start a command of its own. Spaces and quotes split or
+    # join arguments: the templates refuse them where an argument must stay one word.
+    "cli": _checked(_KEYVALUE_FORBIDDEN, "SmartNode CLI"),
 }
 # Only XML has an escaping syntax; the text formats refuse instead (above).
 AUTOESCAPE = {fmt: fmt == "xml" for fmt in FINALIZERS}

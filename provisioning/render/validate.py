@@ -22,6 +22,10 @@ _SPACED_MAX = 79
 _INI = re.compile(r"(?P<key>[A-Za-z0-9_]+)=(?P<value>[^\x00-\x1f\x7f]*)")
 # Panasonic's text form: a fixed first comment line, then `KEY="value"`.
 _QUOTED_FIRST = "# Panasonic SIP Phone Standard Format File #"
+# Patton SmartNode CLI: indentation by two spaces per mode, words or "quoted strings".
+_CLI_COMMAND = re.compile(
+    r'(?P<indent>(?:  )*)(?P<words>(?:[^\s"]+|"[^"\x00-\x1f]*")(?: (?:[^\s"]+|"[^"\x00-\x1f]*"))*)'
+)
 _QUOTED = re.compile(r'(?P<key>[A-Z0-9_]+)="(?P<value>[^"\x00-\x1f\x7f]*)"')
 
 
@@ -42,6 +46,8 @@ def validate(fmt: str, body: bytes) -> list[str]:
         return _sectioned(text, _INI, "key=value", need_section=True)
     if fmt == "quoted":
         return _quoted(text)
+    if fmt == "cli":
+        return _cli(text)
     return [f"no validator for format {fmt}"]
 
 
@@ -147,4 +153,24 @@ def _quoted(text: str) -> list[str]:
                 f"line {number}: {match['key']} already set on line {seen[match['key']]}"
             )
         seen[match["key"]] = number
+    return problems
+
+
+def _cli(text: str) -> list[str]:
+    """Patton CLI: blank lines, `#` comments, commands of words and quoted strings separated by
+    single spaces, indented two spaces per mode, never deeper than one mode below the line
+    before."""
+    problems = []
+    depth = -1  # the first command is at the top level
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _CLI_COMMAND.fullmatch(line)
+        if match is None:
+            problems.append(f"line {number}: not a command: {line[:60]!r}")
+            continue
+        level = len(match["indent"]) // 2
+        if level > depth + 1:
+            problems.append(f"line {number}: indented deeper than the mode it is in")
+        depth = level
     return problems

@@ -15,6 +15,10 @@ two lines that differ in everything a phone must keep apart.
   every line shorter than 80 characters (the phone cannot read a longer one).
 - INI (Technicolor): `[section]` headers, `key=value` with no space around `=`, `#`/`;` comments,
   no setting outside a section; settings are read as `section/key`.
+- Patton SmartNode CLI: commands of words and `"quoted strings"`, one space apart, indented two
+  spaces per mode and never more than one mode deeper than the line before; `#` comments. A
+  command is read as `parent/.../word[i]` -> the rest of its words, `i` counting the commands
+  of the same first word in that mode (so a mode's own arguments are a setting too).
 - `KEY="value"` (Panasonic's text form): the fixed first line, then quoted values without a `"`.
 In every text format a line that is none of these is an error, never skipped.
 """
@@ -202,6 +206,36 @@ def parse_quoted(body: bytes) -> dict[str, str]:
     return settings
 
 
+# -- Patton SmartNode CLI ----------------------------------------------------------------------
+
+_CLI_WORD = r'(?:[^\s"]+|"[^"\x00-\x1f\x7f]*")'
+_CLI_LINE = re.compile(rf"(?P<indent>(?:  )*)(?P<words>{_CLI_WORD}(?: {_CLI_WORD})*)")
+
+
+def parse_cli(body: bytes) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    parents: list[str] = []  # the path of each open mode
+    counts: dict[str, int] = {}
+    for number, line in enumerate(body.decode("utf-8").split("\n"), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = _CLI_LINE.fullmatch(line)
+        if match is None:
+            raise FormatError(f"line {number}: not a command: {line[:60]!r}")
+        level = len(match["indent"]) // 2
+        if level > len(parents):
+            raise FormatError(f"line {number}: indented deeper than its mode")
+        del parents[level:]
+        first, _, rest = match["words"].partition(" ")
+        parent = parents[-1] if parents else ""
+        index = counts.get(f"{parent}/{first}", 0)
+        counts[f"{parent}/{first}"] = index + 1
+        path = f"{parent}/{first}[{index}]"
+        settings[path] = rest
+        parents.append(path)
+    return settings
+
+
 def settings_of(fmt: str, body: bytes) -> dict[str, str]:
     """What a phone reads from one file, as path -> value, through the strict parser."""
     if fmt == "keyvalue":
@@ -213,6 +247,7 @@ def settings_of(fmt: str, body: bytes) -> dict[str, str]:
         "spaced": parse_spaced,
         "ini": parse_ini,
         "quoted": parse_quoted,
+        "cli": parse_cli,
     }
     if fmt in parsers:
         return parsers[fmt](body)

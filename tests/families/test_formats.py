@@ -10,7 +10,7 @@ from provisioning.render.escaping import FINALIZERS, FORBIDDEN, UnsafeValue, che
 from provisioning.render.validate import validate
 from tests.families.strict import FormatError, settings_of
 
-TEXT_FORMATS = ("colon", "spaced", "ini", "quoted")
+TEXT_FORMATS = ("colon", "spaced", "ini", "quoted", "cli")
 
 
 def test_every_format_has_escaping_validation_and_a_strict_parser() -> None:
@@ -36,7 +36,7 @@ def test_a_quote_or_comment_sign_is_refused_only_where_it_cuts_the_value() -> No
         FINALIZERS["colon"]("pa#ss")
     assert not check_text("pa#ss", "colon") and check_text("pa#ss", "ini")
     # The separators inside a value are harmless where the key ends at the first one.
-    for fmt, value in (("colon", "sip:a@b: c \"q\""), ("spaced", "a b c"), ("ini", "a=b=c")):
+    for fmt, value in (("colon", 'sip:a@b: c "q"'), ("spaced", "a b c"), ("ini", "a=b=c")):
         assert FINALIZERS[fmt](value) == value and check_text(value, fmt)
 
 
@@ -45,8 +45,10 @@ GOOD = {
     "spaced": b"# c\n[USER_CONFIG]\nVERSION 000001\nSIP_DOMAIN1 pbx.example.net\n",
     "ini": b"[sip]\nregid1=bob\n; c\n[sys]\nconfig_sn=000000000001\n",
     "quoted": b'# Panasonic SIP Phone Standard Format File #\nSIP_AUTHID_1="bob"\n',
+    "cli": b'# c\nactions\n  rule R\n    action "a b"\n\nuser x password y\n',
 }
 BAD = {
+    "cli": [b"  indented first\n", b"a\n    too deep\n", b'a "open\n', b"a  b\n", b"a\tb\n"],
     "colon": [b"sip line1 auth name bob\n", b"a b: 1\nA B: 2\n", b"key:\x0bx\n"],
     "spaced": [b"KEY\n", b"KEY  v\n", b"K v\nK w\n", b"K v\x0bw\n", b"K " + b"v" * 80 + b"\n", b"k v\n"],
     "ini": [b"a=1\n", b"[s]\na = 1\n", b"[s]\na=1\na=2\n", b"[s]\nnot a setting\n", b"[s]\na=\x01\n"],
@@ -63,6 +65,15 @@ def test_validator_and_strict_parser_agree(fmt: str) -> None:
         assert validate(fmt, body), body
         with pytest.raises(FormatError):
             settings_of(fmt, body)
+
+
+def test_cli_paths_follow_the_modes() -> None:
+    assert settings_of("cli", GOOD["cli"]) == {
+        "/actions[0]": "",
+        "/actions[0]/rule[0]": "R",
+        "/actions[0]/rule[0]/action[0]": '"a b"',
+        "/user[0]": "x password y",
+    }
 
 
 def test_sections_are_part_of_the_path() -> None:
