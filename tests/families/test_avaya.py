@@ -87,6 +87,13 @@ def test_the_line() -> None:
     assert render(replace(data, timezone="America/New_York"))["TIMEZONE_OFFSET"] == "-18000"
 
 
+def test_an_ipv6_registrar_takes_brackets_only_in_the_user_at_domain() -> None:
+    v6 = replace(device(), lines={1: replace(LINE_2, registrar_host="2001:db8::10")})
+    cfg = render(v6)
+    assert cfg["AUTOLOGIN_ID_KEY01"] == "bob-u2@[2001:db8::10]"
+    assert cfg["SERVER_IP1_1"] == cfg["SIP_DOMAIN1"] == "2001:db8::10"
+
+
 def test_no_line_logs_nobody_in() -> None:
     cfg = render(device(0))
     assert cfg == {"TIMEZONE_OFFSET": "3600", "AUTOLOGIN_ENABLE": "NO"}
