@@ -287,12 +287,13 @@ async def test_overdue_and_durable_claims(
 def _services(settings: Settings, catalog: Catalog) -> Services:
     from provisioning.render.cache import RenderCache
     from provisioning.render.environment import Renderer
+    from provisioning.render.stored import StoredFiles
 
     return Services(
         settings=settings, engine=None, sessions=None, read_sessions=None,  # type: ignore[arg-type]
         catalog=catalog, renderer=Renderer(catalog), cipher=Cipher(settings.secret_key),
-        cache=RenderCache(0), authorize=lambda _e: True, guard=None, sightings=None, load=None,
-        answers=None,
+        cache=RenderCache(0), stored=StoredFiles.for_settings(settings), authorize=lambda _e: True,
+        guard=None, sightings=None, load=None, answers=None,
     )  # fmt: skip
 
 
