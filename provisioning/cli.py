@@ -30,6 +30,7 @@ from provisioning.commands import (
     positive,
     run,
 )
+from provisioning.sip.address import FORMS as REGISTRAR_FORMS
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -307,7 +308,7 @@ async def cmd_account_show(ctx: Context, session: AsyncSession) -> None:
     arg("--username", help="SIP username (default: the number without +)"),
     arg("--auth-username", help="authentication username if different"),
     arg("--display-name"),
-    arg("--registrar", help="HOST[:PORT] (default from settings)"),
+    arg("--registrar", help=f"{REGISTRAR_FORMS} (default: DEFAULT_REGISTRAR)"),
     arg("--transport", choices=["udp", "tcp", "tls"]),
 )
 async def cmd_line_add(ctx: Context, session: AsyncSession) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from provisioning.db.models import Account, Device, Line, SettingOverride, UnknownDevice
+from provisioning.sip.address import SipAddress
 
 
 def account_view(account: Account) -> dict[str, Any]:
@@ -31,7 +32,8 @@ def line_view(line: Line, device_mac: str | None = None, slot: int | None = None
         "username": line.sip_username,
         "auth_username": line.auth_username,
         "display_name": line.display_name,
-        "registrar": f"{line.registrar_host}:{line.registrar_port}",
+        # `[2001:db8::10]:5070` for IPv6: a form `registrar` is given back in (sip/address.py).
+        "registrar": str(SipAddress(line.registrar_host, line.registrar_port)),
         "transport": line.transport,
         "device": device_mac,
         "slot": slot,

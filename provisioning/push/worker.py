@@ -18,6 +18,7 @@ from provisioning.db.models import Device, Line, LineSlot, Push, utcnow
 from provisioning.numbers import parse_int
 from provisioning.push.changes import mark_overdue
 from provisioning.push.notify import Target, send_notify
+from provisioning.sip.address import SipAddress
 from provisioning.sip.transport import SipEndpoint, Timers
 from provisioning.state import Services
 
@@ -94,15 +95,18 @@ def _job(services: Services, push: Push, device: Device, line: Line | None) -> J
         if not device.last_ip:
             return Job(push.id, None, "never-seen")
         host, port = device.last_ip, settings.push_direct_port
-        uri = f"sip:{user}@{host}:{port}"
+        # An IPv6 host goes in brackets in a URI (`sip:u@[2001:db8::7]:5060`); the socket
+        # address (`host`) stays bare, as getaddrinfo takes it.
+        uri = f"sip:{user}@{SipAddress(host, port)}"
         to_uri = uri
     else:
         proxy = settings.push_proxy
         host = proxy.host if proxy else line.registrar_host
         port = proxy.port if proxy else line.registrar_port
         # The Request-URI is a line of the phone: the registrar relays to its contact.
-        uri = f"sip:{user}@{line.registrar_host}:{line.registrar_port}"
-        to_uri = f"sip:{user}@{line.registrar_host}"
+        registrar = SipAddress(line.registrar_host, line.registrar_port)
+        uri = f"sip:{user}@{registrar}"
+        to_uri = f"sip:{user}@{registrar.uri_host}"
     return Job(
         push.id,
         Target(

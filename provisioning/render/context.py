@@ -19,6 +19,9 @@ names for every family, documented here in one place.
     lines                 one entry per slot 1..slots; unused slots have enabled = false
       .slot .enabled .label .display_name .user .auth_user .password .number
       .registrar_host .registrar_port .transport ("udp", "tcp", "tls")
+      .registrar_uri_host   the host as written joined to a port or in a SIP URI: an IPv6
+                          address in brackets (`[2001:db8::10]`), else registrar_host; a key
+                          for the host alone takes registrar_host (bare)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provisioning.devices.catalog import Family, Model
 from provisioning.devices.mac import colon_mac
+from provisioning.sip.address import SipAddress
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ def build_context(
                 "number": line.number,
                 "registrar_host": line.registrar_host,
                 "registrar_port": line.registrar_port,
+                # `2001:db8::10:5070` would name another address: joined, v6 takes brackets.
+                "registrar_uri_host": SipAddress(line.registrar_host).uri_host,
                 "transport": line.transport,
             }
         )
@@ -167,5 +173,6 @@ def _disabled(slot: int) -> dict[str, Any]:
         "number": "",
         "registrar_host": "",
         "registrar_port": "",
+        "registrar_uri_host": "",
         "transport": "udp",
     }
