@@ -126,9 +126,24 @@ async def test_mac_notations_in_file_names_do_not_resolve_to_other_files(
     assert await resp.read() == b""
 
 
-async def test_post_and_put_are_not_served(client: TestClient, world: World) -> None:
+async def test_put_and_delete_are_not_served(client: TestClient, world: World) -> None:
     path = f"/{world.yealink_token}/0015654aa937.cfg"
-    for method in ("POST", "PUT", "DELETE"):
+    for method in ("PUT", "DELETE", "PATCH"):
         resp = await client.request(method, path, data=b"x")
         assert resp.status in (404, 405)
         assert b"account." not in await resp.read()
+
+
+async def test_a_post_is_answered_as_a_get_and_its_body_never_read(
+    client: TestClient, world: World
+) -> None:
+    """Jitsi asks for its file with a form POST: the answer a GET gets, whatever the body."""
+    path = f"/{world.yealink_token}/0015654aa937.cfg"
+    ua = {"User-Agent": "Yealink SIP-T46U 108.86.0.20 00:15:65:4a:a9:37"}
+    got = await client.get(path, headers=ua)
+    posted = await client.post(path, headers=ua, data=b"x" * 100_000)
+    assert got.status == posted.status == 200
+    assert await got.read() == await posted.read()
+    # Without the token, a POST is refused as a GET is: the same empty 404.
+    refused = await client.post("/0015654aa937.cfg", headers=ua, data=b"x")
+    assert refused.status == 404 and await refused.read() == b""
