@@ -43,10 +43,7 @@ RENDERER = Renderer(CATALOG)
 SETTINGS = Settings(public_url="http://prov.example.net", secret_key=())
 # Families whose folders other sessions are writing at the same time as this test: a failure
 # there is theirs to fix, named here so that it is seen, not hidden (reason in each entry).
-NOT_YET: dict[str, str] = {
-    "avaya": "AUTOLOGIN_ID_KEY01 writes `user@2001:db8::10` (no brackets); the folder is being "
-    "written by another session (issue 19), its fix is theirs: use line.registrar_uri_host",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def ipv6_device(model: Model) -> DeviceData:
