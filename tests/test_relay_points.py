@@ -91,4 +91,6 @@ def test_the_map_escapes_every_text_and_numbers_the_points(tmp_path: Path) -> No
     assert "<script>" not in svg and "<b>" not in svg
     numbers = [t for t in texts if t.isdigit()]
     assert numbers == [str(n) for n in range(1, len(search.points) + 1)]
-    assert any("sample data" in t for t in texts)
+    # Said in French, as the whole plan: these points are samples.
+    assert any("Données d'exemple" in t for t in texts)
+    assert not any("sample data" in t for t in texts)

@@ -105,7 +105,7 @@ def relay_map_svg(search: Search) -> str:
     if search.sample:
         out.append(
             '<text x="16" y="44" font-family="sans-serif" font-size="12" fill="#8a1c1c">'
-            "Données d'exemple (sample data) : points fictifs</text>"
+            "Données d'exemple : points fictifs</text>"
         )
     y = MAP_HEIGHT + 16 + LEGEND_ROW
     out += [
