@@ -5,12 +5,16 @@ wherever a host is joined to a port or put in a SIP URI (`[2001:db8::10]:5070`,
 brackets `2001:db8::10:5070` names another address (or none) and the phone never registers.
 
 Covered: every model of every family (a new family folder is covered as soon as it exists), the
-push worker's NOTIFY, the API's line view, the CLI's help."""
+push worker's NOTIFY, the API's line view, the CLI's help; and a real Linphone provisioned with
+`[::1]:port` registers to a real kamailio listening on [::1] (it does not without the brackets)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import update
 
 from provisioning import accounts, cli, commands, tokens
+from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.db.models import Device, utcnow
@@ -34,6 +39,10 @@ from provisioning.settings import PROJECT_ROOT, Settings
 from provisioning.sip.address import parse_sip_address
 from provisioning.sip.message import parse
 from tests.families.strict import LINE_1, LINE_2, settings_of
+from tests.peers import kamailio as kamailio_peer
+from tests.peers.kamailio import Kamailio
+from tests.peers.plugin import LinphoneFactory
+from tests.peers.require import require_binary
 from tests.test_push import _services
 
 V6 = "2001:db8::10"
@@ -216,3 +225,56 @@ def test_the_cli_help_names_the_registrar_forms(capsys: pytest.CaptureFixture[st
     help_text = re.sub(r"\s+", " ", capsys.readouterr().out)
     for form in ("[IPv6]", "tls:", "sip:", ";transport="):
         assert form in help_text, help_text
+
+
+# -- A real Linphone registers to a real kamailio over IPv6 ------------------------------------
+
+
+@pytest.fixture
+def kamailio6(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Kamailio]:
+    """The lab kamailio (tests/peers) listening on [::1] as well, same port: its template is
+    read from a copy with one more `listen` line (tests/peers is not this test's to change)."""
+    binary = require_binary("kamailio")
+    template = tmp_path / "kamailio6.cfg.tmpl"
+    listen = "listen=udp:127.0.0.1:${SIP_PORT}\n"
+    text = kamailio_peer._TEMPLATE.read_text()
+    assert listen in text, "the lab kamailio's template changed: update this fixture"
+    template.write_text(text.replace(listen, listen + "listen=udp:[::1]:${SIP_PORT}\n"))
+    monkeypatch.setattr(kamailio_peer, "_TEMPLATE", template)
+    server = Kamailio(tmp_path / "kamailio", binary=binary)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_linphone_registers_to_an_ipv6_registrar(
+    aiohttp_client: Any, settings: Settings, sessions: SessionFactory, catalog: Catalog,
+    kamailio6: Kamailio, linphone_factory: LinphoneFactory,
+) -> None:  # fmt: skip
+    """What the brackets are for: the provisioned reg_proxy `sip:[::1]:port` and identity
+    `sip:alice@[::1]` reach the registrar (without them Linphone has no usable proxy)."""
+    cipher = Cipher(settings.secret_key)
+    mac = "020000c0ff66"
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Alice")
+        _, token = await inventory.add_device(
+            session, catalog, cipher, mac, "linphone-softphone", account.id
+        )
+        line = await accounts.create_line(
+            session, settings, cipher, account.id, "+33100000066", username="alice6",
+            password="alice6-pw", registrar=f"udp:[::1]:{kamailio6.sip_port}",
+        )  # fmt: skip
+        await inventory.assign_line(session, mac, line.id)
+    await asyncio.to_thread(kamailio6.add_user, "alice6", "alice6-pw")
+    client = await aiohttp_client(create_app(settings))
+    phone = await asyncio.to_thread(
+        linphone_factory, str(client.make_url(f"/{token}/linphone.xml")), None
+    )
+    # Not phone.wait_registrations: its pattern reads an identity up to the first `]`, which
+    # an IPv6 identity (`<sip:alice6@[::1]>`) has inside.
+    ok = r"<sip:alice6@\[::1\]>\] moving from state \[\w+\] to \[LinphoneRegistrationOk\]"
+    await asyncio.to_thread(phone.wait_log, ok, 20)
+    contacts = await asyncio.to_thread(kamailio6.registered_contacts, "alice6")
+    assert contacts, "kamailio has no registration for alice6"
