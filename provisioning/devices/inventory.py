@@ -16,6 +16,7 @@ from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from provisioning.accounts import get_account, get_line, store_many
 from provisioning.audit import SYSTEM, Actor, event, record, record_many
@@ -139,7 +140,8 @@ async def insert_devices(
     the caller checked."""
     stored = await store_many(session, created, _DEVICE_COLUMNS, ("mac",))
     for device, row in zip(created, stored, strict=True):
-        device.config_revision = row[1]
+        # What the insert stored (its default), not a change: nothing to flush or push.
+        set_committed_value(device, "config_revision", row[1])
     macs = [d.mac for d in created]
     for start in range(0, len(macs), CHUNK):
         chunk = macs[start : start + CHUNK]
