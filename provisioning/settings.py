@@ -347,8 +347,17 @@ def _parse_registrar(key: str, raw: str) -> Registrar:
 
 
 def _parse_push_proxy(key: str, raw: str) -> Registrar | None:
-    # The sender speaks UDP and TCP only (a tls line is not pushed either).
-    return Registrar.parse(key, raw, ("udp", "tcp")) if raw.strip() else None
+    # The sender speaks UDP and TCP only (a tls line is not pushed either), over IPv4: its
+    # socket is bound to PUSH_SIP_HOST. An IPv6 proxy would end every NOTIFY `unresolved`.
+    if not raw.strip():
+        return None
+    proxy = Registrar.parse(key, raw, ("udp", "tcp"))
+    if ":" in proxy.host:
+        raise SettingsError(
+            f"{key}: pushes are sent over IPv4 only: give an IPv4 address or a host name, "
+            f"not {proxy.host}"
+        )
+    return proxy
 
 
 # -- The declarations. ---------------------------------------------------------------------------
@@ -559,7 +568,7 @@ class Settings:
         metadata=_declared(
             _parse_push_proxy,
             "where `proxy` NOTIFYs go instead of the line's registrar: the forms of "
-            "`DEFAULT_REGISTRAR`, over `udp` or `tcp` only",
+            "`DEFAULT_REGISTRAR`, over `udp` or `tcp` and IPv4 only",
         ),
     )
     push_direct_port: int = field(

@@ -124,7 +124,7 @@ TABLE: dict[str, tuple[str, dict[str, str], list[str]]] = {
     "push_proxy": (
         "sip:proxy.example.net;transport=tcp",
         {},
-        ["udp:", "tls:proxy.example.net", "::1", "udp:127.0.0.1:5070:1"],
+        ["udp:", "tls:proxy.example.net", "::1", "udp:127.0.0.1:5070:1", "[::1]:5070"],
     ),
     "push_direct_port": ("5062", {}, ["0"]),
     "push_rate": ("1", {}, ["0"]),
