@@ -32,8 +32,9 @@ from provisioning.devices.unknown import (
     list_unknown,
     parse_claims_csv,
 )
-from provisioning.errors import InvalidInput, NotFound
+from provisioning.errors import Conflict, InvalidInput, NotFound
 from provisioning.imports import Problem
+from provisioning.render.environment import RenderError
 from provisioning.render.files import device_files, masked, render_file
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES, Services
@@ -232,7 +233,13 @@ async def preview_config(request: web.Request) -> web.Response:
         data = await load_device_data(session, found, services.cipher, services.settings)
         files = {}
         for name, spec in device_files(services.catalog, found.model_id, found.mac):
-            body = render_file(services.renderer, services.settings, data, spec).body
+            try:
+                body = render_file(services.renderer, services.settings, data, spec).body
+            except RenderError as exc:
+                # A value the vendor's format cannot carry (a template's refuse()): the phone
+                # gets 503 until the line changes; the operator is told which and why (the
+                # message names the slot, never the value).
+                raise Conflict(f"{name} cannot be rendered: {exc}") from None
             files[name] = body.decode("utf-8") if reveal == "true" else masked(body, data)
         if reveal == "true":
             await audit.record(

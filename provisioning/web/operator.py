@@ -17,6 +17,7 @@ from provisioning.errors import DomainError, NotFound
 from provisioning.orders import fulfilment, orders, returns
 from provisioning.orders.views import shipment_view
 from provisioning.push.changes import counts, pushes_in_state
+from provisioning.render.environment import RenderError
 from provisioning.render.files import device_files, masked, render_file
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES
@@ -221,7 +222,13 @@ async def device_page(request: web.Request) -> web.Response:
         if found is not None:
             data = await load_device_data(session, found, services.cipher, services.settings)
             for name, spec in device_files(services.catalog, found.model_id, found.mac):
-                body = render_file(services.renderer, services.settings, data, spec).body
+                try:
+                    body = render_file(services.renderer, services.settings, data, spec).body
+                except RenderError as exc:
+                    # A template's refuse(): shown in place of the file, as the log says it
+                    # (the slot and why, never the value); the phone gets 503 meanwhile.
+                    files[name] = f"!! {exc}"
+                    continue
                 files[name] = masked(body, data)
     model = services.catalog.models.get(device.model_id)
     return render(

@@ -154,3 +154,40 @@ async def test_pushes_pending_and_overdue(
     status, page = await ops.get("/manager/ops/pushes")
     assert status == 200 and "Mises à jour" in page
     assert mw.world.yealink_mac in page  # the assignments of the world are pending
+
+
+async def test_a_file_a_template_refuses_is_said_not_a_500(
+    client: TestClient,
+    ops: Browser,
+    mw: ManagerWorld,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+) -> None:
+    """A Gigaset N510 cannot carry a double quote in a credential (its template refuses): the
+    operator's device page and the API's preview say which file and why, no 500, no secret."""
+    from provisioning import accounts, tokens
+    from provisioning.crypto import Cipher
+    from provisioning.devices import inventory
+
+    mac = "7c2f80a1b2c3"
+    async with sessions() as session, session.begin():
+        cipher = Cipher(settings.secret_key)
+        line = await accounts.create_line(
+            session, settings, cipher, mw.world.account_id, "+33123456799",
+            password='pa"ss-word-9',
+        )  # fmt: skip
+        await inventory.add_device(
+            session, catalog, cipher, mac, "gigaset-n510", mw.world.account_id
+        )
+        await inventory.assign_line(session, mac, line.id)
+        _, operator = await tokens.create_token(session, "operator", name="ops")
+    status, page = await ops.get(f"/manager/ops/devices/{mac}")
+    assert status == 200
+    assert "double quote" in page and 'pa"ss' not in page and "pa&#34;ss" not in page
+    resp = await client.get(
+        f"/api/v1/devices/{mac}/config", headers={"Authorization": f"Bearer {operator}"}
+    )
+    assert resp.status == 409 and resp.content_type == "application/problem+json"
+    problem = await resp.json()
+    assert "double quote" in problem["detail"] and "pa" + '"ss' not in problem["detail"]
