@@ -117,7 +117,13 @@ async def _fetches_spread_over_both(
     assert sum(served) == 20 and min(served) >= 5, served  # round robin: both served
     # nginx's request id is the server's: in the response and in the server's JSON log.
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids) and len(ids) == 20
-    logged = {e.get("request_id") for s in (a, b) for e in s.log_entries()}
+    # Access-log lines are written in batches (every 0.25 s: logs.AccessLog).
+    logged: set[str | None] = set()
+    for _ in range(50):
+        logged = {e.get("request_id") for s in (a, b) for e in s.log_entries()}
+        if ids <= logged:
+            break
+        await asyncio.sleep(0.1)
     assert ids <= logged
 
 

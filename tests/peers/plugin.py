@@ -30,7 +30,9 @@ class LinphoneFactory:
         )
         # Registered before start() so a daemon that fails half-way is still cleaned up.
         self.daemons.append(daemon)
-        daemon.start()
+        # The daemon fetches its configuration before it opens its socket: on a loaded CI
+        # machine that took more than the 10 s default once (IPv6 registrar test).
+        daemon.start(timeout=30.0)
         return daemon
 
     def close(self) -> None:
