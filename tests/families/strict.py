@@ -276,6 +276,30 @@ LINE_2 = LineData(
     registrar_port=5071,
     transport="tls",
 )
+# Two lines that differ in everything a phone must keep apart, as the per-family tests of the
+# families added later spell them (their assertions name these values).
+ALICE_AND_BOB = {
+    1: LineData(
+        number="1001",
+        user="alice",
+        auth_user="auth-alice",
+        password="pw-1",
+        display_name="Alice",
+        registrar_host="pbx-a.example.net",
+        registrar_port=5060,
+        transport="udp",
+    ),
+    2: LineData(
+        number="2002",
+        user="bob",
+        auth_user="auth-bob",
+        password="pw-2",
+        display_name="Bob",
+        registrar_host="pbx-b.example.org",
+        registrar_port=5061,
+        transport="tls",
+    ),
+}
 # Another value per field, to see which settings a field of one line moves.
 OTHER = {
     "user": "carol-u3",

@@ -16,10 +16,11 @@ from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog, load_catalog
 from provisioning.devices.identify import match_file
 from provisioning.render.check import SAMPLE_TOKEN, sample_device
-from provisioning.render.context import DeviceData, LineData
+from provisioning.render.context import DeviceData
 from provisioning.render.environment import Renderer
 from provisioning.render.files import device_files, render_file, spec_for
 from provisioning.settings import PROJECT_ROOT, Settings
+from tests.families.strict import ALICE_AND_BOB
 
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
 FAMILY = CATALOG.families["digium"]
@@ -57,28 +58,7 @@ def test_user_agent_names_the_family_only() -> None:
 def two_lines(model_id: str = "digium-d50") -> DeviceData:
     """Two lines that differ in everything a phone must keep apart."""
     base = replace(sample_device(model_id, SLOTS[model_id.removeprefix("digium-")], 0), mac=MAC)
-    lines = {
-        1: LineData(
-            number="1001",
-            user="alice",
-            auth_user="auth-alice",
-            password="pw-1",
-            display_name="Alice",
-            registrar_host="pbx-a.example.net",
-            registrar_port=5060,
-            transport="udp",
-        ),
-        2: LineData(
-            number="2002",
-            user="bob",
-            auth_user="auth-bob",
-            password="pw-2",
-            display_name="Bob",
-            registrar_host="pbx-b.example.org",
-            registrar_port=5061,
-            transport="tls",
-        ),
-    }
+    lines = dict(ALICE_AND_BOB)
     return replace(base, lines=lines)
 
 
