@@ -41,6 +41,13 @@ USER_AGENTS = [
         "1.0.5.4",
         "ec74d763e419",
     ),
+    # Wazo common/common.py, with its two spaces after the model.
+    (
+        "Grandstream Model HW GXV3350  V1.3A SW 1.0.1.8 DevId c074ad150b88",
+        "grandstream-gxv3350",
+        "1.0.1.8",
+        "c074ad150b88",
+    ),
     (
         "Grandstream Model HW GXP1405 SW 1.0.4.23 DevId 000b8240d55c",
         "grandstream-gxp1405",
@@ -86,10 +93,10 @@ USER_AGENTS = [
     ("Grandstream Model HW GXP2120 SW 1.0.8.6", "grandstream-gxp2120", "1.0.8.6", None),
     # Grandstream devices outside the catalog: the family is known, the model is not.
     (
-        "Grandstream Model HW GXV3350  V1.3A SW 1.0.1.8 DevId c074ad150b88",
+        "Grandstream Model HW GXV3240 V1.6B SW 1.0.1.27 DevId 000b82632815",
         None,
-        "1.0.1.8",
-        "c074ad150b88",
+        "1.0.1.27",
+        "000b82632815",
     ),
     (
         "Grandstream GXP2000 (gxp2000e.bin:1.2.5.3/boot55e.bin:1.1.6.9) DevId 000b822726c8",
@@ -139,11 +146,13 @@ SLOTS = {
     # Issue 19: Wazo plugin-info `lines`.
     "gxp1100": 2, "gxp1105": 2, "gxp1160": 2, "gxp1165": 2, "gxp1400": 2, "gxp1405": 2,
     "gxp1450": 2, "ht801": 1, "ht802": 2,
+    # GXV33xx: 16 in Wazo's plugin-info and FusionPBX gxv3370.
+    "gxv3350": 16, "gxv3370": 16, "gxv3380": 16,
 }  # fmt: skip
 CONFIRMED = {
     "gxp2100", "gxp2110", "gxp2120", "grp2612", "grp2613", "grp2614", "grp2615", "dp750",
     # HT80x: one account per FXS port (Wazo); the GXP11xx/14xx counts are Wazo's only: leads.
-    "ht801", "ht802",
+    "ht801", "ht802", "gxv3350", "gxv3370", "gxv3380",
 }  # fmt: skip
 
 
@@ -457,10 +466,13 @@ def test_dect_eleventh_account_fails_loudly() -> None:
         render_file(Renderer(catalog), SETTINGS, data, spec)
 
 
-@pytest.mark.parametrize("model_id", ["grandstream-gxp2120", "grandstream-grp2616"])
+@pytest.mark.parametrize(
+    "model_id", ["grandstream-gxp2120", "grandstream-grp2616", "grandstream-dp750"]
+)
 def test_desk_golden(model_id: str) -> None:
-    """The generic golden files show the DP750 (most slots); these show the two desk numberings
-    (GXP: accounts 5-6 in P17xx/P18xx; GRP: in P7xx/P8xx), every account used."""
+    """The generic golden files show the GXV3350 (most slots: 16); these show the two other desk
+    numberings (GXP: accounts 5-6 in P17xx/P18xx; GRP: in P7xx/P8xx) and the DECT base's,
+    every account used."""
     model = CATALOG.model(model_id)
     assert model is not None
     data = sample_device(model_id, model.slots, model.slots)
@@ -471,3 +483,53 @@ def test_desk_golden(model_id: str) -> None:
         golden.write_text(body, encoding="utf-8")
     assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
     assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"
+
+
+# GXV33xx (Wazo GXV3350.tpl): account N >= 2 at P<N+2>xx up to account 16 (P18xx); no "Allow SIP
+# Reset" key. Transport P<N+2>48 as on the GRP (unconfirmed on a GXV: REFERENCES.md).
+GXV_KEYS = {1: KEYS_1_TO_4[1][:-1]} | {
+    n: tuple(f"P{n + 2}{suffix}" for suffix in ("01", "17", "07", "04", "05", "06", "02", "48"))
+    for n in range(2, 17)
+}
+
+
+@pytest.mark.parametrize("slots", [(1, 2), (2, 16), (7, 15)])
+def test_gxv_accounts(slots: tuple[int, ...]) -> None:
+    data = with_lines("grandstream-gxv3350", slots)
+    root = render(data)
+    assert GXV_KEYS[16][0] == "P1801" and GXV_KEYS[9][6] == "P1102"
+    for slot, (active, name, display, user, auth, password, server, transport) in (
+        GXV_KEYS.items()
+    ):
+        line = data.lines.get(slot)
+        if line is None:
+            assert p(root, active) == "0", active
+            for key in (name, display, user, auth, password, server):
+                assert p(root, key) == "", key
+            assert p(root, transport) is None
+            continue
+        assert p(root, active) == "1"
+        assert p(root, name) == line.number
+        assert p(root, display) == line.display_name
+        assert p(root, user) == line.user
+        assert p(root, auth) == line.auth_user
+        assert p(root, password) == line.password
+        assert p(root, server) == f"{line.registrar_host}:{line.registrar_port}"
+        assert p(root, transport) == TRANSPORT[line.transport]
+    # No "Allow SIP Reset" on a GXV (P26<N-1>15 has no room past account 10), no DECT keys.
+    config = root.find("config")
+    assert config is not None
+    assert not [el.tag for el in config if el.tag.startswith("P26") and el.tag.endswith("15")]
+    for key in ("P4060", "P4595", "P747"):
+        assert p(root, key) is None, key
+    # Time zone and language as on the desk phones (GXV3350.tpl: P64, P1362).
+    assert p(root, "P64") is not None
+
+
+def test_gxv_seventeenth_account_fails_loudly() -> None:
+    model = replace(FAMILY.models["grandstream-gxv3350"], slots=17)
+    catalog = Catalog({"grandstream": replace(FAMILY, models={model.id: model})})
+    data = sample_device(model.id, 17, 17)
+    ((_, spec),) = device_files(catalog, model.id, MAC)
+    with pytest.raises(RenderError):
+        render_file(Renderer(catalog), SETTINGS, data, spec)
