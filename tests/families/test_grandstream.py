@@ -498,9 +498,7 @@ def test_gxv_accounts(slots: tuple[int, ...]) -> None:
     data = with_lines("grandstream-gxv3350", slots)
     root = render(data)
     assert GXV_KEYS[16][0] == "P1801" and GXV_KEYS[9][6] == "P1102"
-    for slot, (active, name, display, user, auth, password, server, transport) in (
-        GXV_KEYS.items()
-    ):
+    for slot, (active, name, display, user, auth, password, server, transport) in GXV_KEYS.items():
         line = data.lines.get(slot)
         if line is None:
             assert p(root, active) == "0", active
