@@ -137,6 +137,21 @@ def _parse_ip(key: str, raw: str) -> str:
     return raw
 
 
+def _parse_listen(key: str, raw: str) -> tuple[str, int] | None:
+    """`HOST:PORT` or `[IPv6]:PORT`, HOST an IP address (what a socket binds to); empty: off."""
+    text = raw.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise SettingsError(f"{key}: write an IPv6 address in brackets, `[::]:69`")
+    if not sep or not _is_ip(host):
+        raise SettingsError(f"{key}: expected IP:PORT such as `0.0.0.0:69`, got {raw[:100]!r}")
+    return host, _parse_int(key, port, 1, 65535)
+
+
 def _parse_database_url(key: str, raw: str) -> str:
     if not raw.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise SettingsError(f"{key}: expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
@@ -766,6 +781,23 @@ class Settings:
         default_factory=netaddr.IPSet,
         metadata=_declared(
             _parse_networks, "CIDRs never counted nor banned (trusted proxies never are)"
+        ),
+    )
+    # -- TFTP (README "TFTP (Zenitel)"): no token, no credential, a MAC is enough. --
+    tftp_listen: tuple[str, int] | None = field(
+        default=None,
+        metadata=_declared(
+            _parse_listen,
+            "`IP:PORT` (`[IPv6]:PORT`) of a read-only TFTP listener for phones that fetch over "
+            'TFTP only (Zenitel), files by MAC without a token: README "TFTP (Zenitel)"',
+            "none (off)",
+        ),
+    )
+    tftp_networks: netaddr.IPSet = field(
+        default_factory=netaddr.IPSet,
+        metadata=_declared(
+            _parse_networks,
+            "CIDRs allowed to fetch over TFTP; any other source gets no answer (empty: none)",
         ),
     )
     # -- Operating (deploy/README.md). --

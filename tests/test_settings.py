@@ -164,6 +164,8 @@ TABLE: dict[str, tuple[str, dict[str, str], list[str]]] = {
     "ban_window": ("60", {}, ["9"]),
     "ban_seconds": ("60", {}, ["0"]),
     "ban_exempt": ("192.0.2.0/24, 2001:db8::/32", {}, ["192.0.2.0/99"]),
+    "tftp_listen": ("[::]:69", {}, ["0.0.0.0", "::1:69", "tftp.example.net:69", "10.0.0.1:0"]),
+    "tftp_networks": ("192.0.2.0/24", {}, ["192.0.2.0/33", "everyone"]),
     "log_format": ("json", {}, ["xml"]),
     "metrics": ("false", {}, ["maybe"]),
     "access_log": ("0", {}, ["2"]),
