@@ -30,7 +30,7 @@ async def _resolve(
         model = catalog.model(target)
         if model is None:
             raise UnknownModel(f"unknown model {target[:64]!r}", field="target")
-        return model.id, {catalog.family_of(model.id).format}, Device.model_id == model.id
+        return model.id, set(catalog.family_of(model.id).formats), Device.model_id == model.id
     if scope == "account":
         account_id = parse_id(target)
         if account_id is None:
@@ -39,7 +39,8 @@ async def _resolve(
         return str(account.id), {"keyvalue", "xml"}, Device.account_id == account.id
     if scope == "device":
         device = await get_device(session, target)
-        return device.mac, {catalog.family_of(device.model_id).format}, Device.id == device.id
+        formats = set(catalog.family_of(device.model_id).formats)
+        return device.mac, formats, Device.id == device.id
     raise InvalidInput(f"scope: one of {', '.join(SCOPES)}", field="scope")
 
 

@@ -67,11 +67,10 @@ def ipv6_device(model: Model) -> DeviceData:
 
 def rendered_settings(data: DeviceData) -> dict[str, str]:
     """Every setting of every file, `file:path` -> value, through the format's strict parser."""
-    family = CATALOG.family_of(data.model_id)
     found = {}
     for name, spec in device_files(CATALOG, data.model_id, data.mac):
         body = render_file(RENDERER, SETTINGS, data, spec).body
-        for path, value in settings_of(family.format, body).items():
+        for path, value in settings_of(spec.format, body).items():
             found[f"{name}:{path}"] = value
     return found
 

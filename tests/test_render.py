@@ -21,11 +21,11 @@ CONTROL = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\u2028", "\u2029"]
 
 
 def xml_env(catalog: Catalog) -> jinja2.Environment:
-    return _environment(catalog.families["linphone"])
+    return _environment(catalog.families["linphone"], "xml")
 
 
 def kv_env(catalog: Catalog) -> jinja2.Environment:
-    return _environment(catalog.families["yealink"])
+    return _environment(catalog.families["yealink"], "keyvalue")
 
 
 @hyp_settings(max_examples=300, deadline=None)

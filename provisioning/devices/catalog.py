@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 # Each format has its escaping (render.escaping), its validator (render.validate) and a strict
-# parser in tests/families/strict.py. keyvalue: Yealink `key = value`; xml; colon: Aastra
+# parser in tests/families/strict.py. A family names its usual format (`[family] format`); a file
+# in another one says so (`[[files]] format`): Panasonic's factory file is text `KEY="value"`
+# beside its XML device file. keyvalue: Yealink `key = value`; xml; colon: Aastra
 # `key: value` (keys with spaces); spaced: Avaya `KEY value`; ini: `[section]` + `key=value`
 # (Technicolor); quoted: Panasonic `KEY="value"`; cli: Patton SmartNode commands, indented.
 FORMATS = ("keyvalue", "xml", "colon", "spaced", "ini", "quoted", "cli")
@@ -47,6 +49,8 @@ class FileSpec:
     secret: bool
     # Carries the SIP lines (the account slots): a fetch of it proves a revision applied.
     lines: bool
+    # The file's format (one of FORMATS): its escaping, validator, overrides and strict parser.
+    format: str
     # The pattern's literal text before its first placeholder and after its last: a name
     # that does not start and end so cannot match (devices.identify skips the regex).
     prefix: str = ""
@@ -88,6 +92,7 @@ class Model:
 class Family:
     name: str
     vendor: str
+    # The usual format of the family's files; each FileSpec carries its own (the one to use).
     format: str
     path: Path
     mac_case: str
@@ -97,6 +102,11 @@ class Family:
     languages: dict[str, str]
     timezones: dict[str, str]
     models: dict[str, Model] = field(default_factory=dict)
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The formats of the family's files, each once, in file order."""
+        return tuple(dict.fromkeys(spec.format for spec in self.files))
 
     def file_names(self, mac: str, model: Model) -> list[str]:
         names = (spec.name_for(mac, model.code, self.mac_case) for spec in self.files)
@@ -169,7 +179,9 @@ def _load_family(toml_path: Path) -> Family:
     if mac_case not in ("lower", "upper"):
         raise CatalogError(f"{where}: family.mac_case must be lower or upper")
     vendor = _str(head, "vendor", where)
-    files = tuple(_file_spec(entry, where, toml_path.parent) for entry in data.get("files", []))
+    files = tuple(
+        _file_spec(entry, where, toml_path.parent, fmt) for entry in data.get("files", [])
+    )
     if not files:
         raise CatalogError(f"{where}: at least one [[files]] entry is required")
     if not any(spec.lines for spec in files):
@@ -203,9 +215,13 @@ def _load_family(toml_path: Path) -> Family:
     return family
 
 
-def _file_spec(entry: dict[str, Any], where: str, folder: Path) -> FileSpec:
+def _file_spec(entry: dict[str, Any], where: str, folder: Path, default_format: str) -> FileSpec:
     pattern = _str(entry, "name", where)
     template = _str(entry, "template", where)
+    fmt = entry.get("format", default_format)
+    if fmt not in FORMATS:
+        known = ", ".join(FORMATS)
+        raise CatalogError(f"{where}: files.format of {pattern} must be one of {known}")
     if not (folder / template).is_file():
         raise CatalogError(f"{where}: template {template} named by file {pattern} is missing")
     regex_parts: list[str] = []
@@ -225,6 +241,7 @@ def _file_spec(entry: dict[str, Any], where: str, folder: Path) -> FileSpec:
         regex=re.compile("".join(regex_parts)),
         secret=bool(entry.get("secret", True)),
         lines=_flag(entry, "lines", where),
+        format=fmt,
         prefix=pattern.split("{", 1)[0],
         suffix=pattern.rsplit("}", 1)[-1],
     )

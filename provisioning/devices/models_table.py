@@ -41,6 +41,13 @@ def file_names(family: Family, model: Model) -> str:
     return ", ".join(f"`{name}`" for name in names)
 
 
+def formats(family: Family, model: Model) -> str:
+    """The formats of the files the model is served (a file's own, else the family's), once each."""
+    specs = [spec for spec in family.files if spec.name_for("<mac>", model.code, family.mac_case)]
+    names = dict.fromkeys(FORMAT_NAMES.get(spec.format, spec.format) for spec in specs)
+    return ", ".join(names)
+
+
 def models_table(catalog: Catalog) -> str:
     """Markdown: a summary line, then one row per model, by vendor, family, catalog order."""
     families = sorted(catalog, key=lambda f: (f.vendor.lower(), f.name))
@@ -55,8 +62,8 @@ def models_table(catalog: Catalog) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for family in families:
-        fmt = FORMAT_NAMES.get(family.format, family.format)
         for model in family.models.values():
+            fmt = formats(family, model)
             rows.append(
                 f"| {_cell(family.vendor)} | {_cell(model.label)} | `{model.id}` "
                 f"| {model.slots} | {fmt} | {file_names(family, model)} "

@@ -101,7 +101,7 @@ def check_templates(catalog: Catalog, settings: Settings) -> list[CheckResult]:
                         result.problems.append(str(exc))
                         results.append(result)
                         continue
-                    result.problems.extend(validate(family.format, body))
+                    result.problems.extend(validate(spec.format, body))
                     if not spec.secret:
                         text = body.decode("utf-8", "replace")
                         if SAMPLE_TOKEN in text or "s3cr" in text:

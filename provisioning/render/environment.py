@@ -40,10 +40,16 @@ class Renderer:
     def __init__(self, catalog: Catalog, override_dir: Path | None = None) -> None:
         self.catalog = catalog
         self.override_dir = override_dir
-        self._envs = {family.name: _environment(family, override_dir) for family in catalog}
+        # One environment per family and format: escaping follows the file, not the family
+        # (Panasonic's text factory file beside its XML device file).
+        self._envs = {
+            (family.name, fmt): _environment(family, fmt, override_dir)
+            for family in catalog
+            for fmt in family.formats
+        }
 
     def render(self, family: Family, spec: FileSpec, context: Mapping[str, Any]) -> bytes:
-        env = self._envs[family.name]
+        env = self._envs[(family.name, spec.format)]
         try:
             template = env.get_template(spec.template)
             text = template.render(context)
@@ -61,7 +67,7 @@ def sip_quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _environment(family: Family, override_dir: Path | None = None) -> jinja2.Environment:
+def _environment(family: Family, fmt: str, override_dir: Path | None = None) -> jinja2.Environment:
     # An operator's file of the same name wins over the shipped one; includes resolve the same
     # way, so overriding one partial is enough.
     folders = [family.path]
@@ -70,8 +76,8 @@ def _environment(family: Family, override_dir: Path | None = None) -> jinja2.Env
     env = ImmutableSandboxedEnvironment(
         loader=jinja2.FileSystemLoader(folders),
         undefined=jinja2.StrictUndefined,
-        autoescape=AUTOESCAPE[family.format],
-        finalize=FINALIZERS[family.format],
+        autoescape=AUTOESCAPE[fmt],
+        finalize=FINALIZERS[fmt],
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

@@ -92,7 +92,7 @@ def render_file(
     body = renderer.render(family, spec, context)
     if spec.secret and data.overrides:
         # Per-device files only: common files are shared by every phone of the model.
-        body = apply_overrides(family.format, body, data.overrides)
+        body = apply_overrides(spec.format, body, data.overrides)
     return Rendered(body=body, etag=etag_of(body), content_type=spec.content_type)
 
 
