@@ -32,6 +32,7 @@ USER_AGENTS = [
     ("Yealink W60B 77.81.0.35 80:5e:c0:09:ab:dc", "yealink-w60b", "77.81.0.35", "805ec009abdc"),
     ("W52P 25.30.0.2 00:15:65:44:b3:7c", "yealink-w52p", "25.30.0.2", "00156544b37c"),
     ("Yealink W90DM 130.85.0.15 80:5e:c0:5a:90:01", "yealink-w90dm", "130.85.0.15", "805ec05a9001"),
+    ("Yealink W90DM 130.87.0.10 80:5e:c0:d9:c7:44", "yealink-w90dm", "130.87.0.10", "805ec0d9c744"),
     ("Yealink CP960 73.83.0.30 80:5e:c0:73:96:00", "yealink-cp960", "73.83.0.30", "805ec0739600"),
     ("VP530P 23.70.0.40 00:15:65:53:00:40", "yealink-vp530", "23.70.0.40", "001565530040"),
     ("Yealink SIP VP-T49G 51.80.0.10 00:15:65:00:00:49", "yealink-t49g", "51.80.0.10", "001565000049"),
@@ -90,6 +91,27 @@ def test_every_ua_model_names_one_model() -> None:
         for token in model.ua_models:
             assert token not in seen, f"{token}: {seen.get(token)} and {model.id}"
             seen[token] = model.id
+
+
+def test_dect_base_cells_are_taken_as_their_system() -> None:
+    """W80B, W75B and W90B: Wazo v87 provisions each with its system's DECT template and every
+    line given to it (`_NB_SIP_ACCOUNTS` 0 keeps all lines). No User-Agent of a W90B is in a
+    reference, so the model token is checked, not an invented User-Agent."""
+    for token, model_id in (
+        ("W80B", "yealink-w80"),
+        ("W75B", "yealink-w75"),
+        ("W90B", "yealink-w90dm"),
+        ("W90DM", "yealink-w90dm"),
+    ):
+        model = FAMILY.model_for_ua(token)
+        assert model is not None and model.id == model_id, token
+    w90 = FAMILY.models["yealink-w90dm"]
+    assert (w90.label, w90.slots, w90.code, w90.confirmed) == (
+        "Yealink W90 (W90DM / W90B)",
+        250,
+        "130",
+        False,
+    )
 
 
 # Accounts per model added with the T3x/T4x/CP/VP/W-series (the reference's table; the comments
