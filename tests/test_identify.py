@@ -143,7 +143,14 @@ def test_yealink_catalog(catalog: Catalog) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["00:15:65:4A:A9:37", "00-15-65-4a-a9-37", "0015.654a.a937", "0015654AA937", " 0015654aa937 "],
+    [
+        "00:15:65:4A:A9:37",
+        "00-15-65-4a-a9-37",
+        "0015.654a.a937",
+        "0015654AA937",
+        " 0015654aa937 ",
+        "00_15_65_4a_a9_37",
+    ],
 )
 def test_mac_notations(text: str) -> None:
     assert normalize_mac(text) == "0015654aa937"
@@ -152,7 +159,8 @@ def test_mac_notations(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     ["", "0015654aa93", "0015654aa9370", "00:15:65:4a:a9", "00:15-65:4a:a9:37", "g015654aa937",
-     "000000000000", "ff:ff:ff:ff:ff:ff", "0x0015654aa937", "1:2:3:4:5:6"],
+     "000000000000", "ff:ff:ff:ff:ff:ff", "0x0015654aa937", "1:2:3:4:5:6", "00_15:65_4a_a9_37",
+     "00_15_65_4a_a9_3"],
 )  # fmt: skip
 def test_not_macs(text: str) -> None:
     with pytest.raises(InvalidMac):

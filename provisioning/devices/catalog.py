@@ -23,6 +23,8 @@ FORMATS = ("keyvalue", "xml", "colon", "spaced", "ini", "quoted", "cli")
 _PLACEHOLDERS = {
     # Phones differ in MAC case; matching is case-insensitive, generated names use `mac_case`.
     "mac": r"(?P<mac>[0-9A-Fa-f]{12})",
+    # Zenitel's `ipst_config_00_13_cb_01_02_03.cfg`: the MAC's bytes joined by underscores.
+    "mac_underscore": r"(?P<mac>[0-9A-Fa-f]{2}(?:_[0-9A-Fa-f]{2}){5})",
     # Yealink's common file: the model id zero-padded to 12 digits (`y000000000028.cfg`).
     "code12": r"(?P<code12>[0-9]{12})",
     # The model's own name in file names (`snomD785.htm`, `spa508G.cfg`).
@@ -55,6 +57,9 @@ class FileSpec:
     # that does not start and end so cannot match (devices.identify skips the regex).
     prefix: str = ""
     suffix: str = ""
+    # Also served over TFTP (provisioning.tftp), from TFTP_NETWORKS, to a MAC without a token:
+    # only for phones that can fetch no other way (Zenitel).
+    tftp: bool = False
 
     def match(self, file_name: str) -> re.Match[str] | None:
         return self.regex.fullmatch(file_name)
@@ -62,8 +67,12 @@ class FileSpec:
     def name_for(self, mac: str, code: str | None, mac_case: str) -> str | None:
         if ("{code12}" in self.pattern or "{code}" in self.pattern) and code is None:
             return None
+        cased = mac.upper() if mac_case == "upper" else mac
+        # A MAC's bytes; a stand-in (the models table's `<mac>`) as it is.
+        pairs = "_".join(cased[i : i + 2] for i in range(0, 12, 2)) if len(mac) == 12 else cased
         return self.pattern.format(
-            mac=mac.upper() if mac_case == "upper" else mac,
+            mac=cased,
+            mac_underscore=pairs,
             code12=(code or "").zfill(12),
             code=code or "",
         )
@@ -226,6 +235,9 @@ def _file_spec(entry: dict[str, Any], where: str, folder: Path, default_format: 
         raise CatalogError(f"{where}: template {template} named by file {pattern} is missing")
     regex_parts: list[str] = []
     last = 0
+    macs = [m for m in _PLACEHOLDER.findall(pattern) if m.startswith("mac")]
+    if len(macs) > 1:
+        raise CatalogError(f"{where}: {pattern} names the MAC more than once")
     for match in _PLACEHOLDER.finditer(pattern):
         regex_parts.append(re.escape(pattern[last : match.start()]))
         placeholder = match.group(1)
@@ -241,6 +253,7 @@ def _file_spec(entry: dict[str, Any], where: str, folder: Path, default_format: 
         regex=re.compile("".join(regex_parts)),
         secret=bool(entry.get("secret", True)),
         lines=_flag(entry, "lines", where),
+        tftp=_flag(entry, "tftp", where),
         format=fmt,
         prefix=pattern.split("{", 1)[0],
         suffix=pattern.rsplit("}", 1)[-1],

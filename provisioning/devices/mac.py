@@ -9,13 +9,13 @@ from functools import lru_cache
 # such as "1:2:3:4:5:6", is more likely a typo than a MAC.
 _SHAPES = re.compile(
     r"[0-9a-f]{12}"
-    r"|[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}"
+    r"|[0-9a-f]{2}([:_-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}"
     r"|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4}",
     re.IGNORECASE,
 )
 
 
-_SEPARATORS = str.maketrans("", "", ":-.")
+_SEPARATORS = str.maketrans("", "", ":-._")
 
 
 class InvalidMac(ValueError):
@@ -23,7 +23,8 @@ class InvalidMac(ValueError):
 
 
 def normalize_mac(text: str) -> str:
-    """`00:15:65:4A:A9:37`, `00-15-65-4a-a9-37`, `0015.654a.a937` -> `0015654aa937`."""
+    """`00:15:65:4A:A9:37`, `00-15-65-4a-a9-37`, `0015.654a.a937`, `00_15_65_4a_a9_37`
+    (Zenitel's file names) -> `0015654aa937`."""
     candidate = text.strip()
     if not _SHAPES.fullmatch(candidate):
         raise InvalidMac(f"not a MAC address: {candidate[:40]!r}")
