@@ -84,7 +84,12 @@ def test_each_file_is_escaped_for_its_own_format(tmp_path: Path) -> None:
     # XML: autoescaped, read back whole by a strict parser.
     root = parse_xml(bodies[f"{data.mac}.xml"])
     assert [el.attrib["name"] for el in root] == ["Bob <1>", "Bob <2>"]
-    # Text: written as is (no XML entity in a Panasonic value), read by its strict parser.
+    # Text: lines end with CR LF (Panasonic's manuals), the XML file's with LF alone.
+    text = bodies["ACME.cfg"]
+    assert text.startswith(b"# Panasonic SIP Phone Standard Format File #\r\n")
+    assert text.count(b"\n") == text.count(b"\r\n") > 1
+    assert b"\r" not in bodies[f"{data.mac}.xml"]
+    # Values written as is (no XML entity in a Panasonic value), read by its strict parser.
     assert parse_quoted(bodies["ACME.cfg"]) == {
         "PHONE_NUMBER_1": "Bob <1>",
         "PHONE_NUMBER_2": "Bob <2>",
@@ -103,7 +108,7 @@ def test_templates_check_validates_each_file_in_its_own_format(tmp_path: Path) -
     assert {r.file.split(" ")[0] for r in results} == {"0015654aa937.xml", "ACME.cfg"}
     assert [r.problems for r in results if r.problems] == []
     # The same text read as the family's XML would be refused: the file's format was used.
-    body = b'# Panasonic SIP Phone Standard Format File #\nPHONE_NUMBER_1="x"\n'
+    body = b'# Panasonic SIP Phone Standard Format File #\r\nPHONE_NUMBER_1="x"\r\n'
     assert validate("quoted", body) == [] and validate("xml", body) != []
     # A text file that breaks its own format is caught by the check.
     broken = make_family(tmp_path / "bad", text='PHONE_NUMBER_1 = "x"\n')

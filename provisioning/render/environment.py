@@ -10,7 +10,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from provisioning.devices.catalog import Catalog, Family, FileSpec
-from provisioning.render.escaping import AUTOESCAPE, FINALIZERS, UnsafeValue
+from provisioning.render.escaping import AUTOESCAPE, FINALIZERS, NEWLINES, UnsafeValue
 
 
 class RenderError(Exception):
@@ -78,6 +78,7 @@ def _environment(family: Family, fmt: str, override_dir: Path | None = None) -> 
         undefined=jinja2.StrictUndefined,
         autoescape=AUTOESCAPE[fmt],
         finalize=FINALIZERS[fmt],
+        newline_sequence=NEWLINES[fmt],
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,

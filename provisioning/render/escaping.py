@@ -109,6 +109,9 @@ FINALIZERS: dict[str, Callable[[Any], Any]] = {
 }
 # Only XML has an escaping syntax; the text formats refuse instead (above).
 AUTOESCAPE = {fmt: fmt == "xml" for fmt in FINALIZERS}
+# The line break a format's lines end with (Jinja's `newline_sequence`): Panasonic's manuals
+# (KX-UT, KX-HDV "Configuration File Specifications") say each line must end with CR LF.
+NEWLINES = {fmt: "\r\n" if fmt == "quoted" else "\n" for fmt in FINALIZERS}
 
 
 def check_text(value: str, fmt: str = "keyvalue") -> bool:

@@ -27,6 +27,9 @@ _CLI_COMMAND = re.compile(
     r'(?P<indent>(?:  )*)(?P<words>(?:[^\s"]+|"[^"\x00-\x1f]*")(?: (?:[^\s"]+|"[^"\x00-\x1f]*"))*)'
 )
 _QUOTED = re.compile(r'(?P<key>[A-Z0-9_]+)="(?P<value>[^"\x00-\x1f\x7f]*)"')
+_QUOTED_LINE_MAX = 537  # bytes, CR LF included
+_QUOTED_NAME_MAX = 32
+_QUOTED_VALUE_MAX = 500
 
 
 def validate(fmt: str, body: bytes) -> list[str]:
@@ -135,24 +138,37 @@ def _sectioned(
 
 
 def _quoted(text: str) -> list[str]:
-    """Panasonic's text form: the fixed first line, `KEY="value"`, comments, blank lines."""
-    lines = text.split("\n")
+    """Panasonic's text form (KX-UT and KX-HDV administrator manuals, "Configuration File
+    Specifications"): lines ending with CR LF, the last one too; the fixed first line; then
+    `KEY="value"`, comments, blank lines; a line at most 537 bytes with its CR LF, a name at
+    most 32 characters, a value at most 500."""
     problems = []
-    if lines[0] != _QUOTED_FIRST:
+    if not text.endswith("\r\n"):
+        problems.append("the last line must end with CR LF")
+    lines = text.split("\r\n")
+    if lines[-1] == "":
+        lines.pop()
+    if not lines or lines[0] != _QUOTED_FIRST:
         problems.append(f"line 1: must be {_QUOTED_FIRST}")
     seen: dict[str, int] = {}
-    for number, line in enumerate(lines[1:], start=2):
-        if not line or line.startswith("#"):
+    for number, line in enumerate(lines, start=1):
+        if "\n" in line or "\r" in line:
+            problems.append(f"line {number}: a line break other than CR LF")
+            continue
+        if len(line.encode("utf-8")) + 2 > _QUOTED_LINE_MAX:
+            problems.append(f"line {number}: longer than {_QUOTED_LINE_MAX} bytes with its CR LF")
+        if number == 1 or not line or line.startswith("#"):
             continue
         match = _QUOTED.fullmatch(line)
         if match is None:
             problems.append(f"line {number}: not 'KEY=\"value\"': {line[:60]!r}")
             continue
-        if match["key"] in seen:
-            problems.append(
-                f"line {number}: {match['key']} already set on line {seen[match['key']]}"
-            )
-        seen[match["key"]] = number
+        key = match["key"]
+        if len(key) > _QUOTED_NAME_MAX or len(match["value"]) > _QUOTED_VALUE_MAX:
+            problems.append(f"line {number}: {key}: name or value too long")
+        if key in seen:
+            problems.append(f"line {number}: {key} already set on line {seen[key]}")
+        seen[key] = number
     return problems
 
 

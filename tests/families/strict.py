@@ -19,7 +19,8 @@ two lines that differ in everything a phone must keep apart.
   spaces per mode and never more than one mode deeper than the line before; `#` comments. A
   command is read as `parent/.../word[i]` -> the rest of its words, `i` counting the commands
   of the same first word in that mode (so a mode's own arguments are a setting too).
-- `KEY="value"` (Panasonic's text form): the fixed first line, then quoted values without a `"`.
+- `KEY="value"` (Panasonic's text form): CR LF line ends, the fixed first line, then quoted values
+  without a `"`.
 In every text format a line that is none of these is an error, never skipped.
 """
 
@@ -190,11 +191,17 @@ _QUOTED_LINE = re.compile(r'(?P<key>[A-Z0-9_]+)="(?P<value>[^"\x00-\x1f\x7f]*)"'
 
 
 def parse_quoted(body: bytes) -> dict[str, str]:
-    lines = body.decode("utf-8").split("\n")
+    """Panasonic's manuals: every line ends with CR LF (the last one too), the first is fixed."""
+    text = body.decode("utf-8")
+    if not text.endswith("\r\n"):
+        raise FormatError("the last line must end with CR LF")
+    lines = text.split("\r\n")[:-1]
     if lines[0] != PANASONIC_FIRST_LINE:
         raise FormatError(f"line 1 must be {PANASONIC_FIRST_LINE}, not {lines[0][:50]!r}")
     settings: dict[str, str] = {}
     for number, line in enumerate(lines[1:], start=2):
+        if "\r" in line or "\n" in line:
+            raise FormatError(f"line {number}: a line break other than CR LF")
         if not line or line.startswith("#"):
             continue
         match = _QUOTED_LINE.fullmatch(line)

@@ -44,7 +44,7 @@ GOOD = {
     "colon": b"# comment\nsip line1 auth name: bob\nsip line1 password: p:w\n\n",
     "spaced": b"# c\n[USER_CONFIG]\nVERSION 000001\nSIP_DOMAIN1 pbx.example.net\n",
     "ini": b"[sip]\nregid1=bob\n; c\n[sys]\nconfig_sn=000000000001\n",
-    "quoted": b'# Panasonic SIP Phone Standard Format File #\nSIP_AUTHID_1="bob"\n',
+    "quoted": b'# Panasonic SIP Phone Standard Format File #\r\nSIP_AUTHID_1="bob"\r\n\r\n',
     "cli": b'# c\nactions\n  rule R\n    action "a b"\n\nuser x password y\n',
 }
 BAD = {
@@ -52,8 +52,11 @@ BAD = {
     "colon": [b"sip line1 auth name bob\n", b"a b: 1\nA B: 2\n", b"key:\x0bx\n"],
     "spaced": [b"KEY\n", b"KEY  v\n", b"K v\nK w\n", b"K v\x0bw\n", b"K " + b"v" * 80 + b"\n", b"k v\n"],
     "ini": [b"a=1\n", b"[s]\na = 1\n", b"[s]\na=1\na=2\n", b"[s]\nnot a setting\n", b"[s]\na=\x01\n"],
-    "quoted": [b'A="1"\n', b'# Panasonic SIP Phone Standard Format File #\nA="x"y"\n',
-               b"# Panasonic SIP Phone Standard Format File #\nA=1\n"],
+    "quoted": [b'A="1"\r\n', b'# Panasonic SIP Phone Standard Format File #\r\nA="x"y"\r\n',
+               b"# Panasonic SIP Phone Standard Format File #\r\nA=1\r\n",
+               b'# Panasonic SIP Phone Standard Format File #\nA="1"\n',  # LF alone
+               b'# Panasonic SIP Phone Standard Format File #\r\nA="1"',  # last line open
+               b'# Panasonic SIP Phone Standard Format File #\r\nA="1"\r\nA="2"\r\n'],
 }  # fmt: skip
 
 
