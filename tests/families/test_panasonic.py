@@ -1,5 +1,7 @@
-"""Panasonic KX-UT1xx (XML form): real User-Agents, the file name, the attributes of two
-different lines read back with an XML parser, provisioning, re-check, resync and time zone."""
+"""Panasonic KX-UT1xx: real User-Agents, the file names, the factory file (text form, read back
+with the strict `KEY="value"` parser) that chains a new phone to its own file under its token,
+the attributes of two different lines in that file (XML form, read back with an XML parser),
+provisioning, re-check, resync and time zone, and both fetched through the server."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from provisioning.render.context import DeviceData
 from provisioning.render.environment import Renderer
 from provisioning.render.files import device_files, render_file, spec_for
 from provisioning.settings import PROJECT_ROOT, Settings
-from tests.families.strict import ALICE_AND_BOB, parse_xml
+from tests.families.strict import ALICE_AND_BOB, parse_quoted, parse_xml
 
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
 FAMILY = CATALOG.families["panasonic"]
@@ -46,15 +48,24 @@ def test_user_agents() -> None:
     assert info.model is None and info.mac is None and info.firmware == "01.022"
 
 
-def test_catalog_and_file_name() -> None:
+def test_catalog_and_file_names() -> None:
     assert {m.id.removeprefix("panasonic-"): m.slots for m in FAMILY.models.values()} == SLOTS
     assert not any(m.confirmed for m in FAMILY.models.values())
     assert FAMILY.notify_event == "check-sync"
+    # The factory file first (what a new phone asks for), then its own file.
+    for key in SLOTS:
+        model = FAMILY.models[f"panasonic-{key}"]
+        assert FAMILY.file_names(MAC, model) == [f"{model.ua_models[0]}.cfg", f"{MAC}.xml"]
     matches = match_file(CATALOG, f"{MAC.upper()}.xml")
     mine = [m for m in matches if m.family is FAMILY]
     assert [m.mac for m in mine] == [MAC]
     assert spec_for(CATALOG, "panasonic-kx_ut123", matches) is mine[0].spec
-    assert mine[0].spec.lines and mine[0].spec.secret
+    assert mine[0].spec.lines and mine[0].spec.secret and mine[0].spec.format == "xml"
+    # The factory file: Panasonic's text form, no lines, the device token (secret).
+    matches = match_file(CATALOG, "KX-UT123.cfg")
+    (factory,) = [m for m in matches if m.family is FAMILY]
+    assert factory.mac is None and factory.code == "UT123"
+    assert factory.spec.format == "quoted" and factory.spec.secret and not factory.spec.lines
 
 
 def two_lines(model_id: str = "panasonic-kx_ut123", slots: int = 2) -> DeviceData:
@@ -64,10 +75,31 @@ def two_lines(model_id: str = "panasonic-kx_ut123", slots: int = 2) -> DeviceDat
 
 
 def render(data: DeviceData, settings: Settings = SETTINGS) -> ET.Element:
-    ((name, spec),) = device_files(CATALOG, data.model_id, data.mac)
+    (_, (name, spec)) = device_files(CATALOG, data.model_id, data.mac)
     assert name == f"{data.mac}.xml"
     body = render_file(RENDERER, settings, data, spec).body
     return parse_xml(body)  # strict: expat, no recovery, no DOCTYPE or entity
+
+
+def render_factory(data: DeviceData, settings: Settings = SETTINGS) -> bytes:
+    ((name, spec), _) = device_files(CATALOG, data.model_id, data.mac)
+    assert name == CATALOG.models[data.model_id].ua_models[0] + ".cfg"
+    return render_file(RENDERER, settings, data, spec).body
+
+
+def test_the_factory_file_chains_a_new_phone_to_its_own_file() -> None:
+    """Panasonic's manuals: the text form, CR LF line ends, the fixed first line; what it sets is
+    read back by the strict `KEY="value"` parser (tests/families/strict.py)."""
+    body = render_factory(two_lines())
+    assert body.startswith(b"# Panasonic SIP Phone Standard Format File #\r\n")
+    assert body.endswith(b"\r\n\r\n") and body.count(b"\n") == body.count(b"\r\n")
+    url = f"http://prov.example.net/{SAMPLE_TOKEN}/{MAC}.xml"
+    # Only the chain: no line and no credential but the device token in the URL.
+    assert parse_quoted(body) == {"CFG_STANDARD_FILE_PATH": url}
+    assert attr(render(two_lines()), "CFG_STANDARD_FILE_PATH") == url  # the file names itself
+    for key in SLOTS:  # every model's factory file, the same chain
+        data = replace(two_lines(), model_id=f"panasonic-{key}", lines={})
+        assert parse_quoted(render_factory(data)) == {"CFG_STANDARD_FILE_PATH": url}
 
 
 def attr(root: ET.Element, name: str) -> str | None:
@@ -170,7 +202,16 @@ async def test_a_phone_fetches_its_file_through_the_server(
         await inventory.assign_line(session, MAC, first.id)
         await inventory.assign_line(session, MAC, second.id)
     ua = {"User-Agent": "Panasonic_KX-UT123/01.133 (0080f0c8c381)"}
-    resp = await client.get(f"/{token}/{MAC.upper()}.xml", headers=ua)
+    # Fresh from the box, option 66 `http://phones.test:8080/<token>/`: `{MODEL}.cfg` first.
+    resp = await client.get(f"/{token}/KX-UT123.cfg", headers=ua)
+    assert resp.status == 200 and resp.content_type == "text/plain"
+    chained = parse_quoted(await resp.read())["CFG_STANDARD_FILE_PATH"]
+    assert chained == f"http://phones.test:8080/{token}/{MAC}.xml"
+    # It carries the token: never given to a request without it (a MAC is not a secret).
+    resp = await client.get("/KX-UT123.cfg", headers=ua)
+    assert resp.status == 404 and await resp.read() == b""
+    # Then the file it names.
+    resp = await client.get(chained.removeprefix("http://phones.test:8080"), headers=ua)
     assert resp.status == 200
     root = parse_xml(await resp.read())
     assert attr(root, "SIP_RGSTR_ADDR_1") == "pbx-a.example.net"
