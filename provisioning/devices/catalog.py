@@ -18,8 +18,9 @@ from typing import Any
 # in another one says so (`[[files]] format`): Panasonic's factory file is text `KEY="value"`
 # beside its XML device file. keyvalue: Yealink `key = value`; xml; colon: Aastra
 # `key: value` (keys with spaces); spaced: Avaya `KEY value`; ini: `[section]` + `key=value`
-# (Technicolor); quoted: Panasonic `KEY="value"`; cli: Patton SmartNode commands, indented.
-FORMATS = ("keyvalue", "xml", "colon", "spaced", "ini", "quoted", "cli")
+# (Technicolor); quoted: Panasonic `KEY="value"`; cli: Patton SmartNode commands, indented;
+# ini_indented: Zenitel's INI, ` key=value` indented one space under `[section]`.
+FORMATS = ("keyvalue", "xml", "colon", "spaced", "ini", "quoted", "cli", "ini_indented")
 _PLACEHOLDERS = {
     # Phones differ in MAC case; matching is case-insensitive, generated names use `mac_case`.
     "mac": r"(?P<mac>[0-9A-Fa-f]{12})",

@@ -26,6 +26,7 @@ FORMAT_NAMES = {
     "spaced": "`KEY value` text",
     "ini": "INI text",
     "quoted": '`KEY="value"` text',
+    "ini_indented": "INI text, settings indented",
 }
 
 

@@ -91,6 +91,7 @@ FORBIDDEN: dict[str, re.Pattern[str]] = {
     "ini": _KEYVALUE_FORBIDDEN,
     "quoted": _QUOTED_FORBIDDEN,
     "cli": _KEYVALUE_FORBIDDEN,
+    "ini_indented": _KEYVALUE_FORBIDDEN,
 }
 FINALIZERS: dict[str, Callable[[Any], Any]] = {
     "keyvalue": _checked(_KEYVALUE_FORBIDDEN, "key = value"),
@@ -106,6 +107,8 @@ FINALIZERS: dict[str, Callable[[Any], Any]] = {
     # Patton's CLI: a line break would start a command of its own. Spaces and quotes split or
     # join arguments: the templates refuse them where an argument must stay one word.
     "cli": _checked(_KEYVALUE_FORBIDDEN, "SmartNode CLI"),
+    # Zenitel's INI: the value is the rest of the line after the first `=`, as in `ini`.
+    "ini_indented": _checked(_KEYVALUE_FORBIDDEN, "INI"),
 }
 # Only XML has an escaping syntax; the text formats refuse instead (above).
 AUTOESCAPE = {fmt: fmt == "xml" for fmt in FINALIZERS}

@@ -20,6 +20,8 @@ _SECTION = re.compile(r"\[(?P<name>[A-Za-z0-9_]+)\]")
 _SPACED_MAX = 79
 # INI (Technicolor): `key=value`, no spaces around `=`.
 _INI = re.compile(r"(?P<key>[A-Za-z0-9_]+)=(?P<value>[^\x00-\x1f\x7f]*)")
+# Zenitel's INI: the same settings, each indented by exactly one space.
+_INI_INDENTED = re.compile(r" (?P<key>[A-Za-z0-9_]+)=(?P<value>[^\x00-\x1f\x7f]*)")
 # Panasonic's text form: a fixed first comment line, then `KEY="value"`.
 _QUOTED_FIRST = "# Panasonic SIP Phone Standard Format File #"
 # Patton SmartNode CLI: indentation by two spaces per mode, words or "quoted strings".
@@ -47,6 +49,8 @@ def validate(fmt: str, body: bytes) -> list[str]:
         return _sectioned(text, _SPACED, "KEY value", max_length=_SPACED_MAX)
     if fmt == "ini":
         return _sectioned(text, _INI, "key=value", need_section=True)
+    if fmt == "ini_indented":
+        return _ini_indented(text)
     if fmt == "quoted":
         return _quoted(text)
     if fmt == "cli":
@@ -130,6 +134,34 @@ def _sectioned(
             continue
         if need_section and section is None:
             problems.append(f"line {number}: a setting before the first [section]")
+        key = (section, match["key"])
+        if key in seen:
+            problems.append(f"line {number}: {match['key']} already set on line {seen[key]}")
+        seen[key] = number
+    return problems
+
+
+def _ini_indented(text: str) -> list[str]:
+    """Zenitel: `[section]` headers at the start of a line, ` key=value` settings indented by one
+    space, blank lines. No comment syntax is in the reference, so a comment is refused too; no
+    setting before the first header, no key twice in a section."""
+    problems = []
+    section: str | None = None
+    seen: dict[tuple[str, str], int] = {}
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line:
+            continue
+        header = _SECTION.fullmatch(line)
+        if header is not None:
+            section = header["name"]
+            continue
+        match = _INI_INDENTED.fullmatch(line)
+        if match is None:
+            problems.append(f"line {number}: not ' key=value' nor '[section]': {line[:60]!r}")
+            continue
+        if section is None:
+            problems.append(f"line {number}: a setting before the first [section]")
+            continue
         key = (section, match["key"])
         if key in seen:
             problems.append(f"line {number}: {match['key']} already set on line {seen[key]}")

@@ -19,6 +19,9 @@ two lines that differ in everything a phone must keep apart.
   spaces per mode and never more than one mode deeper than the line before; `#` comments. A
   command is read as `parent/.../word[i]` -> the rest of its words, `i` counting the commands
   of the same first word in that mode (so a mode's own arguments are a setting too).
+- Zenitel's INI: `[section]` headers at the start of a line, ` key=value` settings indented by
+  exactly one space, blank lines; no comments (none in the reference), no setting outside a
+  section, no key twice in one; read as `section/key`.
 - `KEY="value"` (Panasonic's text form): CR LF line ends, the fixed first line, then quoted values
   without a `"`.
 In every text format a line that is none of these is an error, never skipped.
@@ -179,6 +182,32 @@ def parse_spaced(body: bytes) -> dict[str, str]:
     return _sectioned(body, _SPACED_LINE, ini=False)
 
 
+_INI_INDENTED_LINE = re.compile(r" (?P<key>[A-Za-z0-9_]+)=(?P<value>[^\x00-\x1f\x7f]*)")
+
+
+def parse_ini_indented(body: bytes) -> dict[str, str]:
+    """Zenitel's INI settings as `section/key`."""
+    settings: dict[str, str] = {}
+    section = ""
+    for number, line in enumerate(body.decode("utf-8").split("\n"), start=1):
+        if not line:
+            continue
+        header = _SECTION_LINE.fullmatch(line)
+        if header is not None:
+            section = header["name"]
+            continue
+        match = _INI_INDENTED_LINE.fullmatch(line)
+        if match is None:
+            raise FormatError(f"line {number}: not ' key=value' nor a [section]: {line[:60]!r}")
+        if not section:
+            raise FormatError(f"line {number}: {match['key']} outside any [section]")
+        path = f"{section}/{match['key']}"
+        if path in settings:
+            raise FormatError(f"line {number}: {path} set twice")
+        settings[path] = match["value"]
+    return settings
+
+
 def parse_ini(body: bytes) -> dict[str, str]:
     """INI settings as `section/key`."""
     return _sectioned(body, _INI_LINE, ini=True)
@@ -255,6 +284,7 @@ def settings_of(fmt: str, body: bytes) -> dict[str, str]:
         "ini": parse_ini,
         "quoted": parse_quoted,
         "cli": parse_cli,
+        "ini_indented": parse_ini_indented,
     }
     if fmt in parsers:
         return parsers[fmt](body)

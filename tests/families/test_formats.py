@@ -10,7 +10,7 @@ from provisioning.render.escaping import FINALIZERS, FORBIDDEN, UnsafeValue, che
 from provisioning.render.validate import validate
 from tests.families.strict import FormatError, settings_of
 
-TEXT_FORMATS = ("colon", "spaced", "ini", "quoted", "cli")
+TEXT_FORMATS = ("colon", "spaced", "ini", "quoted", "cli", "ini_indented")
 
 
 def test_every_format_has_escaping_validation_and_a_strict_parser() -> None:
@@ -46,9 +46,12 @@ GOOD = {
     "ini": b"[sip]\nregid1=bob\n; c\n[sys]\nconfig_sn=000000000001\n",
     "quoted": b'# Panasonic SIP Phone Standard Format File #\r\nSIP_AUTHID_1="bob"\r\n\r\n',
     "cli": b'# c\nactions\n  rule R\n    action "a b"\n\nuser x password y\n',
+    "ini_indented": b"[general]\n auto_update_interval=5\n\n[sip]\n sip_id=bob\n auth_pwd=a=b\n",
 }
 BAD = {
     "cli": [b"  indented first\n", b"a\n    too deep\n", b'a "open\n', b"a  b\n", b"a\tb\n"],
+    "ini_indented": [b" a=1\n", b"[s]\na=1\n", b"[s]\n  a=1\n", b"[s]\n a = 1\n", b"[s]\n a=1\n a=2\n",
+                     b"[s]\n# c\n", b"[s]\n a=\x01\n", b" [s]\n"],
     "colon": [b"sip line1 auth name bob\n", b"a b: 1\nA B: 2\n", b"key:\x0bx\n"],
     "spaced": [b"KEY\n", b"KEY  v\n", b"K v\nK w\n", b"K v\x0bw\n", b"K " + b"v" * 80 + b"\n", b"k v\n"],
     "ini": [b"a=1\n", b"[s]\na = 1\n", b"[s]\na=1\na=2\n", b"[s]\nnot a setting\n", b"[s]\na=\x01\n"],
@@ -83,3 +86,11 @@ def test_sections_are_part_of_the_path() -> None:
     assert settings_of("ini", GOOD["ini"]) == {"sip/regid1": "bob", "sys/config_sn": "000000000001"}
     spaced = settings_of("spaced", GOOD["spaced"])
     assert spaced["USER_CONFIG/SIP_DOMAIN1"] == "pbx.example.net"
+
+
+def test_zenitel_ini_reads_indented_settings_by_section() -> None:
+    assert settings_of("ini_indented", GOOD["ini_indented"]) == {
+        "general/auto_update_interval": "5",
+        "sip/sip_id": "bob",
+        "sip/auth_pwd": "a=b",
+    }
