@@ -17,6 +17,7 @@ from provisioning.render.context import DeviceData
 from provisioning.render.environment import Renderer, RenderRefused
 from provisioning.render.files import device_files, render_file
 from provisioning.settings import PROJECT_ROOT, Settings
+from tests.families.strict import LINE_1, LINE_2, parse_xml, two_lines
 
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
 FAMILY = CATALOG.families["gigaset"]
@@ -25,6 +26,7 @@ SETTINGS = Settings(public_url="http://prov.example.net", secret_key=())
 GOLDEN = Path(__file__).parent.parent / "golden" / "gigaset"
 MAC = "7c2f804df9a9"
 N510, N670, N870 = "gigaset-n510", "gigaset-n670", "gigaset-n870"
+N720 = "gigaset-n720"
 
 # (User-Agent, model id or None, firmware, MAC or None).
 USER_AGENTS = [
@@ -36,9 +38,11 @@ USER_AGENTS = [
     ("Gigaset N670 IP PRO/83.V2.39.0+build.f1e2d3c;7C2F80A1B2C3", N670, "83.V2.39.0", "7c2f80a1b2c3"),
     # Older N510 software sends no MAC.
     ("N510 IP PRO/42.258.00.000.000", N510, "42.258.00.000.000", None),
+    # Wazo common/common.py (issue 19: the N720).
+    ("Gigaset N720 DM PRO/70.089.00.000.000;7C2F80CA21E4", N720, "70.089.00.000.000", "7c2f80ca21e4"),
+    ("Gigaset N720 DM PRO/70.108.00.000.000", N720, "70.108.00.000.000", None),
+    ("N720-DM-PRO/70.040.00.000.000", N720, "70.040.00.000.000", None),
     # Gigaset bases the catalog does not list: the family is known, the model is not.
-    ("Gigaset N720 DM PRO/70.089.00.000.000;7C2F80CA21E4", None, "70.089.00.000.000", "7c2f80ca21e4"),
-    ("N720-DM-PRO/70.040.00.000.000", None, "70.040.00.000.000", None),
     ("Gigaset N870E IP PRO/83.V2.65.0+build.d1d6a22;7C2F80000E01", None, "83.V2.65.0", "7c2f80000e01"),
 ]  # fmt: skip
 
@@ -86,10 +90,17 @@ def test_other_file_names_are_not_gigaset(name: str) -> None:
 
 def test_catalog() -> None:
     models = FAMILY.models
-    assert {m.id: m.slots for m in models.values()} == {N510: 6, N670: 20, N870: 250}
-    # The reference confirms none of the account counts.
+    assert {m.id: m.slots for m in models.values()} == {N510: 6, N670: 20, N870: 250, N720: 100}
+    # The reference confirms none of the account counts (the N720's is Wazo's, but its
+    # provisioning-server keys are unconfirmed).
     assert not any(m.confirmed for m in models.values())
-    assert {m.id: m.code for m in models.values()} == {N510: "42", N670: "83", N870: "83"}
+    assert {m.id: m.code for m in models.values()} == {
+        N510: "42",
+        N670: "83",
+        N870: "83",
+        N720: "70",
+    }
+    assert FAMILY.models[N720].unwritten == ("transport",)
     assert FAMILY.notify_event == "check-sync;reboot=false"
     for model_id in models:
         names = [(name, spec.secret) for name, spec in device_files(CATALOG, model_id, MAC)]
@@ -380,3 +391,126 @@ def test_nx70_golden() -> None:
         golden.write_text(body, encoding="utf-8")
     assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
     assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"
+
+
+# --- N720 DM PRO: <ProviderFrame> of SYMB_ITEMs, accounts and provider profiles (Wazo N720)
+
+
+def n720_items(text: str) -> dict[str, str]:
+    """Through the strict XML parser of tests/families/strict.py: each SYMB_ITEM once."""
+    root = parse_xml(text.encode("utf-8"))
+    assert root.tag == "ProviderFrame"
+    assert root.get(f"{{{XSI}}}noNamespaceSchemaLocation") == "N720_general.xsd"
+    (provider,) = root
+    assert provider.find("PROFILE_NAME").attrib == {"class": "string", "value": "N720"}  # type: ignore[union-attr]
+    assert provider.find("MAC_ADDRESS").attrib == {"value": MAC.upper()}  # type: ignore[union-attr]
+    items: dict[str, str] = {}
+    for item in provider.iter("SYMB_ITEM"):
+        assert item.get("class") == "symb_item"
+        key = item.attrib["ID"]
+        assert key not in items, f"{key} set twice"
+        items[key] = item.attrib["value"]
+    return items
+
+
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+ACCOUNT = "BS_VOIP_Data.astVoipAccounts[{}]."
+PROVIDER = "BS_VOIP_Data.astVoipProviders[{}]."
+
+
+def n720_slot(items: dict[str, str], slot: int) -> tuple[str, str, str, str, int]:
+    """Slot N's user, auth id, password, registrar and port, through its provider profile."""
+    a = ACCOUNT.format(slot - 1)
+    assert items[a + "ucB_SIP_ACCOUNT_IS_ACTIVE_1"] == "1"
+    p = PROVIDER.format(items[a + "ucVoipProviderIndex"])
+    assert items[p + "aucSIP_SERVER[%]"] == items[p + "aucSIP_REGISTRAR[%]"]
+    assert items[p + "uiSIP_SERVER_PORT"] == items[p + "uiSIP_REGISTRAR_PORT"]
+    return (
+        quoted(items[a + "aucS_SIP_USER_ID[0]"]),
+        quoted(items[a + "aucS_SIP_LOGIN_ID[0]"]),
+        quoted(items[a + "aucS_SIP_PASSWORD[0]"]),
+        quoted(items[p + "aucSIP_REGISTRAR[%]"]),
+        int(items[p + "uiSIP_REGISTRAR_PORT"], 16),
+    )
+
+
+def test_n720_two_lines_with_their_own_registrars() -> None:
+    data = two_lines(CATALOG, N720, MAC)
+    items = n720_items(render(data))
+    for slot, line in ((1, LINE_1), (2, LINE_2)):
+        expected = (
+            line.user,
+            line.auth_user,
+            line.password,
+            line.registrar_host,
+            line.registrar_port,
+        )
+        assert n720_slot(items, slot) == expected, slot
+    # Two registrars, two provider profiles; no third.
+    assert items[ACCOUNT.format(0) + "ucVoipProviderIndex"] == "0"
+    assert items[ACCOUNT.format(1) + "ucVoipProviderIndex"] == "1"
+    assert PROVIDER.format(2) + "aucSIP_SERVER[%]" not in items
+    # Slots 3..100 are inactive and emptied; nothing beyond account 100.
+    for i in range(2, 100):
+        a = ACCOUNT.format(i)
+        assert items[a + "ucB_SIP_ACCOUNT_IS_ACTIVE_1"] == "0"
+        for key in ("aucS_SIP_USER_ID[0]", "aucS_SIP_LOGIN_ID[0]", "aucS_SIP_PASSWORD[0]"):
+            assert items[a + key] == '""', a + key
+    assert ACCOUNT.format(100) + "ucB_SIP_ACCOUNT_IS_ACTIVE_1" not in items
+    # No transport key: the model declares it unwritten (REFERENCES.md).
+    assert not [key for key in items if "TRANSPORT" in key]
+    swapped = replace(data, lines={1: LINE_2, 2: LINE_1})
+    swapped_items = n720_items(render(swapped))
+    assert n720_slot(swapped_items, 1)[:3] == (LINE_2.user, LINE_2.auth_user, LINE_2.password)
+
+
+def test_n720_lines_on_one_registrar_share_a_profile() -> None:
+    data = two_lines(CATALOG, N720, MAC)
+    same = replace(
+        LINE_2, registrar_host=LINE_1.registrar_host, registrar_port=LINE_1.registrar_port
+    )
+    items = n720_items(render(replace(data, lines={1: LINE_1, 3: same})))
+    assert items[ACCOUNT.format(0) + "ucVoipProviderIndex"] == "0"
+    assert items[ACCOUNT.format(2) + "ucVoipProviderIndex"] == "0"
+    assert PROVIDER.format(1) + "aucSIP_SERVER[%]" not in items
+
+
+def test_n720_provisioning_time_and_language() -> None:
+    data = two_lines(CATALOG, N720, MAC)
+    items = n720_items(render(data))
+    text = render(data)
+    server = f"prov.example.net/{SAMPLE_TOKEN}"
+    assert quoted(items["BS_IP_Data.aucS_DATA_SERVER[0]"]) == server
+    assert f'<S_CONFIGFILE_URL class="string" value=\'"{server}/{MAC.upper()}.xml"\'/>' in text
+    assert items["BS_IP_Data.ucB_DO_CHECK_FOR_PROFILE_UPDATES"] == "1"
+    # Europe/Paris (UTC+1) -> 0x1b with automatic DST, French web UI 0x9 (the N510's tables).
+    assert (data.timezone, data.language) == ("Europe/Paris", "fr")
+    assert items["BS_IP_Data.uiI_TIME_TIMEZONE"] == "0x1b"
+    assert items["BS_IP_Data.ucB_TIME_USE_AUTOMATIC_DST"] == "1"
+    assert items["BS_IP_Data.ucI_HTTPLANGUAGE"] == "0x9"
+
+
+@pytest.mark.parametrize("field", ["user", "auth_user", "password", "registrar_host"])
+def test_n720_double_quote_in_a_credential(field: str) -> None:
+    data = two_lines(CATALOG, N720, MAC)
+    bad = replace(data, lines={1: LINE_1, 2: replace(LINE_2, **{field: 'a"b'})})
+    ((_, spec),) = device_files(CATALOG, N720, MAC)
+    with pytest.raises(RenderRefused, match=r"slot 2: .* double quote"):
+        render_file(RENDERER, SETTINGS, bad, spec)
+
+
+def test_n720_golden() -> None:
+    """The N720's symbols: two lines on two registrars (the generic golden files show the N510)."""
+    body = render(two_lines(CATALOG, N720, MAC))
+    golden = GOLDEN / "gigaset-n720-2-lines--7C2F804DF9A9.xml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(body, encoding="utf-8")
+    assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
+    assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"
+
+
+def test_n720_zone_without_a_code_is_left_alone() -> None:
+    data = replace(two_lines(CATALOG, N720, MAC), timezone="Asia/Kolkata", language="xx")
+    items = n720_items(render(data))
+    assert "BS_IP_Data.uiI_TIME_TIMEZONE" not in items
+    assert "BS_IP_Data.ucI_HTTPLANGUAGE" not in items
