@@ -3,6 +3,7 @@ phone-specific and firmware setting files tell the phone (vendor-formats.md sect
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +14,10 @@ from provisioning.devices.catalog import load_catalog
 from provisioning.devices.identify import match_file, parse_user_agent
 from provisioning.render.check import SAMPLE_TOKEN, sample_device
 from provisioning.render.context import DeviceData
-from provisioning.render.environment import Renderer
+from provisioning.render.environment import Renderer, RenderRefused
 from provisioning.render.files import device_files, render_file
 from provisioning.settings import PROJECT_ROOT, Settings
+from tests.families.strict import LINE_1, LINE_2, parse_xml, two_lines
 
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
 FAMILY = CATALOG.families["snom"]
@@ -45,6 +47,8 @@ USER_AGENTS = [
     ("Mozilla/4.0 (compatible; snomD385-SIP 10.1.73.16 2010.12-00004-g9ba52f5 0004139F0A1B SXM:0 UXM:1)", "snom-d385", "10.1.73.16", "0004139f0a1b"),
     # Wazo common.py: the PA1 (issue 19).
     ("Mozilla/4.0 (compatible; snomPA1-SIP 8.4.35 1.1.3-s)", "snom-pa1", "8.4.35", None),
+    # Wazo common_dect/common.py: an M-series DECT base (issue 19).
+    ("Mozilla/4.0 (compatible; Snom M900 05.20.0001 000413b60680)", "snom-m900", "05.20.0001", "000413b60680"),
     # Models outside the catalog: a Snom all the same.
     ("Mozilla/4.0 (compatible; snom870-SIP 8.4.35 SPEAr300 SNOM 1.4)", None, "8.4.35", None),
     # Firmware before 6.5 says nothing but that it is a Snom.
@@ -84,6 +88,9 @@ def test_other_user_agents_are_not_snom(ua: str) -> None:
         ("snomD785-000413922d24.htm", MAC, "D785"),
         ("snom710-000413741767.htm", "000413741767", "710"),
         ("snomD785-firmware.xml", None, "D785"),
+        # M-series: the device file Wazo's DECT plugin reads the MAC from.
+        ("snomM700-000413B60680.htm", "000413b60680", "M700"),
+        ("snomM700.htm", None, "M700"),
     ],
 )
 def test_file_names(name: str, mac: str | None, code: str) -> None:
@@ -112,7 +119,11 @@ def test_catalog() -> None:
     }  # fmt: skip
     assert {k: models[f"snom-{k}"].slots for k in wazo} == wazo
     assert {m.id for m in models.values() if m.confirmed} == {f"snom-{k}" for k in wazo}
-    assert all(1 <= m.slots <= 12 for m in models.values())
+    # M-series DECT bases (Wazo's DECT plugin-info `lines`), not confirmed (family.toml).
+    dect = {"m300": 20, "m400": 20, "m700": 1000, "m900": 1000}
+    assert {k: models[f"snom-{k}"].slots for k in dect} == dect
+    assert all(models[f"snom-{k}"].unwritten == ("transport",) for k in dect)
+    assert all(1 <= m.slots <= 12 for m in models.values() if m.code[:1] != "M")
     assert all(m.code and m.ua_models == (m.code.upper(),) for m in models.values())
     assert FAMILY.notify_event == "check-sync;reboot=false"
     names = [(name, spec.secret) for name, spec in device_files(CATALOG, D785, MAC)]
@@ -237,3 +248,94 @@ def test_firmware_image(tmp_path: Path) -> None:
     (firmware,) = root
     assert firmware.tag == "firmware"
     assert firmware.text == "http://prov.example.net/firmware/snom/snomD785-10.1.169.16-SIP-r.bin"
+
+
+# --- M-series DECT bases (_dect.xml.j2; Wazo common_dect base.tpl)
+
+M700 = "snom-m700"
+DECT_MAC = "000413b60680"
+
+
+def dect_settings(
+    model_id: str, data: DeviceData | None = None
+) -> dict[tuple[str, str | None], str]:
+    data = data or two_lines(CATALOG, model_id, DECT_MAC)
+    code = FAMILY.models[model_id].code
+    files = render(data)
+    assert set(files) == {
+        f"snom{code}.htm",
+        f"snom{code}-{DECT_MAC.upper()}.htm",
+        f"snom{code}-firmware.xml",
+    }
+    parse_xml(files[f"snom{code}-{DECT_MAC.upper()}.htm"].encode("utf-8"))  # the strict parser
+    return phone_settings(files[f"snom{code}-{DECT_MAC.upper()}.htm"])
+
+
+@pytest.mark.parametrize("model_id", ["snom-m300", "snom-m400", M700, "snom-m900"])
+def test_dect_two_lines_on_two_servers(model_id: str) -> None:
+    config = dect_settings(model_id)
+    # Servers numbered from 1 in slot order, one per (registrar, port); user_host by server.
+    assert config["srv_sip_server_alias", "1"] == LINE_1.registrar_host
+    assert config["user_host", "1"] == f"{LINE_1.registrar_host}:{LINE_1.registrar_port}"
+    assert config["srv_sip_server_alias", "2"] == LINE_2.registrar_host
+    assert config["user_host", "2"] == f"{LINE_2.registrar_host}:{LINE_2.registrar_port}"
+    assert ("user_host", "3") not in config
+    for slot, line in ((1, LINE_1), (2, LINE_2)):
+        idx = str(slot)
+        assert config["user_active", idx] == "on"
+        assert config["user_realname", idx] == line.display_name
+        assert config["user_name", idx] == line.user
+        assert config["user_pname", idx] == line.auth_user
+        assert config["user_pass", idx] == line.password
+        # Identity N is handset N, registration code N on 4 digits, on its line's server.
+        assert config["subscr_sip_hs_idx", idx] == idx
+        assert config["subscr_dect_ac_code", idx] == f"{slot:04d}"
+        assert config["subscr_sip_ua_data_server_id", idx] == idx
+    # No desk-phone identity keys, no transport.
+    assert not [k for k in config if k[0] in ("user_outbound", "user_idle_text")]
+    slots = FAMILY.models[model_id].slots
+    for slot in (3, slots):
+        idx = str(slot)
+        assert config["user_active", idx] == "off"
+        for name in ("realname", "name", "pname", "pass"):
+            assert config[f"user_{name}", idx] == ""
+    assert ("user_active", str(slots + 1)) not in config
+    # The device's token URL and the device-wide settings, as on the desk phones.
+    assert config["setting_server", None] == f"http://prov.example.net/{SAMPLE_TOKEN}/"
+    assert config["settings_refresh_timer", None] == "300"
+
+
+def test_dect_lines_on_one_registrar_share_a_server() -> None:
+    data = two_lines(CATALOG, M700, DECT_MAC)
+    same = replace(
+        LINE_2, registrar_host=LINE_1.registrar_host, registrar_port=LINE_1.registrar_port
+    )
+    config = dect_settings(M700, replace(data, lines={1: LINE_1, 5: same}))
+    assert config["subscr_sip_ua_data_server_id", "1"] == "1"
+    assert config["subscr_sip_ua_data_server_id", "5"] == "1"
+    assert ("user_host", "2") not in config
+
+
+def test_dect_eleven_registrars_are_refused() -> None:
+    """Wazo's DECT plugin counts at most 10 SIP servers: an eleventh is a clear error."""
+    data = two_lines(CATALOG, M700, DECT_MAC)
+    lines = {
+        slot: replace(LINE_1, registrar_host=f"pbx{slot}.example.net") for slot in range(1, 12)
+    }
+    spec = dict(device_files(CATALOG, M700, DECT_MAC))[f"snomM700-{DECT_MAC.upper()}.htm"]
+    with pytest.raises(RenderRefused, match="11 different registrars"):
+        render_file(RENDERER, SETTINGS, replace(data, lines=lines), spec)
+    ten = {slot: line for slot, line in lines.items() if slot <= 10}
+    render_file(RENDERER, SETTINGS, replace(data, lines=ten), spec)
+
+
+def test_dect_golden() -> None:
+    """The M-series layout, two lines on two servers (the generic golden files show a desk
+    phone)."""
+    name = f"snomM300-{DECT_MAC.upper()}.htm"
+    body = render(two_lines(CATALOG, "snom-m300", DECT_MAC))[name]
+    golden = Path(__file__).parent.parent / "golden" / "snom" / f"snom-m300-2-lines--{name}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(body, encoding="utf-8")
+    assert golden.is_file(), f"missing golden file {golden} (UPDATE_GOLDEN=1 creates it)"
+    assert body == golden.read_text(encoding="utf-8"), f"{golden.name} differs"
