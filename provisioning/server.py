@@ -16,7 +16,7 @@ import time
 from aiohttp.http_exceptions import HttpProcessingError
 
 from provisioning import demo as demo_data
-from provisioning import listen, logs, metrics
+from provisioning import listen, logs, metrics, tftp
 from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import make_engine, make_session_factory
@@ -84,6 +84,8 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
 
 def _run_one(settings: Settings, share: tuple[int, int] = (0, 1)) -> None:
     app = create_app(settings, share=share)
+    # TFTP for phones that fetch no other way, when TFTP_LISTEN is set (README "TFTP (Zenitel)").
+    app.cleanup_ctx.append(tftp.tftp_ctx)
     # HTTP and/or HTTPS (settings HTTP, TLS_CERT/TLS_KEY): see provisioning.listen.
     listen.run(
         app,

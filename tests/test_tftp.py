@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import netaddr
 import pytest
 from aiohttp.test_utils import TestClient
@@ -26,14 +27,15 @@ from sqlalchemy import select
 from provisioning import accounts, tftp
 from provisioning.app import create_app
 from provisioning.crypto import Cipher
-from provisioning.db.engine import SessionFactory
+from provisioning.db.engine import SessionFactory, make_engine, make_session_factory
 from provisioning.db.models import Device, Push, Sighting
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.settings import Settings
 from provisioning.tftp import TFTP, TftpServer, negotiate, netascii, parse_request, tftp_ctx
 from tests.conftest import YEALINK_MAC, World
-from tests.peers.require import find_binary
+from tests.peers.require import find_binary, free_port
+from tests.phone_server import Served, fresh_database, serving
 
 MAC = "0013cb010203"
 FILE = "ipst_config_00_13_cb_01_02_03.cfg"
@@ -382,3 +384,40 @@ async def test_misses_over_tftp_ban_the_source_as_over_http(serve: Serve, statio
     code, body, _ = await curl(url(server, FILE))
     assert (code, body) == (PERMISSION, b"")
     assert server.services.guard.counts["banned_requests", ""] == 1
+
+
+async def test_serve_listens_for_tftp_when_told(
+    database_url: str, tmp_path: Path, catalog: Catalog, settings: Settings
+) -> None:
+    """`provisioning serve` as an operator runs it, with TFTP_LISTEN and TFTP_NETWORKS: the
+    station's file over TFTP is the one HTTP gives with its token."""
+    url = await fresh_database(database_url, tmp_path, "tftp_serve")
+    engine = make_engine(url)
+    try:
+        cipher = Cipher(settings.secret_key)
+        async with make_session_factory(engine)() as session, session.begin():
+            await inventory.sync_models(session, catalog)
+            account = await accounts.create_account(session, settings, "Zenitel owner")
+            line = await accounts.create_line(
+                session, settings, cipher, account.id, "+33100000009", password="pw-station-9",
+                registrar="udp:pbx-z.example.net:5060",
+            )  # fmt: skip
+            _, token = await inventory.add_device(
+                session, catalog, cipher, MAC, "zenitel-ip_station", account.id
+            )
+            await inventory.assign_line(session, MAC, line.id)
+    finally:
+        await engine.dispose()
+    port = free_port("udp")
+    served = Served(url, tmp_path, tftp_listen=f"127.0.0.1:{port}", tftp_networks="127.0.0.1/32")
+    with serving(served):
+        await served.ready()
+        async with (
+            aiohttp.ClientSession() as client,
+            client.get(f"{served.base}/{token}/{FILE}") as response,
+        ):
+            assert response.status == 200
+            expected = await response.read()
+        code, body, err = await curl(f"tftp://127.0.0.1:{port}/{FILE}")
+        assert (code, err) == (0, "") and body == expected, served.log()[-2000:]
+    assert f"TFTP on 127.0.0.1:{port}" in served.log()
