@@ -16,6 +16,7 @@ from provisioning.render.context import DeviceData
 from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
 from provisioning.settings import PROJECT_ROOT, Settings
+from tests.families.strict import parse_xml
 
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
 FAMILY = CATALOG.families["grandstream"]
@@ -496,7 +497,9 @@ GXV_KEYS = {1: KEYS_1_TO_4[1][:-1]} | {
 @pytest.mark.parametrize("slots", [(1, 2), (2, 16), (7, 15)])
 def test_gxv_accounts(slots: tuple[int, ...]) -> None:
     data = with_lines("grandstream-gxv3350", slots)
-    root = render(data)
+    ((_, spec),) = device_files(CATALOG, data.model_id, data.mac)
+    # Read through the strict XML parser of tests/families/strict.py (no DTD, UTF-8, one root).
+    root = parse_xml(render_file(RENDERER, SETTINGS, data, spec).body)
     assert GXV_KEYS[16][0] == "P1801" and GXV_KEYS[9][6] == "P1102"
     for slot, (active, name, display, user, auth, password, server, transport) in GXV_KEYS.items():
         line = data.lines.get(slot)
