@@ -16,7 +16,8 @@ from provisioning.render.context import DeviceData
 from provisioning.render.environment import Renderer, RenderError
 from provisioning.render.files import device_files, render_file
 from provisioning.settings import PROJECT_ROOT, Settings
-from tests.families.strict import LINE_1, LINE_2, parse_xml, two_lines
+from tests.families.strict import LINE_1, LINE_2, parse_xml
+from tests.families.strict import two_lines as strict_two_lines
 
 CATALOG = load_catalog(PROJECT_ROOT / "templates" / "devices")
 FAMILY = CATALOG.families["grandstream"]
@@ -538,7 +539,7 @@ def test_gxv_seventeenth_account_fails_loudly() -> None:
 
 def test_gxv_two_lines_on_two_registrars() -> None:
     """Slot 1 and slot 2 with different users, auth ids, registrars, ports and transports."""
-    data = two_lines(CATALOG, "grandstream-gxv3370", MAC)
+    data = strict_two_lines(CATALOG, "grandstream-gxv3370", MAC)
     ((_, spec),) = device_files(CATALOG, data.model_id, data.mac)
     root = parse_xml(render_file(RENDERER, SETTINGS, data, spec).body)
     for slot, line in ((1, LINE_1), (2, LINE_2)):
