@@ -248,8 +248,9 @@ class TftpServer:
         started = time.monotonic()
         loop = asyncio.get_running_loop()
         try:
+            # An IPv6 peer comes as (host, port, flowinfo, scope): the endpoint takes two.
             transport, channel = await loop.create_datagram_endpoint(
-                _Channel, local_addr=(self.host, 0), remote_addr=addr
+                _Channel, local_addr=(self.host, 0), remote_addr=(addr[0], addr[1])
             )
         except OSError as exc:
             log.warning("tftp %s: no port for a transfer: %s", addr[0], exc)

@@ -100,11 +100,13 @@ def serve(aiohttp_client: Any, settings: Settings, sessions: SessionFactory) -> 
     """The app with its TFTP listener on a free loopback port, started by the same cleanup
     context `serve` appends."""
 
-    async def start(networks: str = "127.0.0.0/8", **more: Any) -> tuple[TestClient, TftpServer]:
+    async def start(
+        networks: str = "127.0.0.0/8", host: str = "127.0.0.1", **more: Any
+    ) -> tuple[TestClient, TftpServer]:
         tftp_settings = replace(
             settings,
-            tftp_listen=("127.0.0.1", 0),
-            tftp_networks=netaddr.IPSet([networks]),
+            tftp_listen=(host, 0),
+            tftp_networks=netaddr.IPSet(networks.split(",")),
             **more,
         )
         app = create_app(tftp_settings)
@@ -199,6 +201,19 @@ async def test_an_allowed_station_gets_the_bytes_http_answers(
     lines = [r.getMessage() for r in caplog.records if r.name == "provisioning.tftp"]
     assert len([line for line in lines if f"RRQ '{FILE}' 'octet': sent" in line]) == 3, lines
     assert "pw-station-9" not in caplog.text
+
+
+async def test_an_ipv6_listener_serves_both_families_of_addresses(
+    serve: Serve, station: Station
+) -> None:
+    """`[::]:PORT` takes IPv4 clients too (as IPv4-mapped addresses, checked as IPv4)."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    client, server = await serve(networks="127.0.0.0/8,::1/128", host="::")
+    expected = await http_body(client, station)
+    for host in ("127.0.0.1", "[::1]"):
+        code, body, err = await curl(f"tftp://{host}:{server.port}/{FILE}")
+        assert (code, err, body) == (0, "", expected), host
 
 
 async def test_the_fetch_is_a_sighting_and_proves_the_change_applied(
