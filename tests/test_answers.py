@@ -318,7 +318,7 @@ async def test_a_database_that_stops_answering_gives_no_kept_answer(
         with monkeypatch.context() as patched:
             patched.setattr(rows, "generation_now" if rows.immediate else "_read_number",
                             down if rows.immediate else refused)  # fmt: skip
-            patched.setattr(rows, "by_token_hash", down_later)
+            patched.setattr(rows, "by_token_with_file", down_later)
             unavailable = await answer(url, head)
         assert (unavailable[0][0], unavailable[0][1]["retry-after"]) == (503, "30")
         assert services.answers.stale == stale + 1

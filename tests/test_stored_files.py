@@ -171,15 +171,21 @@ async def test_any_sequence_of_changes_renders_and_restarts_answers_what_the_dat
     renderer ahead, restarts (an empty render cache) and fetches, in a random order: every
     fetch answers the file as the database says it is at that moment, never an older one."""
     rng = random.Random(20261203)
-    read_kept = phone_files._kept
-    from_store: list[bool] = []
+    opened, rendered = phone_files._opened, phone_files.render_file
+    from_store: list[bool] = []  # per render-cache miss: the kept file used, or rendered
 
-    async def counted(*args: Any) -> Any:
-        found = await read_kept(*args)
-        from_store.append(found is not None)
+    def counted(*args: Any) -> Any:
+        found = opened(*args)
+        if found is not None:
+            from_store.append(True)
         return found
 
-    monkeypatch.setattr(phone_files, "_kept", counted)
+    def counted_render(*args: Any) -> Any:
+        from_store.append(False)
+        return rendered(*args)
+
+    monkeypatch.setattr(phone_files, "_opened", counted)
+    monkeypatch.setattr(phone_files, "render_file", counted_render)
     ahead = replace(settings, prerender_rate=0)  # passes are driven here, one at a time
     async with serving(ahead) as (url, app):
         services = app[SERVICES]

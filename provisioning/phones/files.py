@@ -96,7 +96,13 @@ async def _fetch(
 
     guard = services.guard
     phone = plausible_phone(matches, ua, path_mac) is not None
-    claim = Claim(token=token, path_mac=path_mac, ua_mac=ua_mac, phone=phone)
+    claim = Claim(
+        token=token,
+        path_mac=path_mac,
+        ua_mac=ua_mac,
+        phone=phone,
+        want=(file_name, services.stored.fingerprint),
+    )
     refusal: Refusal | None = None
     try:
         found = await guard.identify(request, services.read_sessions, claim)
@@ -123,7 +129,11 @@ async def _fetch(
             key = (device.id, device.config_revision, file_name)
             cached = services.cache.get(key)
             device_id, revision = device.id, device.config_revision
-            if cached is None:
+            if cached is None and device.kept is not None:
+                cached = _opened(
+                    services, device_id, revision, file_name, spec.content_type, device.kept
+                )
+            elif cached is None and not device.with_file:
                 cached = await _kept(services, device_id, revision, file_name, spec.content_type)
             if cached is None:
                 # Slots and lines only now; the row read again with them may carry a newer
@@ -186,8 +196,21 @@ async def _kept(
     )
     if found is None:
         return None
+    return _opened(services, device_id, revision, file_name, content_type, found)
+
+
+def _opened(
+    services: Services,
+    device_id: int,
+    revision: int,
+    file_name: str,
+    content_type: str,
+    found: tuple[bytes, str],
+) -> Rendered | None:
+    """The file kept at `revision`, opened and put in the render cache; None if it cannot be
+    trusted (then it is rendered here)."""
     sealed, etag = found
-    body = stored.sealer.open(sealed, device_id, file_name, revision)
+    body = services.stored.sealer.open(sealed, device_id, file_name, revision)
     if body is None:
         return None
     rendered = Rendered(body=body, etag=etag, content_type=content_type)

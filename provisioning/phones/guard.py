@@ -67,6 +67,9 @@ class Claim(NamedTuple):
     ua_mac: str | None
     # It looks like a phone of the family whose file it asks for (devices.unknown.plausible_phone)
     phone: bool = False
+    # (file name, fingerprint): the file asked, read with the row found by the token if it was
+    # rendered ahead (render.stored), so that a first fetch is one read.
+    want: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,10 @@ class Guard:
         read_at: int | None = None
         if claim.token is not None:
             hashed = token_hash(claim.token)
-            device = await self.rows.by_token_hash(hashed)
+            if claim.want is not None:
+                device = await self.rows.by_token_with_file(hashed, *claim.want)
+            else:
+                device = await self.rows.by_token_hash(hashed)
             read_at = device.read_at if device is not None else None
             if device is None:
                 # A token rotated out is still good during its overlap.
