@@ -39,7 +39,7 @@ from sqlalchemy import text
 from provisioning import logs
 from provisioning.app import create_app
 from provisioning.crypto import generate_key
-from provisioning.listen import listening
+from provisioning.listen import listening, settle_heap
 from provisioning.phones import lane as lane_module
 from provisioning.phones.prerender import Prerenderer
 from provisioning.settings import Settings
@@ -110,6 +110,7 @@ async def measure_cold(
             connection = lane.connection()
             transport = CountingTransport()
             connection.connection_made(transport)  # type: ignore[arg-type]
+            settle_heap()  # as `serve` does once listening
             profiler = cProfile.Profile() if profile else None
             if profiler is not None:
                 profiler.enable()
@@ -147,6 +148,7 @@ async def measure(
         connection = lane.connection()
         transport = CountingTransport()
         connection.connection_made(transport)  # type: ignore[arg-type]
+        settle_heap()  # as `serve` does once listening
 
         async def one(request: bytes) -> None:
             transport.want = transport.written + 1

@@ -92,6 +92,21 @@ async def listening(
         await runner.cleanup()
 
 
+def settle_heap() -> None:
+    """The collector set for serving, once start-up is over."""
+    # What start-up made (templates, catalog, SQLAlchemy's metadata: most of the heap)
+    # lives as long as the process: out of the collector's sight, so that a full
+    # collection scans only what serving made, not millions of objects (each one stalled
+    # every request of the worker for 100 ms and more in a boot storm, README "Boot
+    # storms"). Reference counting still frees them; only cycles among them would stay.
+    # Serving keeps large caches (rows, answers, sightings) whose churn made collections
+    # frequent: fewer, measured with the boot-storm benchmark (p99 2.7-3.5 ms, against
+    # 6-135 ms with the defaults; gc.disable() gave the same figures).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 100)
+
+
 async def _serve(
     app: web.Application,
     settings: Settings,
@@ -111,17 +126,7 @@ async def _serve(
             for scheme, server in servers
         ]
         say(f"======== Running on {', '.join(names)} ========\n(Press CTRL+C to quit)")
-        # What start-up made (templates, catalog, SQLAlchemy's metadata: most of the heap)
-        # lives as long as the process: out of the collector's sight, so that a full
-        # collection scans only what serving made, not millions of objects (each one stalled
-        # every request of the worker for 100 ms and more in a boot storm, README "Boot
-        # storms"). Reference counting still frees them; only cycles among them would stay.
-        # Serving keeps large caches (rows, answers, sightings) whose churn made collections
-        # frequent: fewer, measured with the boot-storm benchmark (p99 2.7-3.5 ms, against
-        # 6-135 ms with the defaults; gc.disable() gave the same figures).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 100)
+        settle_heap()
         await stop.wait()
 
 

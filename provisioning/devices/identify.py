@@ -54,28 +54,37 @@ def match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
 
 def _match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
     found = []
+    # Families share name patterns (`<mac>.cfg` in seven): each pattern is tried once.
+    tried: dict[str, tuple[str | None, str | None, bool] | None] = {}
     for family in catalog:
         for spec in family.files:
             # A cheap test first: a boot storm's names are all new, each tried on every spec.
             if not (file_name.startswith(spec.prefix) and file_name.endswith(spec.suffix)):
                 continue
-            match = spec.match(file_name)
-            if match is None:
+            pattern = spec.regex.pattern
+            if pattern in tried:
+                facts = tried[pattern]
+            else:
+                facts = tried[pattern] = _name_facts(spec, file_name)
+            if facts is None:
                 continue
-            groups = match.groupdict()
-            mac = try_mac(groups.get("mac"))
-            if "mac" in groups and mac is None:
-                continue  # 000000000000 and the like name no device
-            code12 = groups.get("code12")
-            found.append(
-                FileMatch(
-                    family=family,
-                    spec=spec,
-                    mac=mac,
-                    code=str(int(code12)) if code12 else groups.get("code"),
-                )
-            )
+            mac, code, _ = facts
+            found.append(FileMatch(family=family, spec=spec, mac=mac, code=code))
     return found
+
+
+def _name_facts(spec: FileSpec, file_name: str) -> tuple[str | None, str | None, bool] | None:
+    """(MAC, model code, matched) a file name tells by this spec's pattern, or None if it does
+    not fit it."""
+    match = spec.match(file_name)
+    if match is None:
+        return None
+    groups = match.groupdict()
+    mac = try_mac(groups.get("mac"))
+    if "mac" in groups and mac is None:
+        return None  # 000000000000 and the like name no device
+    code12 = groups.get("code12")
+    return mac, str(int(code12)) if code12 else groups.get("code"), True
 
 
 def parse_user_agent(catalog: Catalog, user_agent: str) -> UserAgentInfo | None:
