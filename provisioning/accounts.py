@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 from zoneinfo import available_timezones
 
 from sqlalchemy import Select, insert, select
@@ -33,6 +33,10 @@ from provisioning.sip.address import (
     parse_sip_address,
 )
 from provisioning.views import account_view, line_view
+
+if TYPE_CHECKING:  # render.refusals reads devices through modules that import this one
+    from provisioning.render.context import LineData
+    from provisioning.render.refusals import FilesCheck
 
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
 # RFC 3261 user part, restricted to what every phone's config syntax carries without quoting.
@@ -389,11 +393,22 @@ async def list_lines(session: AsyncSession, account_id: int | None = None) -> li
 
 
 async def set_line_display_name(
-    session: AsyncSession, line_id: int, display_name: str, *, actor: Actor = SYSTEM
+    session: AsyncSession,
+    line_id: int,
+    display_name: str,
+    *,
+    actor: Actor = SYSTEM,
+    files: FilesCheck | None = None,
 ) -> Line:
+    """Change a line's display name; with `files`, refused (FilesRefused, nothing written) when
+    the phone carrying the line could not be given it (a template's `refuse`)."""
     line = await get_line(session, line_id)
     before = line_view(line)
-    line.display_name = clean_text(display_name, "display_name", max_length=100, required=False)
+    cleaned = clean_text(display_name, "display_name", max_length=100, required=False)
+    if files is not None:
+        new = replace(files.line(line), display_name=cleaned)
+        await _refuse_for_phone(session, files, line, "display name", new)
+    line.display_name = cleaned
     await bump_revision_of_line(session, line_id, "line")
     await session.flush()
     await record(
@@ -404,11 +419,22 @@ async def set_line_display_name(
 
 
 async def set_line_password(
-    session: AsyncSession, cipher: Cipher, line_id: int, password: str, *, actor: Actor = SYSTEM
+    session: AsyncSession,
+    cipher: Cipher,
+    line_id: int,
+    password: str,
+    *,
+    actor: Actor = SYSTEM,
+    files: FilesCheck | None = None,
 ) -> Line:
-    """Change a line's SIP password; the phone carrying it gets a new config revision."""
+    """Change a line's SIP password; the phone carrying it gets a new config revision. With
+    `files`, refused (FilesRefused, nothing written) when that phone's files could not carry it
+    (a `"` in a Gigaset N510 password, a `#` in an Aastra one)."""
     _check_password(password)
     line = await get_line(session, line_id)
+    if files is not None:
+        new = replace(files.line(line), password=password)
+        await _refuse_for_phone(session, files, line, "password", new)
     line.password_enc = cipher.encrypt(password)
     await bump_revision_of_line(session, line_id, "password")
     await session.flush()
@@ -418,6 +444,18 @@ async def set_line_password(
         account_id=line.account_id, after={"password": "changed"},
     )  # fmt: skip
     return line
+
+
+async def _refuse_for_phone(
+    session: AsyncSession, files: FilesCheck, line: Line, what: str, new: LineData
+) -> None:
+    """FilesRefused when the phone carrying `line` (if any) could not be given `new`."""
+    held = await session.scalar(select(LineSlot).where(LineSlot.line_id == line.id))
+    if held is None:
+        return
+    mac = await session.scalar(select(Device.mac).where(Device.id == held.device_id))
+    change = f"the new {what} of line {line.id} cannot be written to device {mac}"
+    await files.refuse(session, held.device_id, {held.slot: new}, change)
 
 
 async def bump_revision_of_line(session: AsyncSession, line_id: int, reason: str) -> None:

@@ -362,9 +362,11 @@ async def cmd_line_show(ctx: Context, session: AsyncSession) -> None:
 )
 async def cmd_line_password(ctx: Context, session: AsyncSession) -> None:
     from provisioning import accounts
+    from provisioning.render.refusals import FilesCheck
 
+    files = FilesCheck.for_settings(ctx.catalog, ctx.settings, ctx.cipher)
     line = await accounts.set_line_password(
-        session, ctx.cipher, ctx.args.line_id, ctx.args.password, actor=ctx.actor
+        session, ctx.cipher, ctx.args.line_id, ctx.args.password, actor=ctx.actor, files=files
     )
     ctx.emit(f"password of line {line.id} changed", {"id": line.id, "changed": True})
 
@@ -410,9 +412,14 @@ async def cmd_device_add(ctx: Context, session: AsyncSession) -> None:
 )
 async def cmd_device_assign(ctx: Context, session: AsyncSession) -> None:
     from provisioning.devices import inventory
+    from provisioning.render.refusals import FilesCheck
 
     a = ctx.args
-    slot = await inventory.assign_line(session, a.mac, a.line_id, a.slot, actor=ctx.actor)
+    # A line the device's files could not carry (a template's refuse) is refused, nothing written.
+    files = FilesCheck.for_settings(ctx.catalog, ctx.settings, ctx.cipher)
+    slot = await inventory.assign_line(
+        session, a.mac, a.line_id, a.slot, actor=ctx.actor, files=files
+    )
     ctx.emit(
         f"line {a.line_id} in slot {slot.slot} of {inventory.parse_mac(a.mac)}",
         {"mac": inventory.parse_mac(a.mac), "line_id": a.line_id, "slot": slot.slot},

@@ -128,3 +128,11 @@ class DeviceLeaving(Conflict):
     """A phone whose return is asked for, or which came back: it gets no new line."""
 
     code = "device-leaving"
+
+
+class FilesRefused(Conflict):
+    """The change would give a device files its vendor's format cannot carry (a template's
+    `refuse(...)`, e.g. a double quote in a Gigaset N510 password): refused before anything is
+    written. The message names the device, the slot and why, never the value."""
+
+    code = "files-refused"

@@ -13,6 +13,7 @@ from provisioning.api.bodies import int_id, json_body, page, path_id, query_int,
 from provisioning.db.models import Account, Device, Line
 from provisioning.db.paging import page_view, paged
 from provisioning.errors import NotFound
+from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 from provisioning.views import account_view, line_view
 
@@ -135,16 +136,19 @@ async def update_line(request: web.Request) -> web.Response:
     line_id = path_id(request, "line_id")
     body = await json_body(request, {"display_name": str, "password": str})
     services = request.config_dict[SERVICES]
+    # A value the phone carrying the line could not be given is refused (409), nothing changed.
+    files = FilesCheck(services.renderer, services.settings, services.cipher)
     async with services.sessions() as session, session.begin():
         await _visible_line(request, session, line_id)
         if "display_name" in body and body["display_name"] is not None:
             await accounts.set_line_display_name(
-                session, line_id, body["display_name"], actor=actor(request)
+                session, line_id, body["display_name"], actor=actor(request), files=files
             )
         if body.get("password") is not None:
             await accounts.set_line_password(
-                session, services.cipher, line_id, body["password"], actor=actor(request)
-            )
+                session, services.cipher, line_id, body["password"], actor=actor(request),
+                files=files,
+            )  # fmt: skip
         line = await accounts.get_line(session, line_id)
         await session.refresh(line, ["slot"])
         view = await _line_view(session, line)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -39,6 +40,9 @@ from provisioning.errors import (
 )
 from provisioning.push.changes import devices_changed
 from provisioning.views import device_summary
+
+if TYPE_CHECKING:  # render.refusals reads devices through modules that import this one
+    from provisioning.render.refusals import FilesCheck
 
 
 def parse_mac(text: str) -> str:
@@ -235,8 +239,11 @@ async def assign_line(
     slot: int | None = None,
     *,
     actor: Actor = SYSTEM,
+    files: FilesCheck | None = None,
 ) -> LineSlot:
-    """Put a line in a slot of a device (the first free slot unless one is given)."""
+    """Put a line in a slot of a device (the first free slot unless one is given). With `files`
+    (the API, the CLI and the pages give it), a line the device's files could not carry (a
+    template's `refuse`) is refused with FilesRefused before anything is written."""
     device = await get_device(session, mac, lock=True)
     line = await get_line(session, line_id)
     if device.account_id is None:
@@ -250,6 +257,9 @@ async def assign_line(
         (await session.scalars(select(LineSlot.slot).where(LineSlot.device_id == device.id))).all()
     )
     slot = choose_slot(device.mac, device.slot_count, taken, slot)
+    if files is not None:
+        change = f"line {line_id} cannot go in slot {slot} of device {device.mac}"
+        await files.refuse(session, device.id, {slot: files.line(line)}, change)
     assignment = LineSlot(
         device_id=device.id,
         slot=slot,

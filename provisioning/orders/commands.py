@@ -65,6 +65,8 @@ async def cmd_order_show(ctx: Context, session: AsyncSession) -> None:
     arg("--tracking", help="carrier's tracking number (default: booked now)"),
 )
 async def cmd_order_ship(ctx: Context, session: AsyncSession) -> None:
+    from provisioning.render.refusals import FilesCheck
+
     a = ctx.args
     shipment = await fulfilment.ship_order(
         session,
@@ -75,6 +77,7 @@ async def cmd_order_ship(ctx: Context, session: AsyncSession) -> None:
         a.mac,
         tracking=a.tracking,
         actor=ctx.actor,
+        files=FilesCheck.for_settings(ctx.catalog, ctx.settings, ctx.cipher),
     )
     view = shipment_view(shipment, ctx.settings.base_url)
     view["order"] = order_view(shipment.order, utcnow())

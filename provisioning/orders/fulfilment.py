@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +28,9 @@ from provisioning.orders.orders import get_order
 from provisioning.orders.views import order_view
 from provisioning.security.policy import restart_first_contact
 from provisioning.views import device_summary
+
+if TYPE_CHECKING:  # render.refusals imports modules that import this one
+    from provisioning.render.refusals import FilesCheck
 
 _TRACKING = re.compile(r"[A-Za-z0-9-]{4,64}")
 
@@ -51,6 +55,7 @@ async def ship_order(
     tracking: str | None = None,
     now: datetime | None = None,
     actor: Actor = SYSTEM,
+    files: FilesCheck | None = None,
 ) -> Shipment:
     order = await get_order(session, order_id, lock=True)
     if order.state != "validated":
@@ -75,7 +80,9 @@ async def ship_order(
     if order.kind == "new":
         if order.line_id is None:
             raise OrderNotOpen(f"the line of order {order.id} no longer exists: cancel the order")
-        await inventory.assign_line(session, device.mac, order.line_id, actor=actor)
+        # With `files`, a line the model's files could not carry is refused here, before
+        # the parcel is booked (the caller's transaction undoes the device just added).
+        await inventory.assign_line(session, device.mac, order.line_id, actor=actor, files=files)
     else:
         handovers = await _tie_lines(session, order, device)
 

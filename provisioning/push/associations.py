@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,6 +17,9 @@ from provisioning.audit import SYSTEM, Actor
 from provisioning.db.models import Association, Device, LineSlot, Push, utcnow
 from provisioning.devices import inventory
 from provisioning.errors import DeviceLeaving, LineHasPhone, NotFound
+
+if TYPE_CHECKING:  # render.refusals imports modules that import this one
+    from provisioning.render.refusals import FilesCheck
 
 # States of a phone on its way back to the warehouse, or back there.
 LEAVING = ("to_return", "returned")
@@ -67,14 +70,20 @@ async def compatible_devices(
 
 
 async def associate(
-    session: AsyncSession, line_id: int, mac: str, *, actor: Actor = SYSTEM
+    session: AsyncSession,
+    line_id: int,
+    mac: str,
+    *,
+    actor: Actor = SYSTEM,
+    files: FilesCheck | None = None,
 ) -> Association:
     """Re-checks everything under the device's lock (the line still without phone, a slot still
-    free) through `assign_line`, which queues the push."""
+    free, with `files` the device's files able to carry the line) through `assign_line`, which
+    queues the push."""
     device = await inventory.get_device(session, mac, lock=True)
     if device.state in LEAVING:
         raise DeviceLeaving(f"device {device.mac} is being returned")
-    assignment = await inventory.assign_line(session, mac, line_id, actor=actor)
+    assignment = await inventory.assign_line(session, mac, line_id, actor=actor, files=files)
     push_id = await session.scalar(
         select(func.max(Push.id)).where(
             Push.device_id == assignment.device_id, Push.reason == "assign"

@@ -22,6 +22,11 @@ class RenderRefused(RenderError):
     format cannot carry. The message says which slot and why, never the value."""
 
 
+class RenderUnsafe(RenderError):
+    """A value the file's format cannot carry safely (render.escaping refused it: a line break,
+    a `"` in Panasonic's `KEY="value"`); a template that knows the case says so with `refuse`."""
+
+
 class TemplateRefusal(Exception):
     """Raised by `refuse(message)` inside a template."""
 
@@ -56,7 +61,7 @@ class Renderer:
         except TemplateRefusal as exc:
             raise RenderRefused(f"{family.name}/{spec.template}: {exc}") from None
         except UnsafeValue as exc:
-            raise RenderError(f"{family.name}/{spec.template}: {exc}") from None
+            raise RenderUnsafe(f"{family.name}/{spec.template}: {exc}") from None
         except jinja2.TemplateError as exc:
             raise RenderError(f"{family.name}/{spec.template}: {exc}") from None
         return text.encode("utf-8")

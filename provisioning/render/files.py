@@ -12,7 +12,7 @@ from provisioning.devices.catalog import Catalog, Family, FileSpec, Model
 from provisioning.devices.identify import FileMatch
 from provisioning.render.cache import Rendered
 from provisioning.render.context import DeviceData, build_context
-from provisioning.render.environment import Renderer, RenderRefused
+from provisioning.render.environment import Renderer, RenderRefused, RenderUnsafe
 from provisioning.render.overrides import apply_overrides
 from provisioning.settings import Settings
 
@@ -97,13 +97,14 @@ def render_file(
 
 
 def refusal_of(renderer: Renderer, settings: Settings, data: DeviceData) -> str | None:
-    """Why the device's files cannot be written (the first template `refuse(...)`, e.g. a double
-    quote in a Gigaset N510 credential), or None. For the domain functions that assign a line or
-    change one: called before the commit, it turns what a phone's format cannot carry into a
-    clear refusal at that moment instead of a render error at the phone's next fetch."""
-    for _, spec in device_files(renderer.catalog, data.model_id, data.mac):
+    """Why the device's files cannot be written (the first file a template `refuse(...)`s, e.g.
+    a double quote in a Gigaset N510 credential, or whose format cannot carry a value), or None.
+    For the domain functions that assign a line or change one (render.refusals): called before
+    anything is written, it turns what a phone's format cannot carry into a clear refusal at that
+    moment instead of a render error at the phone's next fetch."""
+    for name, spec in device_files(renderer.catalog, data.model_id, data.mac):
         try:
             render_file(renderer, settings, data, spec)
-        except RenderRefused as exc:
-            return str(exc)
+        except (RenderRefused, RenderUnsafe) as exc:
+            return f"{name}: {exc}"
     return None

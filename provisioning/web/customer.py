@@ -17,6 +17,7 @@ from provisioning.db.models import Association, Device, Line, LineSlot, Order, u
 from provisioning.errors import DomainError, LineHasPhone, NotFound
 from provisioning.orders import returns
 from provisioning.push import associations
+from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, customer_only
 from provisioning.web.formats import Formats
@@ -167,8 +168,9 @@ async def associate(request: web.Request) -> web.Response:
             line = await own_line(session, person, path_digits(request, "line_id", "line"))
             device = await own_device(session, person, mac, lock=True)
             association = await associations.associate(
-                session, line.id, device.mac, actor=actor(request)
-            )
+                session, line.id, device.mac, actor=actor(request),
+                files=FilesCheck(services.renderer, services.settings, services.cipher),
+            )  # fmt: skip
             association_id = association.id
     except LineHasPhone as exc:
         # A second click on "Valider" (or a reload) finds the line on that very phone: it

@@ -142,6 +142,9 @@ _HEADLINES = {
     "unknown-place": "No pick-up point is known near this place.",
     "line-has-phone": "This line already has a phone.",
     "line-has-no-phone": "This line has no phone.",
+    "files-refused": "This phone cannot take this line as it is: one of its settings holds a "
+    "character the phone's configuration cannot carry. Change the password or the name, or "
+    "choose another phone.",
     "order-pending": "A phone is already on order for this line.",
     "no-free-slot": "This phone has no free slot any more.",
     "slot-taken": "This phone has no free slot any more.",
