@@ -125,25 +125,23 @@ async def test_concurrent_first_requests_share_one_pool(
         await rows.close()
 
 
-async def test_rows_kept_only_until_the_database_changes(
+async def test_rows_and_their_generation_follow_the_database(
     settings: Settings, sessions: SessionFactory, world: World
 ) -> None:
-    """A row read again comes from memory while nothing it holds changed, whatever else was
-    written (last-seen facts refreshed by sightings); it is read afresh as soon as anything it
-    holds changed, by any statement of any connection (row_generation, moved by triggers):
-    never a stale revision, token, first sighting, pending delivery or deleted device.
-    PostgreSQL reads every time."""
+    """A row read again carries the same generation while nothing it holds changed, whatever
+    else was written (last-seen facts refreshed by sightings), so answers decided from it are
+    kept; a change to anything it holds, by any statement of any connection (row_generation,
+    moved by triggers), moves it: never a stale revision, token, first sighting, pending
+    delivery or deleted device."""
     from datetime import timedelta
 
     from sqlalchemy import delete, update
 
     from provisioning.db.models import Device, Order, utcnow
-    from provisioning.phones.lookup import SqliteRows
     from provisioning.phones.sightings import SightingFacts
     from provisioning.push.changes import devices_changed
 
     rows = open_rows(settings.database_url)
-    kept = isinstance(rows, SqliteRows)
     hashed = token_hash(world.yealink_token)
 
     async def sighting(device_id: int, revision: int) -> None:
@@ -154,18 +152,18 @@ async def test_rows_kept_only_until_the_database_changes(
     try:
         first = await rows.by_token_hash(hashed)
         assert first is not None and not first.seen
-        if kept:
-            assert await rows.by_token_hash(hashed) is first  # kept: nothing changed since
+        again_first = await rows.by_token_hash(hashed)
+        assert again_first == first and again_first.read_at == first.read_at  # nothing changed
         # The first sighting changes what the row says (seen): read afresh.
         await sighting(first.id, first.config_revision)
         seen = await rows.by_token_hash(hashed)
         assert seen is not None and seen.seen and seen.config_revision == first.config_revision
-        # Later sightings refresh last-seen facts only: the row stays (SQLite).
+        # Later sightings refresh last-seen facts only: the row and its generation stay.
         await sighting(first.id, first.config_revision)
         again = await rows.by_token_hash(hashed)
         assert again == seen
-        if kept:
-            assert again is seen
+        assert again.read_at == seen.read_at  # the generation stays: kept answers stay
+        assert seen.read_at != first.read_at
         async with sessions() as session, session.begin():
             await devices_changed(session, Device.id == first.id, "test")
         changed = await rows.by_token_hash(hashed)
@@ -178,8 +176,7 @@ async def test_rows_kept_only_until_the_database_changes(
             )
         unseen = await rows.by_mac(world.yealink_mac)
         assert unseen is not None and not unseen.seen
-        if kept:
-            assert await rows.by_mac(world.yealink_mac) is unseen
+        assert await rows.by_mac(world.yealink_mac) == unseen
         async with sessions() as session, session.begin():
             created = utcnow() - timedelta(days=3)
             await session.execute(

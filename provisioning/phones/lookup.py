@@ -16,19 +16,19 @@ PostgreSQL) move that number in the same transaction as any change to what these
 whoever commits it (this process, another worker, another instance, the CLI, manual SQL).
 Last-seen facts, which phones refresh all the time, do not move it (rows say whether a device
 was ever seen, not when): with SQLite's `PRAGMA data_version`, which moves on any commit, the
-sightings written every half second emptied the kept rows twice a second. Each row carries the
-generation it is at least as new as (`DeviceRow.read_at`), and `DeviceRows.generation()` reads
-the number now, so whatever was decided from a row still holds while the two are equal
-(phones.answers).
+sightings written every half second would move it twice a second. Each row is read with the
+number in one statement (one snapshot) and carries it (`DeviceRow.read_at`), and
+`DeviceRows.generation()` reads the number now, so whatever was decided from a row still holds
+while the two are equal (phones.answers). A phone's first fetch by token reads the file asked,
+as rendered ahead, in that statement too (`by_token_with_file`): one read.
 
-- SQLite reads the number before every lookup (one indexed select of one row, microseconds)
-  and keeps the rows it read until it moves.
-- PostgreSQL reads a row and the number in one statement (one snapshot). Each read of the
-  number alone is shared by every caller that asked before it was sent (`generation`), and
-  none gets a number read before it asked. Under a boot storm one round trip answers about
-  twenty requests (transactions counted by PostgreSQL: 2,400 a second for 45,000 requests a
-  second, two workers); sending reads at most every millisecond made fewer of them, but the
-  wait cost more requests a second than the reads did.
+SQLite kept the rows it read while the number stayed, reading the number before each lookup;
+since a token fetch reads row and file in one statement, that saved nothing any more and is
+gone. On PostgreSQL each read of the number alone is shared by every caller that asked before
+it was sent (`generation`), and none gets a number read before it asked. Under a boot storm
+one round trip answers about twenty requests (transactions counted by PostgreSQL: 2,400 a
+second for 45,000 requests a second, two workers); sending reads at most every millisecond made
+fewer of them, but the wait cost more requests a second than the reads did.
 """
 
 from __future__ import annotations
@@ -60,12 +60,10 @@ COLUMNS = (
     " last_seen_at IS NULL AND EXISTS (SELECT 1 FROM orders o WHERE o.device_id = devices.id"
     " AND o.state = 'shipped')"
 )
-BY_TOKEN = f"SELECT {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608 (constants only)
-BY_MAC = f"SELECT {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
 GENERATION = "SELECT value FROM row_generation WHERE id = 1"
-# PostgreSQL: the number in the same statement, so from the same snapshot as the row.
-PG_BY_TOKEN = f"SELECT ({GENERATION}), {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608
-PG_BY_MAC = f"SELECT ({GENERATION}), {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
+# The number in the same statement as the row, so from the same snapshot.
+BY_TOKEN = f"SELECT ({GENERATION}), {COLUMNS} FROM devices WHERE token_hash = "  # noqa: S608
+BY_MAC = f"SELECT ({GENERATION}), {COLUMNS} FROM devices WHERE mac = "  # noqa: S608
 # A phone's first fetch in one statement (one snapshot): the number, the row found by its token,
 # and the file asked as rendered ahead (render.stored) at the row's revision with this server's
 # fingerprint, if it was. Three reads before (the number, the row, the file): on SQLite about
@@ -394,14 +392,10 @@ def _row(values: Any, read_at: int | None) -> DeviceRow | None:
 class SqliteRows(DeviceRows):
     immediate = True
 
-    def __init__(self, path: str, *, keep: int = 100_000) -> None:
+    def __init__(self, path: str) -> None:
         self._path = path
         self._reader: sqlite3.Connection | None = None
-        # Rows read since `row_generation` last moved (module docstring), at most `keep`.
-        self._rows: dict[tuple[str, str], DeviceRow | None] = {}
-        self._version: int | None = None
         self._series = Series()
-        self._keep = keep
         # Batches are written by one thread of their own, which spends its time inside SQLite
         # (GIL released) and waits its turn for the write lock with SQLite's busy timeout.
         self._writer: sqlite3.Connection | None = None
@@ -466,49 +460,29 @@ class SqliteRows(DeviceRows):
         return self._at(None if found is None else found[0])
 
     def _at(self, value: int | None) -> int | None:
-        """The generation for a number just read; the rows kept go when it moved."""
         series = self._series
-        generation = series.seen(value, series.highest)
-        if generation is None or generation != self._version:
-            self._rows.clear()
-            self._version = generation
-        return generation
+        return series.seen(value, series.highest)
 
-    def _one(self, sql: str, value: str) -> DeviceRow | None:
-        generation = self.generation_now()
+    def _one(self, sql: str, params: tuple[str] | dict[str, str]) -> DeviceRow | None:
         try:
-            if generation is None:
-                return _row(self._db.execute(sql + "?", (value,)).fetchone(), None)
-            if len(self._rows) >= self._keep:
-                self._rows.clear()
-            key = (sql, value)
-            if key in self._rows:
-                return self._rows[key]
-            found = self._db.execute(sql + "?", (value,)).fetchone()
-            row = self._rows[key] = _row(found, generation)
-            return row
+            found = self._db.execute(sql, params).fetchone()
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(type(exc).__name__) from None
+        return None if found is None else _row(found[1:], self._at(found[0]))
 
     async def by_token_hash(self, token_hash: str) -> DeviceRow | None:
-        return self._one(BY_TOKEN, token_hash)
+        return self._one(BY_TOKEN + "?", (token_hash,))
 
     async def by_mac(self, mac: str) -> DeviceRow | None:
-        return self._one(BY_MAC, mac)
+        return self._one(BY_MAC + "?", (mac,))
 
     async def by_token_with_file(
         self, token_hash: str, file_name: str, fingerprint: str
     ) -> DeviceRow | None:
-        # Not kept with the rows (`_rows`): the statement costs what reading the number alone
-        # did, and a kept row would carry a body of the file asked the first time.
-        try:
-            found = self._db.execute(
-                BY_TOKEN_WITH_FILE.format(":token", ":file", ":fingerprint"),
-                {"token": token_hash, "file": file_name, "fingerprint": fingerprint},
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise DatabaseUnavailable(type(exc).__name__) from None
-        return None if found is None else _row(found[1:], self._at(found[0]))
+        return self._one(
+            BY_TOKEN_WITH_FILE.format(":token", ":file", ":fingerprint"),
+            {"token": token_hash, "file": file_name, "fingerprint": fingerprint},
+        )
 
     async def render_rows(self, device_id: int) -> RenderRows | None:
         try:
@@ -728,10 +702,10 @@ class PostgresRows(DeviceRows):
         )
 
     async def by_token_hash(self, token_hash: str) -> DeviceRow | None:
-        return await self._fetch(PG_BY_TOKEN + "$1", token_hash)
+        return await self._fetch(BY_TOKEN + "$1", token_hash)
 
     async def by_mac(self, mac: str) -> DeviceRow | None:
-        return await self._fetch(PG_BY_MAC + "$1", mac)
+        return await self._fetch(BY_MAC + "$1", mac)
 
     async def by_token_with_file(
         self, token_hash: str, file_name: str, fingerprint: str
