@@ -69,8 +69,10 @@ class FileSpec:
         if ("{code12}" in self.pattern or "{code}" in self.pattern) and code is None:
             return None
         cased = mac.upper() if mac_case == "upper" else mac
-        # A MAC's bytes; a stand-in (the models table's `<mac>`) as it is.
-        pairs = "_".join(cased[i : i + 2] for i in range(0, 12, 2)) if len(mac) == 12 else cased
+        # A MAC's bytes; for a stand-in (the models table's `<mac>`), what they look like.
+        pairs = "_".join(cased[i : i + 2] for i in range(0, 12, 2)) if len(mac) == 12 else ""
+        if not pairs:
+            pairs = "<AA_BB_CC_DD_EE_FF>" if mac_case == "upper" else "<aa_bb_cc_dd_ee_ff>"
         return self.pattern.format(
             mac=cased,
             mac_underscore=pairs,

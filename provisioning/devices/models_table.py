@@ -27,6 +27,7 @@ FORMAT_NAMES = {
     "ini": "INI text",
     "quoted": '`KEY="value"` text',
     "ini_indented": "INI text, settings indented",
+    "cli": "SmartNode CLI text",
 }
 
 

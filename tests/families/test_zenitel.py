@@ -56,7 +56,7 @@ def test_file_name_with_underscores_and_catalog() -> None:
     (upper,) = match_file(CATALOG, "ipst_config_00_13_CB_01_02_03.cfg")
     assert upper.mac == MAC
     assert FAMILY.file_names(MAC, MODEL) == [FILE]
-    assert file_names(FAMILY, MODEL) == "`ipst_config_<mac>.cfg`"
+    assert file_names(FAMILY, MODEL) == "`ipst_config_<aa_bb_cc_dd_ee_ff>.cfg`"
     # The shared file names no device: not served (REFERENCES.md), and nothing else is TFTP.
     assert match_file(CATALOG, "ipst_config.cfg") == []
     assert match_file(CATALOG, "ipst_config_00_13_cb_01_02.cfg") == []
