@@ -62,13 +62,22 @@ def unavailable(family: str = "") -> Reply:
 
 
 async def fetch(
-    services: Services, request: PhoneRequest, file_name: str, token: str | None
+    services: Services,
+    request: PhoneRequest,
+    file_name: str,
+    token: str | None,
+    *,
+    mac_only: bool = False,
 ) -> Reply:
     """What a phone asking `file_name` is answered: never a 5xx but 503 with Retry-After. A
     phone keeps its settings and asks again when the server cannot answer; told 500 (or 404) it
-    may give up or fall back to factory settings, whatever failed on our side."""
+    may give up or fall back to factory settings, whatever failed on our side.
+
+    `mac_only`: the MAC the request names is proof enough for this request, as with
+    ALLOW_MAC_ONLY on, and no digest challenge is made (guard.Claim.mac_only). Only a listener
+    whose clients can carry nothing else passes it (tftp); the HTTP layers never do."""
     try:
-        return await _fetch(services, request, file_name, token)
+        return await _fetch(services, request, file_name, token, mac_only)
     except DB_ERRORS as exc:  # the bookkeeping after the read: misses, unknown devices...
         log.warning("phone fetch: database unavailable: %s", describe(exc))
     except Exception:
@@ -78,7 +87,7 @@ async def fetch(
 
 
 async def _fetch(
-    services: Services, request: PhoneRequest, file_name: str, token: str | None
+    services: Services, request: PhoneRequest, file_name: str, token: str | None, mac_only: bool
 ) -> Reply:
     settings = services.settings
     if not FILE_NAME.fullmatch(file_name):
@@ -102,6 +111,7 @@ async def _fetch(
         ua_mac=ua_mac,
         phone=phone,
         want=(file_name, services.stored.fingerprint),
+        mac_only=mac_only,
     )
     refusal: Refusal | None = None
     try:

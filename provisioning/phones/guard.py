@@ -70,6 +70,10 @@ class Claim(NamedTuple):
     # (file name, fingerprint): the file asked, read with the row found by the token if it was
     # rendered ahead (render.stored), so that a first fetch is one read.
     want: tuple[str, str] | None = None
+    # A MAC (in the file name) is the proof, as with ALLOW_MAC_ONLY on, for this request only:
+    # set by a listener whose clients can carry nothing else (tftp), never from anything the
+    # request says, and never over HTTP (`phones.files.fetch`'s `mac_only`).
+    mac_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,12 +225,14 @@ class Guard:
         if device is None and answer is not None and (mac := try_mac(answer.username)):
             device = await self.rows.by_mac(mac)
         named = claim.path_mac or claim.ua_mac
-        if device is None and self.settings.allow_mac_only and named:
+        if device is None and (self.settings.allow_mac_only or claim.mac_only) and named:
             device = await self.rows.by_mac(named)
         if device is None:
             answered = answer is not None or digest_failed
             phone_mac = named if claim.phone else None
-            refusal = self._nothing_proven(named, answered, stale, cert, phone_mac)
+            refusal = self._nothing_proven(
+                named, answered, stale, cert, phone_mac, challenge=not claim.mac_only
+            )
             return Found(None, source, refusal=refusal)
 
         spend = None
@@ -268,6 +274,7 @@ class Guard:
             policy=policy,
             bound_elsewhere=elsewhere,
             window_closed=window_closed(policy, device, window_from, utcnow()),
+            mac_only=claim.mac_only,
         )
         plain = (
             answer is None
@@ -316,17 +323,20 @@ class Guard:
         stale: bool,
         cert: CertIdentity | None,
         phone_mac: str | None,
+        *,
+        challenge: bool,
     ) -> Refusal:
         """The answer when no device was proven. It never depends on whether the MAC named
         exists: a scanner learns nothing from it, nor from when its ban falls. A plausible
-        phone (`phone_mac`) asking without a credential is counted once per MAC and address."""
+        phone (`phone_mac`) asking without a credential is counted once per MAC and address.
+        No digest challenge unless `challenge` (a request by MAC alone could not answer one)."""
         if answered:
             return Refusal(miss=Miss.FAILED_DIGEST, challenge=True)
         if stale:
             return Refusal(challenge=True, stale=True)
         if cert is not None:
             return Refusal()  # a genuine phone we do not know (kept as an unknown device)
-        if self.settings.digest:
+        if self.settings.digest and challenge:
             return Refusal(miss=Miss.CHALLENGE, challenge=True, phone_mac=phone_mac)
         if phone_mac is not None:
             return Refusal(miss=Miss.UNKNOWN_PHONE, phone_mac=phone_mac)
