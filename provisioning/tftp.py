@@ -10,16 +10,15 @@ Apprentice" bug, RFC 1123 4.2.3.1).
 TFTP carries no token and no credential: the file name (a MAC) is all a request says. So only
 sources in TFTP_NETWORKS get an answer at all (anyone else's datagrams are dropped unanswered),
 and what they get is decided by the phone path's own `fetch` (bans, scanner defence, binding and
-first-contact windows, sightings and proof of applied changes), asked as HTTP would be asked
-with ALLOW_MAC_ONLY on for this listener only (`mac_only_view`). README "TFTP (Zenitel)".
+first-contact windows, sightings and proof of applied changes), told that a MAC is enough for
+this request (`mac_only`: as with ALLOW_MAC_ONLY on, and no digest challenge), which no HTTP
+request ever is. README "TFTP (Zenitel)".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
-import dataclasses
 import logging
 import struct
 import time
@@ -31,7 +30,6 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from provisioning.devices.identify import match_file
-from provisioning.phones.auth import default_authorizer
 from provisioning.phones.files import fetch
 from provisioning.phones.request import Reply
 from provisioning.state import SERVICES, Services
@@ -128,20 +126,6 @@ class TftpRequest:
         self.transport: asyncio.Transport | None = asyncio.Transport({"peername": peer})
 
 
-def mac_only_view(services: Services) -> Services:
-    """The services `fetch` is given for TFTP: the same state (bans, caches, sightings, rows,
-    policies, counts), with ALLOW_MAC_ONLY on and DIGEST off, since a TFTP client can carry
-    neither a token nor an answer to a challenge. The guard is a shallow copy sharing every
-    piece of state with the HTTP one; only its settings differ (phones.guard reads
-    `allow_mac_only` there)."""
-    settings = dataclasses.replace(services.settings, allow_mac_only=True, digest=False)
-    guard = copy.copy(services.guard)
-    guard.settings = settings
-    return dataclasses.replace(
-        services, settings=settings, guard=guard, authorize=default_authorizer(settings)
-    )
-
-
 class _Listener(asyncio.DatagramProtocol):
     def __init__(self, server: TftpServer) -> None:
         self.server = server
@@ -175,7 +159,6 @@ class TftpServer:
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        self.view = mac_only_view(services)
         self.networks: netaddr.IPSet = services.settings.tftp_networks
         self.transport: asyncio.DatagramTransport | None = None
         self.host = ""
@@ -300,7 +283,7 @@ class TftpServer:
         if not matches or not all(match.spec.tftp for match in matches):
             raise TftpError(NOT_FOUND, "file not found")
         phone = TftpRequest(name, addr)
-        services = self.view
+        services = self.services
         if services.guard.banned(phone):
             raise TftpError(ACCESS_VIOLATION, "access violation")
         load = services.load
@@ -309,15 +292,17 @@ class TftpServer:
             raise TftpError(NOT_DEFINED, "server busy, try again later")
         load.inflight += 1
         try:
-            reply: Reply = await fetch(services, phone, name, None)
+            # A TFTP client carries neither a token nor an answer to a challenge: its MAC is all
+            # it can say, and this listener (for TFTP_NETWORKS only) takes it.
+            reply: Reply = await fetch(services, phone, name, None, mac_only=True)
         finally:
             load.inflight -= 1
         if reply.status == 200:
             return reply.body
         if reply.status == 503:
             raise TftpError(NOT_DEFINED, "server busy, try again later")
-        # 404, and 401 (a digest challenge a TFTP client cannot answer): the same answer for
-        # unknown and refused, as over HTTP.
+        # 404 (and a 401, were a challenge ever made by mistake: `mac_only` asks for none): the
+        # same answer for unknown and refused, as over HTTP.
         raise TftpError(NOT_FOUND, "file not found")
 
 

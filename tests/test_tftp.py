@@ -3,7 +3,8 @@ loopback, and by a bare UDP socket where a test needs to see packets (options ac
 retransmission): the file a Zenitel station gets is the very bytes HTTP answers; a source outside
 TFTP_NETWORKS gets nothing; writes, unknown files and every file that is not a TFTP family's are
 TFTP errors; the fetch is a sighting and proves a change applied, as an HTTP fetch does; misses
-count towards a ban, as over HTTP."""
+count towards a ban, as over HTTP. A MAC is enough over TFTP only: the same file asked by MAC over
+HTTP (aiohttp's route and the phone lane), from the same app, is still refused."""
 
 from __future__ import annotations
 
@@ -24,13 +25,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from provisioning import accounts, tftp
+from provisioning import accounts, logs, tftp
 from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory, make_engine, make_session_factory
 from provisioning.db.models import Device, Push, Sighting
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
+from provisioning.listen import listening
+from provisioning.phones.auth import Decision, Evidence, Policy, default_authorizer, parse_proofs
 from provisioning.settings import Settings
 from provisioning.tftp import TFTP, TftpServer, negotiate, netascii, parse_request, tftp_ctx
 from tests.conftest import YEALINK_MAC, World
@@ -399,6 +402,72 @@ async def test_misses_over_tftp_ban_the_source_as_over_http(serve: Serve, statio
     code, body, _ = await curl(url(server, FILE))
     assert (code, body) == (PERMISSION, b"")
     assert server.services.guard.counts["banned_requests", ""] == 1
+
+
+@pytest.mark.parametrize("digest", [False, True])
+async def test_a_mac_is_enough_over_tftp_never_over_http(
+    serve: Serve, station: Station, digest: bool
+) -> None:
+    """ALLOW_MAC_ONLY off: TFTP serves the station by MAC, and the same app still refuses the
+    same name by MAC over HTTP (404, or the digest challenge with DIGEST on), with or without
+    the station's own TFTP fetch just before. Over TFTP, DIGEST changes nothing: no challenge
+    a station could not answer, an unknown MAC is "file not found"."""
+    client, server = await serve(digest=digest, ban_threshold=10_000)
+    assert not server.services.settings.allow_mac_only
+    expected = await http_body(client, station)
+    for _ in range(2):
+        code, body, err = await curl(url(server, FILE))
+        assert (code, err, body) == (0, "", expected)
+        response = await client.get(f"/{FILE}")
+        assert (response.status, await response.read()) == (401 if digest else 404, b"")
+        assert ("WWW-Authenticate" in response.headers) is digest
+    code, body, _ = await curl(url(server, UNKNOWN))
+    assert (code, body) == (NOT_FOUND, b"")
+    assert server.services.guard.counts["challenges", ""] == (2 if digest else 0)
+
+
+async def test_the_phone_lane_refuses_by_mac_while_tftp_serves_it(
+    settings: Settings, station: Station
+) -> None:
+    """The lane (phones.lane), the boot-storm path, behind the listener `serve` uses, with the
+    TFTP listener of the same app serving the station by MAC."""
+    lane = replace(
+        settings, host="127.0.0.1", port=0, phone_lane=True, tftp_listen=("127.0.0.1", 0),
+        tftp_networks=netaddr.IPSet(["127.0.0.0/8"]), ban_threshold=10_000,
+    )  # fmt: skip
+    app = create_app(lane)
+    app.cleanup_ctx.append(tftp_ctx)
+    async with listening(app, lane, None, logs.AccessLogger) as servers:
+        port = servers[0][1].sockets[0].getsockname()[1]
+        code, body, err = await curl(url(app[TFTP], FILE))
+        assert (code, err) == (0, "") and b" auth_pwd=pw-station-9\n" in body
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(f"GET /{FILE} HTTP/1.1\r\nHost: phones.example\r\n\r\n".encode())
+            await writer.drain()
+            async with asyncio.timeout(10):
+                head = await reader.readuntil(b"\r\n\r\n")
+        finally:
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 404 "), head
+        assert b"content-length: 0\r\n" in head.lower(), head
+
+
+def test_the_authorizer_takes_a_mac_alone_only_when_told(settings: Settings) -> None:
+    """`Evidence.mac_only` (set from the claim by tftp only) stands in for the proofs the
+    policy requires, like ALLOW_MAC_ONLY; it never lets another MAC's file out, nor a device
+    past its first-contact window."""
+    assert not settings.allow_mac_only
+    authorize = default_authorizer(settings)
+    strict = Policy(proofs=parse_proofs("token+digest"))
+    for policy in (Policy(), strict):
+        by_mac = Evidence(MAC, by_token=False, path_mac=MAC, ua_mac=None, policy=policy)
+        assert authorize(by_mac) is not Decision.ALLOW
+        assert authorize(by_mac._replace(mac_only=True)) is Decision.ALLOW
+        other = by_mac._replace(mac_only=True, path_mac="0013cb090909")
+        assert authorize(other) is Decision.REFUSE
+        late = by_mac._replace(mac_only=True, window_closed=True)
+        assert authorize(late) is Decision.EXPIRED
 
 
 async def test_serve_listens_for_tftp_when_told(
