@@ -623,6 +623,7 @@ async def cmd_import(ctx: Context, session: AsyncSession) -> None:
     import asyncio
 
     from provisioning import imports
+    from provisioning.render.refusals import FilesCheck
 
     a = ctx.args
     try:
@@ -640,6 +641,8 @@ async def cmd_import(ctx: Context, session: AsyncSession) -> None:
         mode=mode,
         actor=ctx.actor,
         progress=progress,
+        # A row whose line a phone's files could not carry is refused (render.refusals).
+        files=FilesCheck.for_settings(ctx.catalog, ctx.settings, ctx.cipher),
     )
     ctx.emit(report.human(), report.view())
     if report.problems:

@@ -14,6 +14,7 @@ from provisioning.db.models import Device, WebUser
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.render.files import device_files
+from provisioning.render.refusals import FilesCheck
 from provisioning.settings import Settings
 from provisioning.web import users
 
@@ -70,8 +71,11 @@ async def seed(
         await inventory.add_device(
             session, catalog, cipher, LINPHONE_MAC, "linphone-softphone", account.id
         )
-        await inventory.assign_line(session, YEALINK_MAC, first.id, 1)
-        await inventory.assign_line(session, LINPHONE_MAC, second.id, 1)
+        # Checked as every assignment is: demo data a phone's files could not carry would
+        # fail here, not at the demo phone's first fetch.
+        check = FilesCheck.for_settings(catalog, settings, cipher)
+        await inventory.assign_line(session, YEALINK_MAC, first.id, 1, files=check)
+        await inventory.assign_line(session, LINPHONE_MAC, second.id, 1, files=check)
         # A line without a phone: in the Manager, order one or put it on the Yealink.
         await accounts.create_line(
             session,

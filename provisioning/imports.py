@@ -57,6 +57,10 @@ Every row is checked by the domain functions the CLI, the API and the pages use
 checks, secrets encrypted by them), and stored by their bulk counterparts (`insert_accounts`,
 `insert_lines`, `insert_devices`, `assign_lines`): each change in the audit trail, and a phone
 that got lines gets one config revision and one push for the whole import, not one per line.
+A row whose line a phone's files could not carry (a template's `refuse`: a `"` in a Gigaset
+N510 password, a `#` in an Aastra one; or a value the file's format cannot carry) is refused
+as `device assign` refuses it (render.refusals), before anything is written: its problem
+names the phone, the file, the slot and the reason, never the value.
 """
 
 from __future__ import annotations
@@ -75,11 +79,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from provisioning import accounts, audit
 from provisioning.crypto import Cipher
-from provisioning.db.models import Account, Device, Line, LineSlot
+from provisioning.db.models import Account, Device, Line, LineSlot, SettingOverride
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.errors import DomainError
+from provisioning.overrides import merge_overrides
 from provisioning.push.associations import LEAVING
+from provisioning.render.context import DeviceData, LineData
+from provisioning.render.files import refusal_of
+from provisioning.render.refusals import FilesCheck
+from provisioning.render.snapshot import line_data
 from provisioning.settings import Settings
 
 ACCOUNT_COLUMNS = (
@@ -456,6 +465,7 @@ class _Account:
     values: dict[str, str]
     new: bool
     row: Account | None = None  # the planned one
+    name: str = ""
 
 
 @dataclass
@@ -477,6 +487,7 @@ class _Device:
     state: str
     new: bool
     row: Device | None = None
+    token: str = ""  # a planned device's URL token (what its files are rendered with)
 
 
 @dataclass(frozen=True)
@@ -514,15 +525,31 @@ class _Journal:
         self._undo.clear()
 
 
+LineKey = tuple[str, str]  # (registrar host, SIP username), as a line is stored
+
+
 @dataclass
 class _Outcome:
     """What one row created, and which existing objects it used: (kind, id) pairs."""
 
     created: list[str] = field(default_factory=list)
     existing: list[tuple[str, int]] = field(default_factory=list)
+    # The line the row put in a slot of its phone (None: no new slot).
+    placed: tuple[LineKey, _Slot] | None = None
 
 
-LineKey = tuple[str, str]  # (registrar host, SIP username), as a line is stored
+@dataclass(frozen=True)
+class _StoredLine:
+    """An existing line's columns as `load` read them (render.snapshot.LineFields)."""
+
+    number: str
+    sip_username: str
+    auth_username: str | None
+    password_enc: str
+    display_name: str
+    registrar_host: str
+    registrar_port: int
+    transport: str
 
 
 class _Importer:
@@ -533,12 +560,14 @@ class _Importer:
         catalog: Catalog,
         cipher: Cipher,
         actor: audit.Actor,
+        files: FilesCheck,
     ) -> None:
         self.session = session
         self.settings = settings
         self.catalog = catalog
         self.cipher = cipher
         self.actor = actor
+        self.files = files
         self.journal = _Journal()
         self.accounts: dict[str, list[_Account]] = {}
         self.lines: dict[LineKey, _Line] = {}
@@ -550,6 +579,9 @@ class _Importer:
         self.assignments: dict[LineKey, _Slot] = {}
         self.created = dict.fromkeys(KINDS, 0)
         self.existing: dict[str, set[int]] = {kind: set() for kind in KINDS}
+        # The operators' overrides by (scope, target), in the order they were set: a planned
+        # phone's files are rendered with them, as `overrides_for` would merge them.
+        self.overrides: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
 
     async def load(self) -> None:
         """What exists, in four queries: rows are then matched without a query each."""
@@ -567,7 +599,7 @@ class _Importer:
         accounts_by_id: dict[int, _Account] = {}
         for id_, name, *values in found.all():
             values_by_column = dict(zip(ACCOUNT_COLUMNS[1:], values, strict=True))
-            account = _Account(id_, values_by_column, new=False)
+            account = _Account(id_, values_by_column, new=False, name=name)
             accounts_by_id[id_] = account
             self.accounts.setdefault(name, []).append(account)
         lines = await self.session.execute(
@@ -615,26 +647,119 @@ class _Importer:
             self.slots[line_keys[line_id]] = _Slot(mac, slot, new=False)
             taken.setdefault(mac, set()).add(slot)
         self.taken = {mac: frozenset(held) for mac, held in taken.items()}
+        overrides = await self.session.execute(
+            select(
+                SettingOverride.scope,
+                SettingOverride.target,
+                SettingOverride.key,
+                SettingOverride.value,
+            ).order_by(SettingOverride.id)
+        )
+        for scope, target, setting, value in overrides.all():
+            self.overrides.setdefault((scope, target), []).append((scope, setting, value))
 
-    def plan(self, rows: list[Row], problems: list[Problem]) -> int:
-        """Plan rows, each on its own: a refused one is reported and leaves nothing planned.
-        Returns how many were planned."""
+    async def plan(self, groups: list[list[Row]], problems: list[Problem]) -> int:
+        """Plan groups of rows (`_groups`: a phone's rows together), each row on its own: a
+        refused one is reported and leaves nothing planned. Returns how many were planned."""
         planned = 0
-        for row in rows:
-            mark = self.journal.mark()
-            try:
-                outcome = self.plan_row(row)
-            except _Refused as exc:
-                self.journal.undo_to(mark)
-                problems.append(Problem(row.number, exc.column, exc.message))
-                continue
+        for group in groups:
+            planned += await self._plan_group(group, problems)
+        self.journal.clear()  # what is planned stays planned
+        return planned
+
+    async def _plan_group(self, group: list[Row], problems: list[Problem]) -> int:
+        """A phone's rows, then its files rendered once with every line they put on it (what
+        `assign_lines` will write). Files refused: the rows are planned again one at a time,
+        the files rendered after each line, and a row whose line makes them refused is refused
+        (as `device assign` would refuse it): only then is the culprit known."""
+        start, found = self.journal.mark(), len(problems)
+        outcomes = [o for row in group if (o := self._plan_one(row, problems)) is not None]
+        placed = [o.placed for o in outcomes if o.placed is not None]
+        if placed and await self._refusal(group[0].mac, placed) is not None:
+            self.journal.undo_to(start)
+            del problems[found:]
+            outcomes, placed = [], []
+            for row in group:
+                mark = self.journal.mark()
+                outcome = self._plan_one(row, problems)
+                if outcome is None:
+                    continue
+                if outcome.placed is not None:
+                    why = await self._refusal(row.mac, [*placed, outcome.placed])
+                    if why is not None:
+                        self.journal.undo_to(mark)
+                        slot = outcome.placed[1].slot
+                        problems.append(
+                            Problem(
+                                row.number,
+                                None,
+                                f"line {row['number']} cannot go in slot {slot} of phone "
+                                f"{row.mac}: the phone's files would be refused ({why})",
+                            )
+                        )
+                        continue
+                    placed.append(outcome.placed)
+                outcomes.append(outcome)
+        for outcome in outcomes:
             for kind in outcome.created:
                 self.created[kind] += 1
             for kind, id_ in outcome.existing:
                 self.existing[kind].add(id_)
-            planned += 1
-        self.journal.clear()  # what is planned stays planned
-        return planned
+        return len(outcomes)
+
+    def _plan_one(self, row: Row, problems: list[Problem]) -> _Outcome | None:
+        mark = self.journal.mark()
+        try:
+            return self.plan_row(row)
+        except _Refused as exc:
+            self.journal.undo_to(mark)
+            problems.append(Problem(row.number, exc.column, exc.message))
+            return None
+
+    async def _refusal(self, mac: str, placed: list[tuple[LineKey, _Slot]]) -> str | None:
+        """Why the phone's files could not be written once the `placed` lines join its lines
+        (render.refusals), or None. A stored phone is read as the database has it; a planned
+        one is rendered from the plan (its account's time zone and language, the overrides of
+        its model and MAC), without a query."""
+        device = self.devices[mac]
+        lines = {slot.slot: self._line_data(key) for key, slot in placed}
+        if device.id is not None:
+            return await self.files.refusal(self.session, device.id, lines)
+        assert device.row is not None
+        account = device.account
+        scopes = [("model", device.model_id), ("device", mac)]
+        if account is not None and account.id is not None:
+            scopes.insert(1, ("account", str(account.id)))
+        data = DeviceData(
+            id=0,  # not stored yet
+            mac=mac,
+            model_id=device.model_id,
+            revision=device.row.config_revision or 1,
+            token=device.token,
+            account_name=account.name if account is not None else "",
+            timezone=(
+                account.values["account_timezone"]
+                if account is not None
+                else self.settings.default_timezone
+            ),
+            language=(
+                account.values["account_language"]
+                if account is not None
+                else self.settings.default_language
+            ),
+            lines=lines,
+            overrides=merge_overrides(
+                override for scope in scopes for override in self.overrides.get(scope, [])
+            ),
+        )
+        return refusal_of(self.files.renderer, self.settings, data)
+
+    def _line_data(self, key: LineKey) -> LineData:
+        line = self.lines[key]
+        if line.row is not None:
+            return line_data(line.row, self.cipher)
+        stored = _StoredLine(sip_username=key[1], registrar_host=key[0], **line.stored)
+        return line_data(stored, self.cipher)
 
     def plan_row(self, row: Row) -> _Outcome:
         outcome = _Outcome()
@@ -687,7 +812,7 @@ class _Importer:
             created.language,
         )
         values = dict(zip(ACCOUNT_COLUMNS[1:], stored_values, strict=True))
-        planned = _Account(None, values, new=True, row=created)
+        planned = _Account(None, values, new=True, row=created, name=created.name)
         self.journal.put(self.accounts, name, [planned])
         outcome.created.append("accounts")
         return planned
@@ -786,7 +911,7 @@ class _Importer:
         if not row["model"]:
             raise _Refused("model", f"a new phone needs its model (phone {row.mac})")
         try:
-            device, _token = inventory.new_device(
+            device, token = inventory.new_device(
                 self.catalog,
                 self.cipher,
                 row.mac,
@@ -804,6 +929,7 @@ class _Importer:
             device.state,
             new=True,
             row=device,
+            token=token,
         )
         self.journal.put(self.devices, row.mac, planned)
         outcome.created.append("devices")
@@ -835,6 +961,7 @@ class _Importer:
         self.journal.put(self.slots, key, placed)
         self.journal.put(self.assignments, key, placed)
         outcome.created.append("slots")
+        outcome.placed = (key, placed)
 
     async def write(self) -> int:
         """Store what was planned, with the domain's bulk functions; returns the pushes queued
@@ -902,18 +1029,23 @@ async def import_csv(
     mode: Mode = "all",
     actor: audit.Actor = audit.SYSTEM,
     progress: Progress | None = None,
+    files: FilesCheck | None = None,
 ) -> ImportReport:
     """Import the CSV file `data` (its format: this module's docstring) in the caller's
     transaction, which commits it. The import runs in a savepoint, rolled back for a dry run
     and for an import refused as a whole (mode "all" with a problem): the caller then has
-    nothing to commit. The report lists every problem with its row and column, and counts."""
+    nothing to commit. The report lists every problem with its row and column, and counts.
+    `files` renders the phones' files (the API passes its renderer); without it, one is made
+    from the settings: a line a phone's files could not carry is always refused."""
     report = ImportReport(mode)
     read = read_rows(data, report.problems)
     report.rows = read.count
     good = check_rows(read.rows, report.problems)
     if not read.whole:
         return report
-    importer = _Importer(session, settings, catalog, cipher, actor)
+    if files is None:
+        files = FilesCheck.for_settings(catalog, settings, cipher)
+    importer = _Importer(session, settings, catalog, cipher, actor, files)
     outer = await session.begin_nested()
     keep = False
     try:
@@ -921,9 +1053,9 @@ async def import_csv(
         done = report.rows - len(good)
         groups = _groups(good)
         for start in range(0, len(groups), BATCH):
-            batch = [row for group in groups[start : start + BATCH] for row in group]
-            report.imported_rows += importer.plan(batch, report.problems)
-            done += len(batch)
+            batch = groups[start : start + BATCH]
+            report.imported_rows += await importer.plan(batch, report.problems)
+            done += sum(len(group) for group in batch)
             if progress is not None:
                 progress.update(done, report.rows)
             # Planning is CPU only: let the server's other tasks run between batches.

@@ -7,8 +7,9 @@ the report `provisioning import --json` prints. What the caller gets:
   ones, the refused ones listed with their row and column), or a dry run (`dry_run=true`,
   nothing written, every problem listed).
 - 422 problem `import-refused`, the report in its `report` member: with `mode=all` (the
-  default) some row was refused, so nothing was written; or the file as a whole is unreadable
-  (not UTF-8, a bad header, a broken quote), whatever the mode.
+  default) some row was refused (a row whose line a phone's files could not carry too: its
+  problem names the file, the slot and the reason), so nothing was written; or the file as a
+  whole is unreadable (not UTF-8, a bad header, a broken quote), whatever the mode.
 - 413 `too-large` past `MAX_BYTES`, 415 `unsupported-media-type` for a body that is not
   `text/csv`, 422 `invalid-input` for a bad query parameter, 403 for a customer's token.
 """
@@ -24,6 +25,7 @@ from provisioning.api.access import actor, require_operator
 from provisioning.api.bodies import query_bool, read_bounded
 from provisioning.api.problems import problem
 from provisioning.errors import InvalidInput
+from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 
 routes = web.RouteTableDef()
@@ -74,6 +76,7 @@ async def create_import(request: web.Request) -> web.Response:
             body,
             mode=mode,
             actor=actor(request),
+            files=FilesCheck(services.renderer, services.settings, services.cipher),
         )
     view: dict[str, Any] = report.view()
     if report.committed or mode == "dry-run":
