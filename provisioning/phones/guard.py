@@ -70,7 +70,7 @@ class Claim(NamedTuple):
     # (file name, fingerprint): the file asked, read with the row found by the token if it was
     # rendered ahead (render.stored), so that a first fetch is one read.
     want: tuple[str, str] | None = None
-    # A MAC (in the file name) is the proof, as with ALLOW_MAC_ONLY on, for this request only:
+    # The MAC the request names is the proof, as with ALLOW_MAC_ONLY on, for this request only:
     # set by a listener whose clients can carry nothing else (tftp), never from anything the
     # request says, and never over HTTP (`phones.files.fetch`'s `mac_only`).
     mac_only: bool = False
