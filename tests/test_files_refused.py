@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from provisioning import accounts, tokens
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
-from provisioning.db.models import Account, AuditEvent, Device, Line, LineSlot, Order
+from provisioning.db.models import Account, AuditEvent, Device, Line, LineHandover, LineSlot, Order
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.orders import orders
@@ -26,7 +26,7 @@ from provisioning.orders.carriers import load_carriers
 from provisioning.settings import Settings
 from tests.conftest import World
 from tests.test_cli import Cli
-from tests.web.kit import ALICE, Browser, make_manager_world
+from tests.web.kit import ALICE, OPERATOR, Browser, make_manager_world
 
 AASTRA_MAC = "00085d2374aa"
 AASTRA = "aastra-6731i"
@@ -249,3 +249,94 @@ async def test_cli_shipping_an_order_is_refused_before_the_parcel_is_booked(
         assert await session.scalar(select(Device).where(Device.mac == new_mac)) is None
         shipped = await session.get(Order, order_id)
         assert shipped is not None and shipped.state == "validated" and shipped.tracking is None
+
+
+async def _replacement_for_an_aastra(
+    sessions: SessionFactory, settings: Settings, catalog: Catalog, world: World, line_id: int
+) -> int:
+    """A replacement of the Yealink (whose format carries a `#`), once `line_id` is on it,
+    placed for an orderable model and moved to an Aastra, as in the test above."""
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Account)
+            .where(Account.id == world.account_id)
+            .values(street="12 rue de la Paix", postcode="75002", town="Paris")
+        )
+        await inventory.assign_line(session, world.yealink_mac, line_id)
+        request = orders.OrderRequest(line_id, "yealink-t46u", "dhl", kind="replacement")
+        order, _ = await orders.place_order(
+            session, settings, catalog, load_carriers(), request, accept_contract=True
+        )
+        assert order.replaced_mac == world.yealink_mac
+        await session.execute(update(Order).where(Order.id == order.id).values(model_id=AASTRA))
+        return order.id
+
+
+async def shipping_state(sessions: SessionFactory, order_id: int, mac: str) -> dict[str, Any]:
+    async with sessions() as session:
+        order = await session.get(Order, order_id)
+        assert order is not None
+        return {
+            "order": (order.state, order.tracking, order.device_id),
+            "device": await session.scalar(select(Device.id).where(Device.mac == mac)),
+            "handovers": await session.scalar(select(func.count()).select_from(LineHandover)),
+            "events": await session.scalar(select(func.count()).select_from(AuditEvent)),
+        }
+
+
+async def test_cli_shipping_a_replacement_is_refused_when_the_new_model_cannot_carry_its_lines(
+    cli: Cli,
+    setup: Setup,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+) -> None:
+    """A replacement takes over the old phone's lines at its first fetch (orders.handover): a
+    line the new model's files cannot carry is refused at shipping, before the parcel is booked,
+    not answered 503 to the new phone from its first boot on."""
+    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, setup.hash_line)
+    new_mac = "00085d2374bc"
+    before = await shipping_state(sessions, order_id, new_mac)
+    assert before["order"] == ("validated", None, None) and before["device"] is None
+    result = cli.run("order", "ship", str(order_id), new_mac, ok=False)
+    assert result.returncode != 0 and result.stdout == "" and "Traceback" not in result.stderr
+    message = result.stderr.strip()
+    assert message.startswith(
+        f"error: the lines of {world.yealink_mac} cannot move to device {new_mac} (a {AASTRA})"
+    ), message
+    assert "mac.cfg.j2" in message and "contains a #" in message and "SECRET" not in message
+    assert await shipping_state(sessions, order_id, new_mac) == before
+    # Once the line's password fits the new model, the same scan ships.
+    async with sessions() as session, session.begin():
+        await accounts.set_line_password(
+            session, Cipher(settings.secret_key), setup.hash_line, "plain-again"
+        )
+    shipped = cli.json("order", "ship", str(order_id), new_mac)
+    assert shipped["order"]["state"] == "shipped"
+    after = await shipping_state(sessions, order_id, new_mac)
+    assert after["device"] is not None and after["handovers"] == 3  # lines 1, 2 and this one
+
+
+async def test_operator_page_shipping_a_replacement_is_refused(
+    client: TestClient,
+    setup: Setup,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+) -> None:
+    """The warehouse's page (web.operator.ship) gives the same refusal, translated."""
+    await make_manager_world(sessions, world)
+    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, setup.hash_line)
+    ops = Browser(client)
+    assert (await ops.sign_in(*OPERATOR))[0] == 200
+    new_mac = "00085d2374bd"
+    before = await shipping_state(sessions, order_id, new_mac)
+    status, page = await ops.post(
+        f"/manager/ops/orders/{order_id}", {"mac": new_mac, "tracking": "JJD000111222333444555"}
+    )
+    assert status == 409, page
+    assert "Ce téléphone ne peut pas recevoir cette ligne telle quelle" in page
+    assert "SECRET" not in page
+    assert await shipping_state(sessions, order_id, new_mac) == before

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from provisioning.audit import SYSTEM, Actor, record
 from provisioning.crypto import Cipher
@@ -84,7 +85,7 @@ async def ship_order(
         # the parcel is booked (the caller's transaction undoes the device just added).
         await inventory.assign_line(session, device.mac, order.line_id, actor=actor, files=files)
     else:
-        handovers = await _tie_lines(session, order, device)
+        handovers = await _tie_lines(session, order, device, files=files)
 
     if tracking is None:
         # Last, once nothing can refuse the shipment: booking a parcel is not undone.
@@ -154,9 +155,13 @@ async def _reissue(
     return token
 
 
-async def _tie_lines(session: AsyncSession, order: Order, device: Device) -> list[tuple[int, int]]:
+async def _tie_lines(
+    session: AsyncSession, order: Order, device: Device, *, files: FilesCheck | None = None
+) -> list[tuple[int, int]]:
     """Plan the move of the replaced phone's lines to the new one, keeping slot numbers when
-    they exist on the new model."""
+    they exist on the new model. With `files`, lines the new model's files could not carry (a
+    `#` on an Aastra, a `"` on a Gigaset N510) are refused here, like too few slots: the move
+    itself happens at the phone's first fetch, too late to tell anyone but the phone (a 503)."""
     if order.replaced_device_id is None:
         return []
     rows = (
@@ -164,6 +169,7 @@ async def _tie_lines(session: AsyncSession, order: Order, device: Device) -> lis
             select(LineSlot)
             .where(LineSlot.device_id == order.replaced_device_id)
             .order_by(LineSlot.slot)
+            .options(selectinload(LineSlot.line))
         )
     ).all()
     if len(rows) > device.slot_count:
@@ -174,6 +180,13 @@ async def _tie_lines(session: AsyncSession, order: Order, device: Device) -> lis
         )
     keep = all(row.slot <= device.slot_count for row in rows)
     plan = [(row.line_id, row.slot if keep else n) for n, row in enumerate(rows, 1)]
+    if files is not None and plan:
+        change = (
+            f"the lines of {order.replaced_mac} cannot move to device {device.mac} "
+            f"(a {device.model_id})"
+        )
+        moved = {slot: files.line(row.line) for row, (_, slot) in zip(rows, plan, strict=True)}
+        await files.refuse(session, device.id, moved, change)
     session.add_all(
         LineHandover(
             order_id=order.id,
