@@ -4,6 +4,7 @@ so `provisioning render` prints exactly what the phone gets."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -12,9 +13,11 @@ from provisioning.devices.catalog import Catalog, Family, FileSpec, Model
 from provisioning.devices.identify import FileMatch
 from provisioning.render.cache import Rendered
 from provisioning.render.context import DeviceData, build_context
-from provisioning.render.environment import Renderer, RenderRefused, RenderUnsafe
+from provisioning.render.environment import Renderer, RenderError, RenderRefused, RenderUnsafe
 from provisioning.render.overrides import apply_overrides
 from provisioning.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def device_files(catalog: Catalog, model_id: str, mac: str) -> list[tuple[str, FileSpec]]:
@@ -101,10 +104,19 @@ def refusal_of(renderer: Renderer, settings: Settings, data: DeviceData) -> str 
     a double quote in a Gigaset N510 credential, or whose format cannot carry a value), or None.
     For the domain functions that assign a line or change one (render.refusals): called before
     anything is written, it turns what a phone's format cannot carry into a clear refusal at that
-    moment instead of a render error at the phone's next fetch."""
+    moment instead of a render error at the phone's next fetch.
+
+    Any other render error (a template bug: a misspelt variable, a syntax error in an
+    operator's override) is no refusal of the values: it is logged and the file skipped, and
+    the other files are still checked. Refusing the change for it would block every change of
+    the phone's lines, including the one that repairs it, for a fault only the template's fix
+    cures; the phone's fetch reports the same error itself (logged, 503, the phone retries) and
+    `provisioning check` names it."""
     for name, spec in device_files(renderer.catalog, data.model_id, data.mac):
         try:
             render_file(renderer, settings, data, spec)
         except (RenderRefused, RenderUnsafe) as exc:
             return f"{name}: {exc}"
+        except RenderError as exc:
+            log.error("files check of device %s: %s not checked: %s", data.mac, name, exc)
     return None
