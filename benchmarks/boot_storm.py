@@ -245,8 +245,18 @@ def lua_script(
 
 
 def run_wrk(
-    url: str, script: Path, *, threads: int, connections: int, duration: float
+    url: str,
+    script: Path,
+    *,
+    threads: int,
+    connections: int,
+    duration: float,
+    pid: int | None = None,
 ) -> dict[str, Any]:
+    """wrk's figures; with `pid`, also the CPU time that process and its children spent per
+    request meanwhile (µs): what a request costs, which the machine's noise moves less than
+    requests a second."""
+    before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(
         [
             "wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "5s",
@@ -273,6 +283,8 @@ def run_wrk(
         "p99_ms": ms("99"),
         "non_2xx_3xx": int(non2xx[1]) if non2xx else 0,
     }
+    if pid is not None and total:
+        result["cpu_us_per_request"] = round((cpu_seconds(pid) - before) / total * 1e6, 1)
     if errors:
         result["socket_errors"] = dict(
             zip(("connect", "read", "write", "timeout"), map(int, errors.groups()), strict=True)
@@ -311,6 +323,19 @@ http {{
 """
     )
     return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder)])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, every thread) used so far by a process and its children."""
+    total = 0
+    for proc in [str(pid), *subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()]:  # fmt: skip
+        stat = Path(f"/proc/{proc}/stat")
+        if stat.exists():
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -634,7 +659,9 @@ def main() -> None:
             # the prep server stopped, nginx waited on the disk (p99 0.5 s, 2,000 requests/s).
             os.sync()
             run_wrk(nginx_url, cold_script, **wrk, duration=args.cold_duration)
-            nginx_cold = run_wrk(nginx_url, cold_script, **wrk, duration=args.cold_duration)
+            nginx_cold = run_wrk(
+                nginx_url, cold_script, **wrk, duration=args.cold_duration, pid=nginx.pid
+            )
             nginx_paced = run_wrk(
                 nginx_url, paced_script, threads=1, connections=20, duration=args.duration
             )
@@ -644,8 +671,9 @@ def main() -> None:
             server, server_port, startup = start_server(env, args, folder / "server.log")
             results["startup_s"] = round(startup, 2)
             cold = run_wrk(
-                f"http://127.0.0.1:{server_port}", cold_script, **wrk, duration=args.cold_duration
-            )
+                f"http://127.0.0.1:{server_port}", cold_script, **wrk,
+                duration=args.cold_duration, pid=server.pid,
+            )  # fmt: skip
             cold["wrapped"] = cold["requests"] > len(targets)
             results["cold"] = compare(cold, nginx_cold)
             results["rss_mb_after_cold"] = rss_mb(server.pid)
@@ -675,11 +703,11 @@ def main() -> None:
                 spy = None
                 if args.profile and not close:
                     spy = start_profile(server.pid, max(1, args.duration - 2), folder / "spy.txt")
-                ours = run_wrk(ours_url, script, **wrk, duration=args.duration)
+                ours = run_wrk(ours_url, script, **wrk, duration=args.duration, pid=server.pid)
                 if spy is not None and spy.wait(timeout=60) == 0:
                     results["profile_keep_alive"] = profile_summary(folder / "spy.txt")
                 results[mode] |= compare(
-                    ours, run_wrk(nginx_url, script, **wrk, duration=args.duration)
+                    ours, run_wrk(nginx_url, script, **wrk, duration=args.duration, pid=nginx.pid)
                 )
                 bare_result = run_wrk(
                     f"http://127.0.0.1:{bare_port}", script, **wrk, duration=args.duration
