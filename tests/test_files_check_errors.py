@@ -171,3 +171,51 @@ async def test_an_undecryptable_secret_does_not_block_the_change_that_repairs_it
         client, operator, "POST", f"/devices/{AASTRA_MAC}/lines", {"line_id": hashed}
     )
     assert status == 409 and "contains a #" in problem["detail"], problem
+
+
+async def test_a_template_error_the_change_causes_is_refused(
+    aiohttp_client: Any,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+    tmp_path: Path,
+) -> None:
+    """An override whose bug only a third line reaches: the phone works with two, and the
+    change that would break it (every line of it answered 503) is refused, naming the file and
+    the error, as a template's `refuse` is."""
+    (tmp_path / "aastra").mkdir()
+    (tmp_path / "aastra" / "aastra.cfg.j2").write_text(
+        '{% include "_settings.cfg.j2" %}\n'
+        "{% if lines[2].enabled %}screen name 3: {{ lines[2].no_such_key }}\n{% endif %}"
+    )
+    client: TestClient = await aiohttp_client(
+        create_app(replace(settings, templates_override_dir=tmp_path))
+    )
+    operator, token, _, _, plain = await _aastra(sessions, settings, catalog, world)
+    status, body = await call(
+        client, operator, "POST", f"/devices/{AASTRA_MAC}/lines", {"line_id": plain}
+    )
+    assert status == 201 and body["slot"] == 2, body
+    before = await _slots(sessions)
+    async with sessions() as session, session.begin():
+        third = await accounts.create_line(
+            session,
+            settings,
+            Cipher(settings.secret_key),
+            world.account_id,
+            "+33100000098",
+            password="third-pw",
+        )
+    status, problem = await call(
+        client, operator, "POST", f"/devices/{AASTRA_MAC}/lines", {"line_id": third.id}
+    )
+    assert status == 409, problem
+    assert problem["type"].endswith("/files-refused")
+    assert "aastra.cfg" in problem["detail"] and "no_such_key" in problem["detail"]
+    assert "third-pw" not in problem["detail"]
+    assert await _slots(sessions) == before
+    # The phone still gets its files.
+    agent = "Aastra6731i MAC:00-08-5D-23-74-AA V:3.3.1.4305-SIP"
+    resp = await client.get(f"/{token}/aastra.cfg", headers={"User-Agent": agent})
+    assert resp.status == 200, await resp.text()

@@ -99,7 +99,9 @@ def render_file(
     return Rendered(body=body, etag=etag_of(body), content_type=spec.content_type)
 
 
-def refusal_of(renderer: Renderer, settings: Settings, data: DeviceData) -> str | None:
+def refusal_of(
+    renderer: Renderer, settings: Settings, data: DeviceData, before: DeviceData | None = None
+) -> str | None:
     """Why the device's files cannot be written (the first file a template `refuse(...)`s, e.g.
     a double quote in a Gigaset N510 credential, or whose format cannot carry a value), or None.
     For the domain functions that assign a line or change one (render.refusals): called before
@@ -107,16 +109,26 @@ def refusal_of(renderer: Renderer, settings: Settings, data: DeviceData) -> str 
     moment instead of a render error at the phone's next fetch.
 
     Any other render error (a template bug: a misspelt variable, a syntax error in an
-    operator's override) is no refusal of the values: it is logged and the file skipped, and
-    the other files are still checked. Refusing the change for it would block every change of
-    the phone's lines, including the one that repairs it, for a fault only the template's fix
-    cures; the phone's fetch reports the same error itself (logged, 503, the phone retries) and
-    `provisioning check` names it."""
+    operator's override) refuses only when the change causes it: `before` (the device's data
+    without the change) renders that file. A file that fails without the change is logged and
+    skipped, and the other files are still checked: refusing would block every change of the
+    phone's lines, including the one that repairs it, for a fault only the template's fix
+    cures, and the phone's fetch reports that error itself (logged, 503, the phone retries)."""
     for name, spec in device_files(renderer.catalog, data.model_id, data.mac):
         try:
             render_file(renderer, settings, data, spec)
         except (RenderRefused, RenderUnsafe) as exc:
             return f"{name}: {exc}"
         except RenderError as exc:
+            if before is not None and _renders(renderer, settings, before, spec):
+                return f"{name}: {exc}"
             log.error("files check of device %s: %s not checked: %s", data.mac, name, exc)
     return None
+
+
+def _renders(renderer: Renderer, settings: Settings, data: DeviceData, spec: FileSpec) -> bool:
+    try:
+        render_file(renderer, settings, data, spec)
+    except RenderError:
+        return False
+    return True

@@ -11,7 +11,7 @@ decrypt (PROVISIONING_SECRET_KEY without the key it was written with) is the ser
 not the change's: the phone's fetch fails on it with or without the change (logged, 503), and
 refusing would also refuse the repair (a new password for the line whose old one is lost). The
 check then logs that it could not be made and lets the change through; render.files.refusal_of
-does the same for a template error."""
+does the same for a template error the change does not cause."""
 
 from __future__ import annotations
 
@@ -87,8 +87,8 @@ class FilesCheck:
             # The module's docstring says why this lets the change through.
             log.error("files check of device %s not made: %s", device.mac, exc)
             return None
-        data = replace(data, lines={**data.lines, **lines})
-        return refusal_of(self.renderer, self.settings, data)
+        changed = replace(data, lines={**data.lines, **lines})
+        return refusal_of(self.renderer, self.settings, changed, before=data)
 
     async def refuse(
         self,
