@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from provisioning import accounts
+from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory
 from provisioning.devices import inventory
@@ -207,7 +209,10 @@ async def test_a_phone_fetches_its_file_through_the_server(
     assert resp.status == 200 and resp.content_type == "text/plain"
     chained = parse_quoted(await resp.read())["CFG_STANDARD_FILE_PATH"]
     assert chained == f"http://phones.test:8080/{token}/{MAC}.xml"
-    # It carries the token: never given to a request without it (a MAC is not a secret).
+    # It carries the token: with ALLOW_MAC_ONLY off (the default), the very same request
+    # without it, though its User-Agent names the phone's MAC, gets the empty 404 (a MAC is no
+    # secret). test_the_factory_file_by_mac_alone shows what ALLOW_MAC_ONLY on changes.
+    assert not settings.allow_mac_only
     resp = await client.get("/KX-UT123.cfg", headers=ua)
     assert resp.status == 404 and await resp.read() == b""
     # Then the file it names.
@@ -221,3 +226,48 @@ async def test_a_phone_fetches_its_file_through_the_server(
     assert attr(root, "SIP_RGSTR_PORT_2") == "5061" and attr(root, "SIP_TRANSPORT_2") == "2"
     assert attr(root, "SIP_AUTHID_2") == "auth-two" and attr(root, "SIP_PASS_2") == "pw-two"
     assert attr(root, "CFG_STANDARD_FILE_PATH") == f"http://phones.test:8080/{token}/{MAC}.xml"
+
+
+async def test_the_factory_file_by_mac_alone(
+    aiohttp_client: Any, sessions: SessionFactory, settings: Settings, catalog: Catalog
+) -> None:
+    """With ALLOW_MAC_ONLY on (labs only: README), a request without the token is served the
+    file of the device whose MAC it names, here in its User-Agent (the factory file's name has
+    none): the factory file, with the device's token, like `<mac>.xml` with its SIP passwords.
+    Only to that MAC's own request: one that names another MAC, none, or two that differ, gets
+    the empty 404, and never this device's token."""
+    cipher = Cipher(settings.secret_key)
+    other = "0080f0c8c382"
+    async with sessions() as session, session.begin():
+        account = await accounts.create_account(session, settings, "Panasonic owner")
+        _, token = await inventory.add_device(
+            session, catalog, cipher, MAC, "panasonic-kx_ut123", account.id
+        )
+        _, other_token = await inventory.add_device(
+            session, catalog, cipher, other, "panasonic-kx_ut123", account.id
+        )
+    client: TestClient = await aiohttp_client(create_app(replace(settings, allow_mac_only=True)))
+
+    def agent(mac: str | None) -> dict[str, str]:
+        return {"User-Agent": "Panasonic_KX-UT123/01.133" + (f" ({mac})" if mac else "")}
+
+    resp = await client.get("/KX-UT123.cfg", headers=agent(MAC))
+    assert resp.status == 200
+    chained = parse_quoted(await resp.read())["CFG_STANDARD_FILE_PATH"]
+    assert chained == f"http://phones.test:8080/{token}/{MAC}.xml"
+    # Another device's MAC: that device's own file, its token, not this one's.
+    resp = await client.get("/KX-UT123.cfg", headers=agent(other))
+    body = await resp.read()
+    assert resp.status == 200 and token.encode() not in body and other_token.encode() in body
+    # No MAC, a MAC no device has, or a path naming one MAC and a User-Agent another: 404.
+    for path, mac in (
+        ("/KX-UT123.cfg", None),
+        ("/KX-UT123.cfg", "0080f0c8c3ff"),
+        (f"/{MAC}.xml", other),
+    ):
+        resp = await client.get(path, headers=agent(mac))
+        assert (resp.status, await resp.read()) == (404, b""), (path, mac)
+    # The device file by MAC alone too (the operator chose it): the path names the MAC.
+    resp = await client.get(f"/{MAC}.xml", headers=agent(MAC))
+    assert resp.status == 200
+    assert attr(parse_xml(await resp.read()), "CFG_STANDARD_FILE_PATH") == chained
