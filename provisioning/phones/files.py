@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +42,8 @@ TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 RETRY_AFTER = "30"
 # Set on the request once the file name is matched: the family a fetch counts under (metrics).
 FAMILY_KEY: web.RequestKey[str] = web.RequestKey("provisioning.family", str)
+# Bookkeeping of a served file left to the caller, to run once the client has it all (`fetch`).
+Later = list[Callable[[], Awaitable[None]]]
 
 
 def not_found() -> web.Response:
@@ -68,6 +71,7 @@ async def fetch(
     token: str | None,
     *,
     mac_only: bool = False,
+    later: Later | None = None,
 ) -> Reply:
     """What a phone asking `file_name` is answered: never a 5xx but 503 with Retry-After. A
     phone keeps its settings and asks again when the server cannot answer; told 500 (or 404) it
@@ -75,9 +79,15 @@ async def fetch(
 
     `mac_only`: the MAC the request names is proof enough for this request, as with
     ALLOW_MAC_ONLY on, and no digest challenge is made (guard.Claim.mac_only). Only a listener
-    whose clients can carry nothing else passes it (tftp); the HTTP layers never do."""
+    whose clients can carry nothing else passes it (tftp); the HTTP layers never do.
+
+    `later`: a served file's bookkeeping (its sighting, with the proof a change applied, and the
+    first-contact binding) is appended there, to be awaited by the caller once the client has
+    the whole file, instead of done now. For a listener that learns only after answering whether
+    the file arrived, from a source it cannot authenticate (tftp: UDP); the HTTP layers never
+    pass it."""
     try:
-        return await _fetch(services, request, file_name, token, mac_only)
+        return await _fetch(services, request, file_name, token, mac_only, later)
     except DB_ERRORS as exc:  # the bookkeeping after the read: misses, unknown devices...
         log.warning("phone fetch: database unavailable: %s", describe(exc))
     except Exception:
@@ -87,7 +97,12 @@ async def fetch(
 
 
 async def _fetch(
-    services: Services, request: PhoneRequest, file_name: str, token: str | None, mac_only: bool
+    services: Services,
+    request: PhoneRequest,
+    file_name: str,
+    token: str | None,
+    mac_only: bool,
+    later: Later | None,
 ) -> Reply:
     settings = services.settings
     if not FILE_NAME.fullmatch(file_name):
@@ -168,9 +183,11 @@ async def _fetch(
         reply = await guard.refuse(request, refusal)
     else:
         proof = spec is not None and spec.lines
-        reply = await guard.accept(request, found) or await _send(
-            services, request, device_id, agent, ua, file_name, revision, proof, rendered
+        reply = await guard.accept(request, found, bind=later is None) or await _send(
+            services, request, device_id, agent, ua, file_name, revision, proof, rendered, later
         )
+        if later is not None and reply.status == 200:
+            later.append(partial(guard.bind, found))
         # Served (no refusal): the device, its file and its evidence are known here.
         assert device is not None and spec is not None and found.evidence is not None
         if (
@@ -307,14 +324,18 @@ async def _send(
     revision: int,
     proof: bool,
     rendered: Rendered,
+    later: Later | None = None,
 ) -> Reply:
-    facts = _sighting(
-        services, request, device_id, agent, _firmware(ua), file_name, revision, proof
-    )
-    if facts is not None:
-        # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
-        # phone's problem: the file is already rendered.
-        await services.sightings.add(facts)
+    firmware = _firmware(ua)
+    if later is not None:
+        # Decided then too: `_sighting` remembers what it lets through.
+        later.append(
+            partial(
+                _seen, services, request, device_id, agent, firmware, file_name, revision, proof
+            )
+        )
+    else:
+        await _seen(services, request, device_id, agent, firmware, file_name, revision, proof)
     headers = [("ETag", rendered.etag), ("Cache-Control", "no-store")]
     if rendered.etag in _etags(request.headers.get("If-None-Match", "")):
         return Reply(304, headers)
@@ -372,6 +393,23 @@ def _client_ip(services: Services, request: PhoneRequest) -> str:
         request.headers.get("X-Forwarded-For"),
         services.settings.trusted_proxies,
     )
+
+
+async def _seen(
+    services: Services,
+    request: PhoneRequest,
+    device_id: int,
+    agent: str,
+    firmware: str | None,
+    file_name: str,
+    revision: int,
+    proof: bool,
+) -> None:
+    facts = _sighting(services, request, device_id, agent, firmware, file_name, revision, proof)
+    if facts is not None:
+        # Batched (or written now when SIGHTING_FLUSH_MS is 0); a failure is logged, never the
+        # phone's problem: the file is already rendered.
+        await services.sightings.add(facts)
 
 
 def _sighting(

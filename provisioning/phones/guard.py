@@ -411,9 +411,12 @@ class Guard:
 
     # -- 3. accept ----------------------------------------------------------------------------
 
-    async def accept(self, request: PhoneRequest, found: Found) -> Reply | None:
+    async def accept(
+        self, request: PhoneRequest, found: Found, *, bind: bool = True
+    ) -> Reply | None:
         """Spend the digest nonce-count (None: go ahead; else the answer to send instead) and
-        bind a device on first contact."""
+        bind a device on first contact (unless not `bind`: the caller calls `bind` once the
+        file has arrived)."""
         answer = found.spend
         if answer is not None:
             try:
@@ -429,10 +432,15 @@ class Guard:
                 return await self.refuse(
                     request, Refusal(miss=Miss.REPLAYED_DIGEST, challenge=True)
                 )
+        if bind:
+            await self.bind(found)
+        return None
+
+    async def bind(self, found: Found) -> None:
+        """Bind the device to where it fetched from, on first contact (`Found.bind_to`)."""
         if found.bind_to is not None and found.device is not None:
             device_id, place = found.device.id, found.bind_to
             await self._write_behind("binding", lambda s: bind_first_contact(s, device_id, place))
-        return None
 
     def metrics(self) -> str:
         """The counts in the Prometheus text format (one instance's view: scrape each)."""
