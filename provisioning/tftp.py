@@ -12,7 +12,9 @@ sources in TFTP_NETWORKS get an answer at all (anyone else's datagrams are dropp
 and what they get is decided by the phone path's own `fetch` (bans, scanner defence, binding and
 first-contact windows, sightings and proof of applied changes), told that a MAC is enough for
 this request (`mac_only`: as with ALLOW_MAC_ONLY on, and no digest challenge), which no HTTP
-request ever is. README "TFTP (Zenitel)".
+request ever is. A UDP source proves nothing either: the sighting, the proof and the binding are
+recorded only once the last block is acknowledged (`fetch`'s `later`), so a request that is never
+answered changes nothing. README "TFTP (Zenitel)".
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from provisioning.devices.identify import match_file
-from provisioning.phones.files import fetch
+from provisioning.phones.files import Later, fetch
 from provisioning.phones.request import Reply
 from provisioning.state import SERVICES, Services
 
@@ -240,9 +242,10 @@ class TftpServer:
             return
         outcome = "sent"
         size = 0
+        later: Later = []
         try:
             try:
-                body = await self._file(request, addr)
+                body = await self._file(request, addr, later)
             except TftpError as exc:
                 self.counts["refused"] += 1
                 outcome = f"refused ({exc.message})"
@@ -251,8 +254,14 @@ class TftpServer:
             if request.mode == "netascii":
                 body = netascii(body)
             size = len(body)
-            outcome = await _send(transport, channel, body, negotiate(request.options, size))
+            negotiated = negotiate(request.options, size)
+            outcome = await _send(transport, channel, body, negotiated)
             self.counts["sent" if outcome == "sent" else "unfinished"] += 1
+            if outcome == "sent":
+                # The last block was acknowledged: only now is the station seen, the change
+                # proven and the station bound (a UDP source proves nothing before).
+                for record in later:
+                    await record()
         except Exception:
             # A bug of ours: its traceback for us, an error for the station (which retries).
             log.exception("tftp %s: transfer of %r failed", addr[0], request.file_name[:128])
@@ -272,8 +281,9 @@ class TftpServer:
                     time.monotonic() - started,
                 )
 
-    async def _file(self, request: ReadRequest, addr: tuple[str, int]) -> bytes:
-        """The file's bytes, as the phone path would answer them over HTTP, or TftpError."""
+    async def _file(self, request: ReadRequest, addr: tuple[str, int], later: Later) -> bytes:
+        """The file's bytes, as the phone path would answer them over HTTP, or TftpError; what
+        to record once it has arrived is appended to `later`."""
         if request.mode not in MODES:
             raise TftpError(ILLEGAL, "only octet and netascii modes")
         name = request.file_name.removeprefix("/")
@@ -294,7 +304,7 @@ class TftpServer:
         try:
             # A TFTP client carries neither a token nor an answer to a challenge: its MAC is all
             # it can say, and this listener (for TFTP_NETWORKS only) takes it.
-            reply: Reply = await fetch(services, phone, name, None, mac_only=True)
+            reply: Reply = await fetch(services, phone, name, None, mac_only=True, later=later)
         finally:
             load.inflight -= 1
         if reply.status == 200:

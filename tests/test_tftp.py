@@ -29,7 +29,7 @@ from provisioning import accounts, logs, tftp
 from provisioning.app import create_app
 from provisioning.crypto import Cipher
 from provisioning.db.engine import SessionFactory, make_engine, make_session_factory
-from provisioning.db.models import Device, Push, Sighting
+from provisioning.db.models import Device, DeviceBinding, Push, Sighting
 from provisioning.devices import inventory
 from provisioning.devices.catalog import Catalog
 from provisioning.listen import listening
@@ -230,6 +230,8 @@ async def test_the_fetch_is_a_sighting_and_proves_the_change_applied(
         assert push.state == "pending"
     code, _, err = await curl(url(server, FILE))
     assert (code, err) == (0, "")
+    # Recorded once the last ACK is in: curl may exit a moment before.
+    await finished(server, "sent", 1)
     async with sessions() as session:
         device = await session.get(Device, station.device_id)
         push = await session.get(Push, push.id)
@@ -505,3 +507,95 @@ async def test_serve_listens_for_tftp_when_told(
         code, body, err = await curl(f"tftp://127.0.0.1:{port}/{FILE}")
         assert (code, err) == (0, "") and body == expected, served.log()[-2000:]
     assert f"TFTP on 127.0.0.1:{port}" in served.log()
+
+
+# -- Misbehaving clients. ------------------------------------------------------------------------
+
+
+async def finished(server: TftpServer, count: str, expected: int = 1, within: float = 10) -> None:
+    """Wait until `server.counts[count]` reaches `expected` and no transfer is under way."""
+    for _ in range(int(within * 10)):
+        if server.counts[count] >= expected and not server.transfers:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{count}: {server.counts}, {len(server.transfers)} transfers")
+
+
+async def recorded(sessions: SessionFactory, device_id: int) -> tuple[str, Any, list[str]]:
+    """The push's state, the device's last-seen time and its sightings' addresses."""
+    async with sessions() as session:
+        (push,) = (await session.scalars(select(Push).where(Push.device_id == device_id))).all()
+        device = await session.get(Device, device_id)
+        sightings = (
+            await session.scalars(select(Sighting).where(Sighting.device_id == device_id))
+        ).all()
+    assert device is not None
+    return push.state, device.last_seen_at, [s.ip for s in sightings]
+
+
+def raw_from(port: int, host: str) -> Raw:
+    """A bare client on another loopback address (another station, or a forged source)."""
+    raw = Raw(port)
+    raw.socket.close()
+    raw.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.socket.bind((host, 0))
+    return raw
+
+
+async def test_nothing_is_recorded_until_the_last_block_is_acknowledged(
+    serve: Serve, station: Station, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UDP sources prove nothing: a transfer whose OACK is never acknowledged, and one whose
+    every block but the last is, leave the push pending and the station unseen. curl's whole
+    transfer then records both."""
+    monkeypatch.setattr(tftp, "RETRIES", 0)  # give up after one timeout
+    _, server = await serve()
+    raw = Raw(server.port)
+    try:
+        raw.request(tftp.RRQ, FILE, timeout="1", tsize="0")
+        assert options_of(await raw.receive() or b"")["timeout"] == "1"  # never acknowledged
+        await finished(server, "unfinished", 1)
+        raw.request(tftp.RRQ, FILE, timeout="1", blksize="16")
+        assert await raw.receive() is not None
+        raw.ack(0)
+        blocks = 0
+        while (packet := await raw.receive()) is not None and len(packet) - 4 == 16:
+            blocks += 1
+            raw.ack(struct.unpack("!H", packet[2:4])[0])
+        assert packet is not None and packet[:2] == b"\0\3" and blocks > 10  # the last: no ACK
+        await finished(server, "unfinished", 2)
+    finally:
+        raw.close()
+    assert await recorded(sessions, station.device_id) == ("pending", None, [])
+    code, _, err = await curl(url(server, FILE))
+    assert (code, err) == (0, "")
+    await finished(server, "sent", 1)  # curl is done once it has sent the last ACK
+    state, seen, sightings = await recorded(sessions, station.device_id)
+    assert (state, sightings) == ("applied", ["127.0.0.1"]) and seen is not None
+
+
+async def test_an_unfinished_request_from_another_address_binds_nothing(
+    serve: Serve, station: Station, sessions: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FIRST_CONTACT_BINDING=address: a request from 127.0.0.2 (a forged source, say) that
+    never acknowledges its file does not bind the station there; the real station's whole
+    transfer binds it to 127.0.0.1, and 127.0.0.2 is refused from then on."""
+    monkeypatch.setattr(tftp, "RETRIES", 0)
+    _, server = await serve(first_contact_binding="address")
+    forged = raw_from(server.port, "127.0.0.2")
+    try:
+        forged.request(tftp.RRQ, FILE, timeout="1")
+        assert await forged.receive() is not None  # the OACK, never acknowledged
+        await finished(server, "unfinished", 1)
+    finally:
+        forged.close()
+    async with sessions() as session:
+        assert await session.get(DeviceBinding, station.device_id) is None
+    code, _, err = await curl(url(server, FILE))
+    assert (code, err) == (0, "")
+    await finished(server, "sent", 1)
+    async with sessions() as session:
+        binding = await session.get(DeviceBinding, station.device_id)
+        assert binding is not None and binding.bound_to == "127.0.0.1"
+    code, body, _ = await curl("--interface", "127.0.0.2", url(server, FILE))
+    assert (code, body) == (NOT_FOUND, b"")
