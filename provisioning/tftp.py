@@ -45,6 +45,7 @@ BLOCK = 512  # RFC 1350's block size, without a `blksize` option
 MIN_BLKSIZE, MAX_BLKSIZE = 8, 65464  # RFC 2348
 TIMEOUT = 2.0  # seconds before a block is sent again, without a `timeout` option
 MIN_TIMEOUT, MAX_TIMEOUT = 1, 255  # RFC 2349
+MAX_DIGITS = 10  # an option value longer than this is not a number we could take (nor convert)
 RETRIES = 5  # sends of a block after the first, before the transfer is given up
 MAX_TRANSFERS = 256  # at once per process; beyond, an error the phone retries after
 MAX_QUEUED = 16  # datagrams waiting on one transfer's port (a client sends one at a time)
@@ -96,20 +97,28 @@ class Negotiated(NamedTuple):
     acknowledged: dict[str, str]  # what the OACK says; empty: no OACK, DATA 1 at once
 
 
+def _number(value: str | None) -> int | None:
+    """An option's value as a number; None unless it is 1 to MAX_DIGITS ASCII digits (a longer
+    one is no value we take, and `int()` refuses strings past 4,300 digits)."""
+    if value is None or not 0 < len(value) <= MAX_DIGITS or not value.isdigit():
+        return None
+    return int(value)
+
+
 def negotiate(options: Mapping[str, str], size: int) -> Negotiated:
     """The options this server takes, as RFC 2347 lets a server: those it does not know, or
     whose value it cannot take, are left out of the OACK (the client then uses the default)."""
     blksize, timeout = BLOCK, TIMEOUT
     acknowledged: dict[str, str] = {}
-    asked = options.get("blksize", "")
-    if asked.isdigit() and int(asked) >= MIN_BLKSIZE:
-        blksize = min(int(asked), MAX_BLKSIZE)
+    asked = _number(options.get("blksize"))
+    if asked is not None and asked >= MIN_BLKSIZE:
+        blksize = min(asked, MAX_BLKSIZE)
         acknowledged["blksize"] = str(blksize)
-    asked = options.get("timeout", "")
-    if asked.isdigit() and MIN_TIMEOUT <= int(asked) <= MAX_TIMEOUT:
+    asked = _number(options.get("timeout"))
+    if asked is not None and MIN_TIMEOUT <= asked <= MAX_TIMEOUT:
         timeout = float(asked)
-        acknowledged["timeout"] = asked
-    if options.get("tsize", "").isdigit():
+        acknowledged["timeout"] = str(asked)
+    if _number(options.get("tsize")) is not None:
         acknowledged["tsize"] = str(size)
     return Negotiated(blksize, timeout, acknowledged)
 

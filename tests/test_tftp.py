@@ -321,6 +321,10 @@ def test_option_values_out_of_range_fall_back_to_the_defaults() -> None:
     assert (taken.blksize, taken.timeout, taken.acknowledged) == (512, tftp.TIMEOUT, {})
     taken = negotiate({"blksize": "99999", "timeout": "255", "tsize": "0"}, 10)
     assert taken.acknowledged == {"blksize": "65464", "timeout": "255", "tsize": "10"}
+    # Thousands of digits (past what `int()` converts): left out, never an exception.
+    huge = "9" * 5000
+    taken = negotiate({"blksize": huge, "timeout": huge, "tsize": huge}, 10)
+    assert (taken.blksize, taken.timeout, taken.acknowledged) == (512, tftp.TIMEOUT, {})
     assert netascii(b"a\nb\rc") == b"a\r\nb\r\0c"
     assert parse_request(b"\0\1F\0OCTET\0BlkSize\0008\0") == ("F", "octet", {"blksize": "8"})
 
@@ -599,3 +603,29 @@ async def test_an_unfinished_request_from_another_address_binds_nothing(
         assert binding is not None and binding.bound_to == "127.0.0.1"
     code, body, _ = await curl("--interface", "127.0.0.2", url(server, FILE))
     assert (code, body) == (NOT_FOUND, b"")
+
+
+async def test_a_huge_option_value_is_left_out_not_a_server_error(
+    serve: Serve, station: Station, caplog: pytest.LogCaptureFixture
+) -> None:
+    """5,000 digits (past the 4,300 `int()` converts): the options are not taken, DATA 1 comes
+    at once in 512-byte blocks (RFC 2347: the client then uses the defaults), no traceback."""
+    client, server = await serve()
+    expected = await http_body(client, station)
+    raw = Raw(server.port)
+    try:
+        huge = "9" * 5000
+        raw.request(tftp.RRQ, FILE, blksize=huge, timeout=huge, tsize=huge)
+        received = b""
+        while True:
+            packet = await raw.receive()
+            assert packet is not None and packet[:2] == b"\0\3", packet
+            received += packet[4:]
+            raw.ack(struct.unpack("!H", packet[2:4])[0])
+            if len(packet) - 4 < tftp.BLOCK:
+                break
+    finally:
+        raw.close()
+    assert received == expected
+    await finished(server, "sent", 1)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text[-2000:]
