@@ -14,7 +14,8 @@ first-contact windows, sightings and proof of applied changes), told that a MAC 
 this request (`mac_only`: as with ALLOW_MAC_ONLY on, and no digest challenge), which no HTTP
 request ever is. A UDP source proves nothing either: the sighting, the proof and the binding are
 recorded only once the last block is acknowledged (`fetch`'s `later`), so a request that is never
-answered changes nothing. README "TFTP (Zenitel)".
+answered changes nothing. One source holds at most PER_SOURCE transfers, each for at most
+TRANSFER_SECONDS. README "TFTP (Zenitel)".
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import contextlib
 import logging
 import struct
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import NamedTuple
 
@@ -44,10 +46,16 @@ NOT_DEFINED, NOT_FOUND, ACCESS_VIOLATION, ILLEGAL = 0, 1, 2, 4
 BLOCK = 512  # RFC 1350's block size, without a `blksize` option
 MIN_BLKSIZE, MAX_BLKSIZE = 8, 65464  # RFC 2348
 TIMEOUT = 2.0  # seconds before a block is sent again, without a `timeout` option
-MIN_TIMEOUT, MAX_TIMEOUT = 1, 255  # RFC 2349
+# RFC 2349 allows 1-255 s, and an OACK must repeat the value asked: above MAX_TIMEOUT the option
+# is left out (the client keeps its default), so that one client cannot hold a transfer for
+# minutes per block.
+MIN_TIMEOUT, MAX_TIMEOUT = 1, 10
 MAX_DIGITS = 10  # an option value longer than this is not a number we could take (nor convert)
 RETRIES = 5  # sends of a block after the first, before the transfer is given up
 MAX_TRANSFERS = 256  # at once per process; beyond, an error the phone retries after
+PER_SOURCE = 4  # at once from one address: a station asks for one file at a time
+TRANSFER_SECONDS = 60.0  # the longest a transfer may send for, however the client paces it
+WRITES_LOGGED_EVERY = 60.0  # seconds: write requests are counted, and logged once a minute
 MAX_QUEUED = 16  # datagrams waiting on one transfer's port (a client sends one at a time)
 MODES = ("octet", "netascii")
 
@@ -175,9 +183,15 @@ class TftpServer:
         self.host = ""
         self.port = 0
         self.transfers: set[asyncio.Task[None]] = set()
+        self.by_source: Counter[str] = Counter()  # transfers under way per client address
         # Since start: datagrams dropped (source not allowed), files sent, refusals, transfers
-        # not finished (timed out, the client's error or gone), requests turned away (busy).
-        self.counts = {"dropped": 0, "sent": 0, "refused": 0, "unfinished": 0, "busy": 0}
+        # not finished (timed out, the client's error or gone), requests turned away (busy,
+        # or PER_SOURCE under way from that address), requests from a banned source, writes.
+        self.counts = {
+            "dropped": 0, "sent": 0, "refused": 0, "unfinished": 0, "busy": 0, "banned": 0,
+            "writes": 0,
+        }  # fmt: skip
+        self.writes_logged = (-WRITES_LOGGED_EVERY, 0)  # (when, `writes` count then)
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -217,7 +231,7 @@ class TftpServer:
         (opcode,) = struct.unpack("!H", data[:2])
         if opcode == WRQ:
             self._answer_error(addr, ACCESS_VIOLATION, "read-only server: writes are refused")
-            log.info("tftp %s: write request refused", addr[0])
+            self._count_write(addr[0])
             return
         if opcode != RRQ:
             return  # a stray DATA, ACK or ERROR for a transfer long gone
@@ -226,13 +240,41 @@ class TftpServer:
         except TftpError as exc:
             self._answer_error(addr, exc.code, exc.message)
             return
-        if len(self.transfers) >= MAX_TRANSFERS:
+        # Banned: refused here, before a port and a task are spent on it (as HTTP answers 403).
+        if self.services.guard.banned(TftpRequest(request.file_name, addr)):
+            self.counts["banned"] += 1
+            self._answer_error(addr, ACCESS_VIOLATION, "access violation")
+            return
+        host = addr[0]
+        if len(self.transfers) >= MAX_TRANSFERS or self.by_source[host] >= PER_SOURCE:
             self.counts["busy"] += 1
             self._answer_error(addr, NOT_DEFINED, "server busy, try again later")
             return
         task = asyncio.get_running_loop().create_task(self._transfer(request, addr))
         self.transfers.add(task)
-        task.add_done_callback(self.transfers.discard)
+        self.by_source[host] += 1
+        task.add_done_callback(lambda done: self._finished(done, host))
+
+    def _finished(self, task: asyncio.Task[None], host: str) -> None:
+        self.transfers.discard(task)
+        self.by_source[host] -= 1
+        if self.by_source[host] <= 0:
+            del self.by_source[host]
+
+    def _count_write(self, host: str) -> None:
+        """Count a write request; log one line a minute at most, however many come (each is
+        a datagram anyone in TFTP_NETWORKS can send)."""
+        self.counts["writes"] += 1
+        now = time.monotonic()
+        logged_at, count_then = self.writes_logged
+        if now - logged_at >= WRITES_LOGGED_EVERY:
+            writes = self.counts["writes"]
+            log.info(
+                "tftp: %d write request(s) refused since the last report, the latest from %s",
+                writes - count_then,
+                host,
+            )
+            self.writes_logged = (now, writes)
 
     def _answer_error(self, addr: tuple[str, int], code: int, message: str) -> None:
         if self.transport is not None:
@@ -264,7 +306,14 @@ class TftpServer:
                 body = netascii(body)
             size = len(body)
             negotiated = negotiate(request.options, size)
-            outcome = await _send(transport, channel, body, negotiated)
+            # A client may ACK each block just before its timeout: however it paces them, the
+            # port and the slot are given back after TRANSFER_SECONDS.
+            try:
+                async with asyncio.timeout(TRANSFER_SECONDS):
+                    outcome = await _send(transport, channel, body, negotiated)
+            except TimeoutError:
+                outcome = "too slow"
+                transport.sendto(error_packet(NOT_DEFINED, "transfer too slow, given up"))
             self.counts["sent" if outcome == "sent" else "unfinished"] += 1
             if outcome == "sent":
                 # The last block was acknowledged: only now is the station seen, the change
@@ -303,8 +352,6 @@ class TftpServer:
             raise TftpError(NOT_FOUND, "file not found")
         phone = TftpRequest(name, addr)
         services = self.services
-        if services.guard.banned(phone):
-            raise TftpError(ACCESS_VIOLATION, "access violation")
         load = services.load
         if load.overloaded():
             load.shed += 1

@@ -319,8 +319,11 @@ async def test_blksize_and_tsize_are_acknowledged(serve: Serve, station: Station
 def test_option_values_out_of_range_fall_back_to_the_defaults() -> None:
     taken = negotiate({"blksize": "7", "timeout": "0", "tsize": "x"}, 10)
     assert (taken.blksize, taken.timeout, taken.acknowledged) == (512, tftp.TIMEOUT, {})
-    taken = negotiate({"blksize": "99999", "timeout": "255", "tsize": "0"}, 10)
-    assert taken.acknowledged == {"blksize": "65464", "timeout": "255", "tsize": "10"}
+    taken = negotiate({"blksize": "99999", "timeout": "10", "tsize": "0"}, 10)
+    assert taken.acknowledged == {"blksize": "65464", "timeout": "10", "tsize": "10"}
+    # RFC 2349 allows up to 255 s, but an OACK must repeat the value: above 10 s it is left out.
+    taken = negotiate({"timeout": "11"}, 10)
+    assert (taken.timeout, taken.acknowledged) == (tftp.TIMEOUT, {})
     # Thousands of digits (past what `int()` converts): left out, never an exception.
     huge = "9" * 5000
     taken = negotiate({"blksize": huge, "timeout": huge, "tsize": huge}, 10)
@@ -629,3 +632,95 @@ async def test_a_huge_option_value_is_left_out_not_a_server_error(
     assert received == expected
     await finished(server, "sent", 1)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text[-2000:]
+
+
+async def test_one_source_gets_at_most_per_source_transfers_at_once(
+    serve: Serve, station: Station
+) -> None:
+    """PER_SOURCE (4) transfers left hanging by one address: its next request is "busy" at once
+    (no port, no task); another address of the network is still served, by curl."""
+    client, server = await serve()
+    expected = await http_body(client, station)
+    hanging = [Raw(server.port) for _ in range(tftp.PER_SOURCE + 1)]
+    try:
+        for raw in hanging[:-1]:
+            raw.request(tftp.RRQ, FILE, tsize="0")
+            assert options_of(await raw.receive() or b"")  # an OACK, never acknowledged
+        assert len(server.transfers) == tftp.PER_SOURCE
+        hanging[-1].request(tftp.RRQ, FILE, tsize="0")
+        assert error_of(await hanging[-1].receive()) == (
+            tftp.NOT_DEFINED,
+            "server busy, try again later",
+        )
+        assert hanging[-1].peer == ("127.0.0.1", server.port)  # from the listener itself
+        assert server.counts["busy"] == 1 and len(server.transfers) == tftp.PER_SOURCE
+        code, body, err = await curl("--interface", "127.0.0.2", url(server, FILE))
+        assert (code, err, body) == (0, "", expected)
+    finally:
+        for raw in hanging:
+            raw.close()
+
+
+async def test_a_slow_client_gives_its_slot_back_after_transfer_seconds(
+    serve: Serve, station: Station, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client acknowledging each 8-byte block just before its 1 s timeout would hold its
+    slot for minutes: after TRANSFER_SECONDS it gets an error and the slot is free again."""
+    monkeypatch.setattr(tftp, "TRANSFER_SECONDS", 1.5)
+    monkeypatch.setattr(tftp, "MAX_TRANSFERS", 1)  # stands for all of them
+    _, server = await serve()
+    raw = Raw(server.port)
+    try:
+        raw.request(tftp.RRQ, FILE, timeout="1", blksize="8")
+        assert await raw.receive() is not None
+        started = asyncio.get_running_loop().time()
+        raw.ack(0)
+        while (packet := await raw.receive()) is not None and packet[:2] == b"\0\3":
+            await asyncio.sleep(0.7)
+            raw.ack(struct.unpack("!H", packet[2:4])[0])
+        took = asyncio.get_running_loop().time() - started
+        assert error_of(packet) == (tftp.NOT_DEFINED, "transfer too slow, given up")
+        assert 1.4 < took < 3, took
+    finally:
+        raw.close()
+    await finished(server, "unfinished", 1)
+    code, _, err = await curl(url(server, FILE))
+    assert (code, err, server.counts["busy"]) == (0, "", 0)
+
+
+async def test_write_requests_are_counted_not_logged_one_by_one(
+    serve: Serve, station: Station, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="provisioning.tftp")
+    _, server = await serve()
+    raw = Raw(server.port)
+    try:
+        for _ in range(20):
+            raw.request(tftp.WRQ, FILE)
+            assert error_of(await raw.receive())[0] == tftp.ACCESS_VIOLATION
+    finally:
+        raw.close()
+    assert server.counts["writes"] == 20
+    lines = [r.getMessage() for r in caplog.records if "write request" in r.getMessage()]
+    assert lines == [
+        "tftp: 1 write request(s) refused since the last report, the latest from 127.0.0.1"
+    ]
+
+
+async def test_a_banned_source_is_refused_before_a_transfer_starts(
+    serve: Serve, station: Station
+) -> None:
+    """Banned: error 2 from the listening port itself, no transfer port, no task."""
+    _, server = await serve(ban_threshold=3)
+    for last in ("01", "02", "03"):
+        code, _, _ = await curl(url(server, f"ipst_config_00_13_cb_09_09_{last}.cfg"))
+        assert code == NOT_FOUND
+    await finished(server, "refused", 3)
+    raw = Raw(server.port)
+    try:
+        raw.request(tftp.RRQ, FILE)
+        assert error_of(await raw.receive()) == (tftp.ACCESS_VIOLATION, "access violation")
+        assert raw.peer == ("127.0.0.1", server.port) and not server.transfers
+    finally:
+        raw.close()
+    assert server.counts["banned"] == 1 and server.counts["refused"] == 3
