@@ -1,8 +1,9 @@
 """What the assign-time files check does with an error that is not a refusal of the values: a
 template bug (an operator's override with a misspelt variable) or a stored secret the server's
-keys cannot decrypt. The change goes through, as it did before the check existed, and the error
-is logged: it is the server's fault, the phone's fetch reports it anyway, and refusing would
-also refuse the repair. A refusal in another file is still found. Through the real app's API;
+keys cannot decrypt. When the error is there without the change, the change goes through, as it
+did before the check existed, and the error is logged: it is the server's fault, the phone's
+fetch reports it anyway, and refusing would also refuse the repair. A refusal in another file is
+still found, and a template error that only the change causes is refused. Through the real app's API;
 the refusing template is Aastra's (`#`), as in test_files_refused.py."""
 
 from __future__ import annotations
