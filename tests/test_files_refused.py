@@ -340,3 +340,23 @@ async def test_operator_page_shipping_a_replacement_is_refused(
     assert "Ce téléphone ne peut pas recevoir cette ligne telle quelle" in page
     assert "SECRET" not in page
     assert await shipping_state(sessions, order_id, new_mac) == before
+
+
+async def test_api_shipping_a_replacement_is_refused_when_the_new_model_cannot_carry_its_lines(
+    client: TestClient,
+    setup: Setup,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+) -> None:
+    """`POST /orders/{id}/shipments` gives the CLI's and the page's refusal, as a problem."""
+    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, setup.hash_line)
+    new_mac = "00085d2374be"
+    before = await shipping_state(sessions, order_id, new_mac)
+    body = {"mac": new_mac, "tracking": "JJD000111222333444556"}
+    status, problem = await call(
+        client, setup.operator, "POST", f"/orders/{order_id}/shipments", body
+    )
+    assert_refused(status, problem, f"cannot move to device {new_mac}")
+    assert await shipping_state(sessions, order_id, new_mac) == before
