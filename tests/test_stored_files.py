@@ -224,3 +224,67 @@ async def test_any_sequence_of_changes_renders_and_restarts_answers_what_the_dat
     assert prerenderer.rendered > 0
     # Both ways were taken: files read from the store, and stale ones rendered again.
     assert True in from_store and False in from_store, from_store
+
+
+async def test_a_restart_with_nothing_changed_does_not_read_every_device_again(
+    settings: Settings,
+    world: World,
+    sessions: SessionFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker's whole pass is noted (share, fingerprint, row_generation at its start): a
+    restart with the same templates and no change since skips the scan for pending devices,
+    which reads every device. Any change, or another fingerprint, and it scans (and renders)."""
+    ahead = replace(settings, prerender_rate=0)  # passes are driven here, one at a time
+    scans: list[tuple[int, int]] = []
+
+    async def restart(with_settings: Settings) -> Prerenderer:
+        async with serving(with_settings) as (_, app):
+            monkeypatch.setattr(app[SERVICES].guard.rows, "pending", _counting(scans, app))
+            prerenderer = Prerenderer(app[SERVICES], (0, 1))
+            prerenderer.rate = 1_000_000
+            await prerenderer.pass_once()
+            return prerenderer
+
+    first = await restart(ahead)
+    assert scans and first.rendered > 0  # nothing noted yet: scanned and rendered
+    scans.clear()
+    again = await restart(ahead)
+    assert scans == [] and again.rendered == 0 and again.passes == 1  # skipped, still a pass
+    # A change through any connection (a raw revision bump): scanned, that device rendered.
+    async with sessions() as session, session.begin():
+        await session.execute(
+            update(Device)
+            .where(Device.mac == YEALINK_MAC)
+            .values(config_revision=Device.config_revision + 1)
+        )
+    changed = await restart(ahead)
+    assert scans and changed.rendered == 1
+    scans.clear()
+    assert (await restart(ahead)).rendered == 0 and scans == []
+    # Another fingerprint (a setting rendering reads): every device rendered again.
+    moved = await restart(replace(ahead, public_url="http://elsewhere.test:8080"))
+    assert scans and moved.rendered == len(await _device_ids(sessions))
+    # Another share (the worker count changed): its own pass, scanned.
+    scans.clear()
+    async with serving(ahead) as (_, app):
+        other = Prerenderer(app[SERVICES], (0, 2))
+        other.rate = 1_000_000
+        monkeypatch.setattr(other.services.guard.rows, "pending", _counting(scans, app))
+        await other.pass_once()
+    assert scans
+
+
+def _counting(scans: list[tuple[int, int]], app: Any) -> Any:
+    pending = app[SERVICES].guard.rows.pending
+
+    async def counted(*args: Any) -> list[int]:
+        scans.append(args[2])
+        return await pending(*args)
+
+    return counted
+
+
+async def _device_ids(sessions: SessionFactory) -> list[int]:
+    async with sessions() as session:
+        return list((await session.scalars(select(Device.id))).all())

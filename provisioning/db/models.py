@@ -364,6 +364,20 @@ class RenderedFile(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class PrerenderPass(Base):
+    """The last whole pass of a worker's renderer ahead (phones.prerender) with every device of
+    its share (`index/count`) rendered: the fingerprint and the row_generation it started at.
+    While both are still what they are, a restarted worker has nothing to render and need not
+    read every device to find out (a million devices: a second or two of CPU per worker, right
+    in a boot storm)."""
+
+    __tablename__ = "prerender_passes"
+
+    share: Mapped[str] = mapped_column(String(16), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    generation: Mapped[int] = mapped_column(BigInteger)
+
+
 ORDER_KINDS = ("new", "replacement")
 ORDER_STATES = ("validated", "shipped", "delivered", "cancelled")
 RETURN_STATES = ("awaiting", "received")

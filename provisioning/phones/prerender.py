@@ -4,8 +4,12 @@ revision and kept in the database, so that a phone's first fetch after a restart
 A pass looks for devices none of whose files is kept at their revision with this server's
 fingerprint, renders them at most PRERENDER_RATE devices a second, and writes them a batch at
 a time. A pass starts when `row_generation` moved since the last one (any change to a device's
-revision moves it) and at start-up (a new template set makes every kept file stale). Each
-worker process takes its share of the devices (id modulo the worker count); instances on one
+revision moves it) and at start-up (a new template set makes every kept file stale), unless
+the last whole pass of this share (`prerender_passes`) started at the very row_generation the
+database has now and with this fingerprint: then nothing changed since, and the start-up pass
+is skipped. That scan reads every device; a million devices cost each worker 1.2-1.8 s of CPU,
+which a restart paid right in the middle of the boot storm it was restarted for. Each worker
+process takes its share of the devices (id modulo the worker count); instances on one
 database may render the same device twice, never wrongly (a newer revision is never replaced
 by an older one).
 """
@@ -16,8 +20,12 @@ import asyncio
 import logging
 import time
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
 from provisioning.crypto import SecretKeyError
 from provisioning.db.errors import DB_ERRORS, describe
+from provisioning.db.models import PrerenderPass, RowGeneration
 from provisioning.phones.lookup import StoredRow
 from provisioning.render.environment import RenderError
 from provisioning.render.files import device_files, render_file
@@ -55,11 +63,51 @@ class Prerenderer:
                 log.exception("pre-render: unexpected error; trying again")
             await asyncio.sleep(max(IDLE_SECONDS, SCAN_SHARE * self.scan_seconds))
 
+    @property
+    def _share_key(self) -> str:
+        index, count = self.share
+        return f"{index}/{count}"
+
+    async def _since_last_pass(self) -> tuple[int | None, bool]:
+        """(row_generation now, whether this share's last whole pass started at it with this
+        fingerprint: nothing to render)."""
+        async with self.services.sessions() as session:
+            now = await session.scalar(select(RowGeneration.value).where(RowGeneration.id == 1))
+            last = await session.get(PrerenderPass, self._share_key)
+        done = (
+            now is not None
+            and last is not None
+            and last.generation == now
+            and last.fingerprint == self.services.stored.fingerprint
+        )
+        return now, done
+
+    async def _note_pass(self, started_at: int) -> None:
+        """This share's devices all rendered, as of `started_at`."""
+        try:
+            async with self.services.sessions() as session, session.begin():
+                last = await session.get(PrerenderPass, self._share_key)
+                if last is None:
+                    last = PrerenderPass(share=self._share_key)
+                    session.add(last)
+                last.fingerprint = self.services.stored.fingerprint
+                last.generation = started_at
+        except IntegrityError:
+            # Another instance noted the same share at the same moment: a restart scans again.
+            log.info("pre-render: pass of share %s noted elsewhere meanwhile", self._share_key)
+
     async def pass_once(self) -> int:
         """One pass if anything may have changed since the last; devices rendered."""
         rows = self.services.guard.rows
         generation = await rows.generation()
         if generation is not None and generation == self._done_at:
+            return 0
+        # Read after `generation`: a change in between makes it newer, so nothing is skipped.
+        started_at, done = await self._since_last_pass()
+        if done and generation is not None:
+            self._done_at = generation
+            self.passes += 1
+            self.passed.set()
             return 0
         started = time.monotonic()
         stored = self.services.stored
@@ -82,6 +130,9 @@ class Prerenderer:
             self.rendered += len({row.device_id for row in batch})
         self._done_at = generation
         self.scan_seconds = scanning
+        if started_at is not None and not self._failed:
+            # Whole, every device rendered (one that cannot be is tried again after a restart).
+            await self._note_pass(started_at)
         self.passes += 1
         self.passed.set()
         if count:
