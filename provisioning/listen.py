@@ -30,10 +30,11 @@ async def listening(
     settings: Settings,
     context: ssl.SSLContext | None,
     access_log_class: type[AbstractAccessLogger],
+    ready: Callable[[], None] | None = None,
 ) -> AsyncIterator[list[tuple[str, asyncio.Server]]]:
     """The app served on PORT (unless HTTP is off) and TLS_PORT (with a certificate) until the
     block ends; then stop listening, answer the fetches in progress, drain aiohttp's requests
-    and run the cleanup contexts."""
+    and run the cleanup contexts. `ready` runs once the app has started, before listening."""
     loop = asyncio.get_running_loop()
     runner = web.AppRunner(
         app,
@@ -62,6 +63,8 @@ async def listening(
         # storm opens connections by the thousand: with aiohttp's default backlog (128) the
         # kernel drops SYNs and phones wait out their retransmission timers (1 s, 3 s, 7 s), so
         # the queue is made long enough to hold them while the shedding answers 503.
+        if ready is not None:
+            ready()
         ports: list[tuple[str, int, ssl.SSLContext | None]] = []
         if settings.http != "off":
             ports.append(("http", settings.port, None))
@@ -120,13 +123,14 @@ async def _serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with listening(app, settings, context, access_log_class) as servers:
+    # The collector settled before listening: its full collection of the start-up heap (and
+    # the rest of start-up) is not paid by the first phones of a boot storm.
+    async with listening(app, settings, context, access_log_class, settle_heap) as servers:
         names = [
             f"{scheme}://{settings.host}:{server.sockets[0].getsockname()[1]}"
             for scheme, server in servers
         ]
         say(f"======== Running on {', '.join(names)} ========\n(Press CTRL+C to quit)")
-        settle_heap()
         await stop.wait()
 
 
