@@ -17,6 +17,7 @@ from provisioning.phones.load import Load
 from provisioning.phones.sightings import SightingBuffer
 from provisioning.render.cache import RenderCache
 from provisioning.render.environment import Renderer
+from provisioning.render.refusals import FilesCheck
 from provisioning.render.stored import StoredFiles
 from provisioning.settings import Settings
 from provisioning.web.signin_gate import SignInGate
@@ -48,6 +49,12 @@ class Services:
     answers: Answers
     # Manager sign-ins: scrypt one at a time, a few attempts per address a minute.
     sign_ins: SignInGate = field(default_factory=SignInGate)
+
+    @property
+    def files_check(self) -> FilesCheck:
+        """What a change to a device's lines is checked against before it is written (a line
+        the device's files could not carry is refused: render.refusals)."""
+        return FilesCheck(self.renderer, self.settings, self.cipher)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -13,7 +13,6 @@ from provisioning.api.bodies import int_id, json_body, page, path_id, query_int,
 from provisioning.db.models import Account, Device, Line
 from provisioning.db.paging import page_view, paged
 from provisioning.errors import NotFound
-from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 from provisioning.views import account_view, line_view
 
@@ -137,7 +136,7 @@ async def update_line(request: web.Request) -> web.Response:
     body = await json_body(request, {"display_name": str, "password": str})
     services = request.config_dict[SERVICES]
     # A value the phone carrying the line could not be given is refused (409), nothing changed.
-    files = FilesCheck(services.renderer, services.settings, services.cipher)
+    files = services.files_check
     async with services.sessions() as session, session.begin():
         await _visible_line(request, session, line_id)
         if "display_name" in body and body["display_name"] is not None:

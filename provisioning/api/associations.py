@@ -10,7 +10,6 @@ from provisioning.api.bodies import int_id, json_body, path_id, required
 from provisioning.devices.inventory import get_device
 from provisioning.push import associations
 from provisioning.push.changes import counts, pushes_in_state
-from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 
 routes = web.RouteTableDef()
@@ -52,7 +51,7 @@ async def create_association(request: web.Request) -> web.Response:
         check_account(request, device.account_id, f"device {device.mac}")
         association = await associations.associate(
             session, line_id, device.mac, actor=actor(request),
-            files=FilesCheck(services.renderer, services.settings, services.cipher),
+            files=services.files_check,
         )  # fmt: skip
         view = await associations.association_view(session, association)
     return web.json_response(view, status=202)

@@ -36,7 +36,6 @@ from provisioning.errors import Conflict, InvalidInput, NotFound
 from provisioning.imports import Problem
 from provisioning.render.environment import RenderError
 from provisioning.render.files import device_files, masked, render_file
-from provisioning.render.refusals import FilesCheck
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES, Services
 from provisioning.views import device_view, unknown_view
@@ -199,7 +198,7 @@ async def assign_line(request: web.Request) -> web.Response:
             line_id,
             int_id(slot, "slot") if slot is not None else None,
             actor=actor(request),
-            files=FilesCheck(services.renderer, services.settings, services.cipher),
+            files=services.files_check,
         )
         result = {"mac": device.mac, "line_id": line_id, "slot": assignment.slot}
     return web.json_response(result, status=201)

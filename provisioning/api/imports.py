@@ -25,7 +25,6 @@ from provisioning.api.access import actor, require_operator
 from provisioning.api.bodies import query_bool, read_bounded
 from provisioning.api.problems import problem
 from provisioning.errors import InvalidInput
-from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 
 routes = web.RouteTableDef()
@@ -76,7 +75,7 @@ async def create_import(request: web.Request) -> web.Response:
             body,
             mode=mode,
             actor=actor(request),
-            files=FilesCheck(services.renderer, services.settings, services.cipher),
+            files=services.files_check,
         )
     view: dict[str, Any] = report.view()
     if report.committed or mode == "dry-run":

@@ -18,7 +18,6 @@ from provisioning.orders.carriers import Carriers
 from provisioning.orders.money import PriceLine, basis_points, vat_cents
 from provisioning.orders.relay_points import point_view
 from provisioning.orders.views import order_view, shipment_view
-from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 
 routes = web.RouteTableDef()
@@ -233,7 +232,7 @@ async def ship(request: web.Request) -> web.Response:
             tracking=body.get("tracking"),
             actor=actor(request),
             # A line the new phone's files could not carry: 409 before the parcel is booked.
-            files=FilesCheck(services.renderer, services.settings, services.cipher),
+            files=services.files_check,
         )
         now = utcnow()
         view = shipment_view(shipment, services.settings.base_url)

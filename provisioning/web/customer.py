@@ -17,7 +17,6 @@ from provisioning.db.models import Association, Device, Line, LineSlot, Order, u
 from provisioning.errors import DomainError, LineHasPhone, NotFound
 from provisioning.orders import returns
 from provisioning.push import associations
-from provisioning.render.refusals import FilesCheck
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, customer_only
 from provisioning.web.formats import Formats
@@ -169,7 +168,7 @@ async def associate(request: web.Request) -> web.Response:
             device = await own_device(session, person, mac, lock=True)
             association = await associations.associate(
                 session, line.id, device.mac, actor=actor(request),
-                files=FilesCheck(services.renderer, services.settings, services.cipher),
+                files=services.files_check,
             )  # fmt: skip
             association_id = association.id
     except LineHasPhone as exc:

@@ -19,7 +19,6 @@ from provisioning.orders.views import shipment_view
 from provisioning.push.changes import counts, pushes_in_state
 from provisioning.render.environment import RenderError
 from provisioning.render.files import device_files, masked, render_file
-from provisioning.render.refusals import FilesCheck
 from provisioning.render.snapshot import find_device, load_device_data
 from provisioning.state import SERVICES
 from provisioning.web.auth import actor, operator_only
@@ -88,7 +87,7 @@ async def ship(request: web.Request) -> web.Response:
                 mac,
                 tracking=tracking,
                 actor=actor(request),
-                files=FilesCheck(services.renderer, services.settings, services.cipher),
+                files=services.files_check,
             )
             view = shipment_view(shipment, services.settings.base_url)
             order = shipment.order
