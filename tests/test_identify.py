@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from provisioning.devices.catalog import Catalog
-from provisioning.devices.identify import clean_user_agent, match_file, parse_user_agent
+from provisioning.devices.identify import (
+    _name_facts,
+    clean_user_agent,
+    match_file,
+    parse_user_agent,
+)
 from provisioning.devices.mac import InvalidMac, normalize_mac
 
 # (User-Agent, family, model id or None, firmware, MAC or None), from vendor-formats.md.
@@ -120,6 +127,49 @@ def test_file_names(catalog: Catalog, name: str, families: set[str], mac: str | 
     matches = match_file(catalog, name)
     assert {m.family.name for m in matches} == families
     assert all(m.mac == mac for m in matches)
+
+
+def _walk(catalog: Catalog, name: str) -> list[tuple[str, str, str | None, str | None]]:
+    """What every family's every spec says of `name`, in catalog order: the plain walk the
+    indexed lookup (Catalog.name_patterns) must agree with."""
+    found = []
+    for family in catalog:
+        for spec in family.files:
+            facts = _name_facts(spec, name)
+            if facts is not None:
+                found.append((family.name, spec.pattern, facts[0], facts[1]))
+    return found
+
+
+# Names each catalog pattern makes (with MACs and codes of every shape), and some made up.
+_MACS = st.text(alphabet="0123456789abcdefABCDEF", min_size=12, max_size=12)
+_CODES = st.from_regex(r"[0-9]{1,12}", fullmatch=True)
+
+
+@st.composite
+def _names(draw: st.DrawFn, catalog: Catalog) -> str:
+    specs = [spec for family in catalog for spec in family.files]
+    if draw(st.booleans()):
+        return draw(st.from_regex(r"[A-Za-z0-9._-]{1,40}", fullmatch=True))
+    spec = draw(st.sampled_from(specs))
+    mac = draw(_MACS)
+    return spec.pattern.format(
+        mac=mac,
+        mac_underscore="_".join(mac[i : i + 2] for i in range(0, 12, 2)),
+        code12=draw(_CODES).zfill(12),
+        code=draw(_CODES),
+    )
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_file_lookup_agrees_with_walking_every_spec(catalog: Catalog, data: st.DataObject) -> None:
+    name = data.draw(_names(catalog))
+    catalog.memo.clear()
+    matches = match_file(catalog, name)
+    assert [(m.family.name, m.spec.pattern, m.mac, m.code) for m in matches] == _walk(catalog, name)
 
 
 def test_common_file_code(catalog: Catalog) -> None:

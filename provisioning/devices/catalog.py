@@ -140,6 +140,17 @@ class Family:
 
 
 @dataclass(frozen=True)
+class NamePattern:
+    """One file-name pattern (a regex) and every family file spec using it, in catalog order:
+    families share patterns (`{mac}.cfg` in seven)."""
+
+    prefix: str
+    suffix: str
+    spec: FileSpec  # the first of `uses`: all match alike
+    uses: tuple[tuple[int, Family, FileSpec], ...]  # (catalog order, family, spec)
+
+
+@dataclass(frozen=True)
 class Catalog:
     families: dict[str, Family]
     # What a file name or a User-Agent was found to mean (devices.identify): the same few
@@ -162,6 +173,35 @@ class Catalog:
 
     def __iter__(self) -> Iterator[Family]:
         return iter(self.families.values())
+
+    def name_patterns(self, file_name: str) -> tuple[NamePattern, ...]:
+        """The patterns `file_name` may match, judged by its extension: a boot storm's names
+        are all new, and trying each of the catalog's specs was a tenth of a first fetch."""
+        by_extension, anywhere = self._name_patterns
+        return by_extension.get(file_name.rpartition(".")[2], anywhere)
+
+    @cached_property
+    def _name_patterns(
+        self,
+    ) -> tuple[dict[str, tuple[NamePattern, ...]], tuple[NamePattern, ...]]:
+        uses: dict[str, list[tuple[int, Family, FileSpec]]] = {}
+        specs = [(family, spec) for family in self for spec in family.files]
+        for order, (family, spec) in enumerate(specs):
+            uses.setdefault(spec.regex.pattern, []).append((order, family, spec))
+        patterns = [
+            NamePattern(found[0][2].prefix, found[0][2].suffix, found[0][2], tuple(found))
+            for found in uses.values()
+        ]
+        # A literal tail with a dot fixes the name's extension; one without (a name ending in
+        # a placeholder) may end any way, so it is tried on every name.
+        anywhere = tuple(p for p in patterns if "." not in p.suffix)
+        by_extension: dict[str, list[NamePattern]] = {}
+        for pattern in patterns:
+            if "." in pattern.suffix:
+                by_extension.setdefault(pattern.suffix.rpartition(".")[2], []).append(pattern)
+        return {
+            extension: tuple(found) + anywhere for extension, found in by_extension.items()
+        }, anywhere
 
 
 def load_catalog(templates_dir: Path) -> Catalog:
