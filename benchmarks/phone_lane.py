@@ -39,6 +39,8 @@ from sqlalchemy import text
 from provisioning import logs
 from provisioning.app import create_app
 from provisioning.crypto import generate_key
+from provisioning.db.engine import make_engine
+from provisioning.db.migrate import upgrade
 from provisioning.listen import listening, settle_heap
 from provisioning.phones import lane as lane_module
 from provisioning.phones.prerender import Prerenderer
@@ -175,6 +177,14 @@ async def measure(
         return rounds
 
 
+async def _up_to_date(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=10_000)
@@ -203,6 +213,7 @@ def main() -> None:
         if args.keep and kept.exists():
             key = (store / "lane-key").read_text()
             targets = json.loads(kept.read_text())
+            asyncio.run(_up_to_date(url))  # kept by an older version of the server
         else:
             key = generate_key()
             seeding = Settings(
