@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 
 from provisioning.audit import SYSTEM, Actor, event, record, record_many
 from provisioning.crypto import Cipher
-from provisioning.db.models import Account, Base, Device, Line, LineSlot
+from provisioning.db.models import Account, Base, Device, Line, LineHandover, LineSlot
 from provisioning.errors import InvalidInput, LineExists, NotFound
 from provisioning.push.changes import devices_changed
 from provisioning.render.escaping import check_text
@@ -449,13 +449,25 @@ async def set_line_password(
 async def _refuse_for_phone(
     session: AsyncSession, files: FilesCheck, line: Line, what: str, new: LineData
 ) -> None:
-    """FilesRefused when the phone carrying `line` (if any) could not be given `new`."""
-    held = await session.scalar(select(LineSlot).where(LineSlot.line_id == line.id))
-    if held is None:
-        return
-    mac = await session.scalar(select(Device.mac).where(Device.id == held.device_id))
-    change = f"the new {what} of line {line.id} cannot be written to device {mac}"
-    await files.refuse(session, held.device_id, {held.slot: new}, change)
+    """FilesRefused when a phone carrying `line` could not be given `new`: the one it sits on,
+    and a replacement shipped to take it over at its first fetch (orders.handover), whose
+    model may write it otherwise."""
+    held = (
+        await session.execute(
+            select(LineSlot.device_id, LineSlot.slot).where(LineSlot.line_id == line.id)
+        )
+    ).all()
+    coming = (
+        await session.execute(
+            select(LineHandover.new_device_id, LineHandover.slot)
+            .where(LineHandover.line_id == line.id)
+            .order_by(LineHandover.order_id)
+        )
+    ).all()
+    for device_id, slot in [*held, *coming]:
+        mac = await session.scalar(select(Device.mac).where(Device.id == device_id))
+        change = f"the new {what} of line {line.id} cannot be written to device {mac}"
+        await files.refuse(session, device_id, {slot: new}, change)
 
 
 async def bump_revision_of_line(session: AsyncSession, line_id: int, reason: str) -> None:

@@ -360,3 +360,51 @@ async def test_api_shipping_a_replacement_is_refused_when_the_new_model_cannot_c
     )
     assert_refused(status, problem, f"cannot move to device {new_mac}")
     assert await shipping_state(sessions, order_id, new_mac) == before
+
+
+async def test_line_change_is_refused_when_the_replacement_on_its_way_cannot_carry_it(
+    client: TestClient,
+    cli: Cli,
+    setup: Setup,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+) -> None:
+    """Once a replacement is shipped, its line waits on the old phone until the new one's first
+    fetch (orders.handover); a password or display name the old model takes and the new one
+    cannot is refused then too, not answered 503 to the new phone at its first boot."""
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        moving = await accounts.create_line(
+            session, settings, cipher, world.account_id, "+33100000093", password="plain-pw"
+        )
+    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, moving.id)
+    new_mac = "00085d2374be"
+    assert cli.json("order", "ship", str(order_id), new_mac)["order"]["state"] == "shipped"
+
+    async def line_now() -> tuple[str, str, int]:
+        async with sessions() as session:
+            line = await session.get(Line, moving.id)
+            assert line is not None
+            old = await session.scalar(
+                select(Device.config_revision).where(Device.mac == world.yealink_mac)
+            )
+            assert old is not None
+            return cipher.decrypt(line.password_enc), line.display_name, old
+
+    before = await line_now()
+    for body, what in (
+        ({"password": "new#SECRET"}, "password"),
+        ({"display_name": "A#SECRET"}, "display name"),
+    ):
+        status, problem = await call(client, setup.operator, "PATCH", f"/lines/{moving.id}", body)
+        assert_refused(status, problem, f"the new {what} of line {moving.id}", new_mac)
+        assert await line_now() == before
+    # What both models carry goes through, and the old phone, which has the line now, moves on.
+    status, view = await call(
+        client, setup.operator, "PATCH", f"/lines/{moving.id}", {"password": "fine-pw"}
+    )
+    assert status == 200, view
+    password, _, revision = await line_now()
+    assert password == "fine-pw" and revision == before[2] + 1
