@@ -451,20 +451,27 @@ async def _refuse_for_phone(
 ) -> None:
     """FilesRefused when a phone carrying `line` could not be given `new`: the one it sits on,
     and a replacement shipped to take it over at its first fetch (orders.handover), whose
-    model may write it otherwise."""
+    model may write it otherwise. Only a handover that will happen counts: one whose line has
+    been put on another phone since is skipped at delivery, and so here."""
     held = (
         await session.execute(
             select(LineSlot.device_id, LineSlot.slot).where(LineSlot.line_id == line.id)
         )
     ).all()
+    holder = held[0].device_id if held else None
     coming = (
         await session.execute(
-            select(LineHandover.new_device_id, LineHandover.slot)
+            select(LineHandover.new_device_id, LineHandover.slot, LineHandover.old_device_id)
             .where(LineHandover.line_id == line.id)
             .order_by(LineHandover.order_id)
         )
     ).all()
-    for device_id, slot in [*held, *coming]:
+    targets = [(row.device_id, row.slot) for row in held] + [
+        (row.new_device_id, row.slot)
+        for row in coming
+        if holder in (None, row.old_device_id) and row.new_device_id != holder
+    ]
+    for device_id, slot in targets:
         mac = await session.scalar(select(Device.mac).where(Device.id == device_id))
         change = f"the new {what} of line {line.id} cannot be written to device {mac}"
         await files.refuse(session, device_id, {slot: new}, change)

@@ -408,3 +408,38 @@ async def test_line_change_is_refused_when_the_replacement_on_its_way_cannot_car
     assert status == 200, view
     password, _, revision = await line_now()
     assert password == "fine-pw" and revision == before[2] + 1
+
+
+async def test_a_handover_that_will_not_happen_refuses_nothing(
+    client: TestClient,
+    cli: Cli,
+    setup: Setup,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+) -> None:
+    """A line put on another phone after its replacement shipped stays there at the
+    replacement's first fetch (orders.handover): the replacement's model has no say in the
+    line's changes any more."""
+    cipher = Cipher(settings.secret_key)
+    async with sessions() as session, session.begin():
+        moving = await accounts.create_line(
+            session, settings, cipher, world.account_id, "+33100000094", password="plain-pw"
+        )
+    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, moving.id)
+    assert cli.json("order", "ship", str(order_id), "00085d2374bf")["order"]["state"] == "shipped"
+    other = "805ec0aabb01"
+    async with sessions() as session, session.begin():
+        await inventory.add_device(
+            session, catalog, cipher, other, "yealink-t46u", world.account_id
+        )
+        await inventory.unassign_line(session, world.yealink_mac, moving.id)
+        await inventory.assign_line(session, other, moving.id)
+    status, view = await call(
+        client, setup.operator, "PATCH", f"/lines/{moving.id}", {"password": "new#pw"}
+    )
+    assert status == 200, view
+    async with sessions() as session:
+        line = await session.get(Line, moving.id)
+        assert line is not None and cipher.decrypt(line.password_enc) == "new#pw"
