@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -170,6 +173,53 @@ def test_file_lookup_agrees_with_walking_every_spec(catalog: Catalog, data: st.D
     catalog.memo.clear()
     matches = match_file(catalog, name)
     assert [(m.family.name, m.spec.pattern, m.mac, m.code) for m in matches] == _walk(catalog, name)
+
+
+def test_file_lookup_keeps_catalog_order_across_patterns(catalog: Catalog) -> None:
+    """Families A and C share a pattern, B between them has another one the same name fits:
+    the matches come in catalog order (A, B, C), not pattern by pattern (A, C, B)."""
+    by_mac = catalog.families["grandstream"].files[0]
+    by_code = next(s for s in catalog.families["htek"].files if "{code}" in s.pattern)
+    assert (by_mac.pattern, by_code.pattern) == ("cfg{mac}.xml", "cfg{code}.xml")
+    families = {
+        "grandstream": replace(catalog.families["grandstream"], files=(by_mac,)),
+        "htek": replace(catalog.families["htek"], files=(by_code,)),
+        "linphone": replace(catalog.families["linphone"], files=(by_mac,)),
+    }
+    made = Catalog(families)
+    name = "cfg000000000021.xml"
+    assert [m.family.name for m in match_file(made, name)] == ["grandstream", "htek", "linphone"]
+    assert [(m.family.name, m.spec.pattern, m.mac, m.code) for m in match_file(made, name)] == (
+        _walk(made, name)
+    )
+
+
+@pytest.mark.parametrize("name", ["cfg000000000021", "cfg000000000021.xml", "cfg0000000000.21"])
+def test_a_pattern_ending_in_a_placeholder_is_tried_on_every_name(
+    catalog: Catalog, name: str
+) -> None:
+    """No shipped pattern ends in a placeholder, but a family may: the name's extension
+    then says nothing, and such a pattern is tried whatever the name ends with."""
+    by_mac = catalog.families["grandstream"].files[0]
+    bare = replace(
+        by_mac,
+        pattern="cfg{mac}",
+        regex=re.compile(by_mac.regex.pattern.removesuffix(r"\.xml")),
+        suffix="",
+    )
+    made = Catalog(
+        {
+            "grandstream": replace(catalog.families["grandstream"], files=(by_mac,)),
+            "htek": replace(catalog.families["htek"], files=(bare,)),
+        }
+    )
+    found = [(m.family.name, m.spec.pattern, m.mac, m.code) for m in match_file(made, name)]
+    assert found == _walk(made, name)
+    assert [f[0] for f in found] == {
+        "cfg000000000021": ["htek"],
+        "cfg000000000021.xml": ["grandstream"],
+        "cfg0000000000.21": [],
+    }[name]
 
 
 def test_common_file_code(catalog: Catalog) -> None:
