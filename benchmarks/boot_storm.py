@@ -542,6 +542,11 @@ def main() -> None:
         help="the server's access log off, and nginx's (both log by default)",
     )
     parser.add_argument(
+        "--no-phone-lane",
+        action="store_true",
+        help="phones' GETs through aiohttp's own route (PHONE_LANE=false), to weigh the lane",
+    )
+    parser.add_argument(
         "--render-at-fetch",
         action="store_true",
         help="nothing rendered ahead (PRERENDER_RATE=0): each first fetch renders",
@@ -605,6 +610,8 @@ def main() -> None:
         }
         if args.no_access_log:
             env["PROVISIONING_ACCESS_LOG"] = "false"
+        if args.no_phone_lane:
+            env["PROVISIONING_PHONE_LANE"] = "false"
         results: dict[str, Any] = {
             "devices": args.devices,
             "sampled_devices": len(targets),
@@ -615,6 +622,7 @@ def main() -> None:
             "workers": args.workers,
             "database": "postgresql" if url.startswith("postgresql") else "sqlite",
             "access_log": not args.no_access_log,
+            "phone_lane": not args.no_phone_lane,
             "rendered_ahead": not args.render_at_fetch,
         }
         if args.render_at_fetch:
