@@ -20,7 +20,7 @@ from sqlalchemy.orm import selectinload
 
 from provisioning.audit import SYSTEM, Actor, event, record, record_many
 from provisioning.crypto import Cipher
-from provisioning.db.models import Account, Base, Device, Line, LineHandover, LineSlot
+from provisioning.db.models import Account, Base, Device, Line, LineSlot
 from provisioning.errors import InvalidInput, LineExists, NotFound
 from provisioning.push.changes import devices_changed
 from provisioning.render.escaping import check_text
@@ -450,27 +450,19 @@ async def _refuse_for_phone(
     session: AsyncSession, files: FilesCheck, line: Line, what: str, new: LineData
 ) -> None:
     """FilesRefused when a phone carrying `line` could not be given `new`: the one it sits on,
-    and a replacement shipped to take it over at its first fetch (orders.handover), whose
-    model may write it otherwise. Only a handover that will happen counts: one whose line has
-    been put on another phone since is skipped at delivery, and so here."""
+    and a replacement shipped to take it over at its first fetch, whose model may write it
+    otherwise (only a handover that will still happen: orders.handover)."""
+    # Here, not at the top: orders.handover reaches this module through devices.inventory.
+    from provisioning.orders.handover import handovers_due
+
     held = (
         await session.execute(
             select(LineSlot.device_id, LineSlot.slot).where(LineSlot.line_id == line.id)
         )
     ).all()
-    holder = held[0].device_id if held else None
-    coming = (
-        await session.execute(
-            select(LineHandover.new_device_id, LineHandover.slot, LineHandover.old_device_id)
-            .where(LineHandover.line_id == line.id)
-            .order_by(LineHandover.order_id)
-        )
-    ).all()
-    targets = [(row.device_id, row.slot) for row in held] + [
-        (row.new_device_id, row.slot)
-        for row in coming
-        if holder in (None, row.old_device_id) and row.new_device_id != holder
-    ]
+    targets = [(row.device_id, row.slot) for row in held]
+    holders = {device_id for device_id, _ in targets}
+    targets += [t for t in await handovers_due(session, line.id) if t[0] not in holders]
     for device_id, slot in targets:
         mac = await session.scalar(select(Device.mac).where(Device.id == device_id))
         change = f"the new {what} of line {line.id} cannot be written to device {mac}"

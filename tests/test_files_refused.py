@@ -362,6 +362,27 @@ async def test_api_shipping_a_replacement_is_refused_when_the_new_model_cannot_c
     assert await shipping_state(sessions, order_id, new_mac) == before
 
 
+async def _line_on_a_shipped_replacement(
+    cli: Cli,
+    sessions: SessionFactory,
+    settings: Settings,
+    catalog: Catalog,
+    world: World,
+    number: str,
+    new_mac: str,
+) -> Line:
+    """A new line with a plain password on the Yealink, whose replacement (an Aastra,
+    `new_mac`) is shipped: the line waits there for the Aastra's first fetch."""
+    async with sessions() as session, session.begin():
+        moving = await accounts.create_line(
+            session, settings, Cipher(settings.secret_key), world.account_id, number,
+            password="plain-pw",
+        )  # fmt: skip
+    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, moving.id)
+    assert cli.json("order", "ship", str(order_id), new_mac)["order"]["state"] == "shipped"
+    return moving
+
+
 async def test_line_change_is_refused_when_the_replacement_on_its_way_cannot_carry_it(
     client: TestClient,
     cli: Cli,
@@ -375,13 +396,10 @@ async def test_line_change_is_refused_when_the_replacement_on_its_way_cannot_car
     fetch (orders.handover); a password or display name the old model takes and the new one
     cannot is refused then too, not answered 503 to the new phone at its first boot."""
     cipher = Cipher(settings.secret_key)
-    async with sessions() as session, session.begin():
-        moving = await accounts.create_line(
-            session, settings, cipher, world.account_id, "+33100000093", password="plain-pw"
-        )
-    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, moving.id)
     new_mac = "00085d2374be"
-    assert cli.json("order", "ship", str(order_id), new_mac)["order"]["state"] == "shipped"
+    moving = await _line_on_a_shipped_replacement(
+        cli, sessions, settings, catalog, world, "+33100000093", new_mac
+    )
 
     async def line_now() -> tuple[str, str, int]:
         async with sessions() as session:
@@ -423,12 +441,9 @@ async def test_a_handover_that_will_not_happen_refuses_nothing(
     replacement's first fetch (orders.handover): the replacement's model has no say in the
     line's changes any more."""
     cipher = Cipher(settings.secret_key)
-    async with sessions() as session, session.begin():
-        moving = await accounts.create_line(
-            session, settings, cipher, world.account_id, "+33100000094", password="plain-pw"
-        )
-    order_id = await _replacement_for_an_aastra(sessions, settings, catalog, world, moving.id)
-    assert cli.json("order", "ship", str(order_id), "00085d2374bf")["order"]["state"] == "shipped"
+    moving = await _line_on_a_shipped_replacement(
+        cli, sessions, settings, catalog, world, "+33100000094", "00085d2374bf"
+    )
     other = "805ec0aabb01"
     async with sessions() as session, session.begin():
         await inventory.add_device(

@@ -55,6 +55,26 @@ async def complete_delivery(
     return list(orders)
 
 
+def _moves(old_device_id: int | None, holder: int | None) -> bool:
+    """Whether a handover still moves its line: only from the phone it replaces, or from none;
+    a line the customer has put on another phone since stays there."""
+    return holder is None or holder == old_device_id
+
+
+async def handovers_due(session: AsyncSession, line_id: int) -> list[tuple[int, int]]:
+    """(new device, slot) of each handover of `line_id` that will still move it at the new
+    phone's first fetch, oldest order first."""
+    holder = await session.scalar(select(LineSlot.device_id).where(LineSlot.line_id == line_id))
+    steps = (
+        await session.execute(
+            select(LineHandover.new_device_id, LineHandover.slot, LineHandover.old_device_id)
+            .where(LineHandover.line_id == line_id)
+            .order_by(LineHandover.order_id)
+        )
+    ).all()
+    return [(s.new_device_id, s.slot) for s in steps if _moves(s.old_device_id, holder)]
+
+
 async def _take_over(
     session: AsyncSession, order: Order, device: Device, *, now: datetime, actor: Actor
 ) -> None:
@@ -72,8 +92,8 @@ async def _take_over(
     old_ids: set[int] = set()
     for step in plan:
         current = await session.scalar(select(LineSlot).where(LineSlot.line_id == step.line_id))
-        if current is not None and current.device_id != step.old_device_id:
-            continue  # the customer has put the line on another phone since: leave it there
+        if not _moves(step.old_device_id, current.device_id if current else None):
+            continue
         free = [n for n in range(1, device.slot_count + 1) if n not in taken]
         slot = step.slot if step.slot not in taken else (free[0] if free else None)
         if slot is None or device.account_id is None:
