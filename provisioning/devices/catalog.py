@@ -144,9 +144,7 @@ class NamePattern:
     """One file-name pattern (a regex) and every family file spec using it, in catalog order:
     families share patterns (`{mac}.cfg` in seven)."""
 
-    prefix: str
-    suffix: str
-    spec: FileSpec  # the first of `uses`: all match alike
+    spec: FileSpec  # the first of `uses`: all match alike (prefix, suffix, regex)
     uses: tuple[tuple[int, Family, FileSpec], ...]  # (catalog order, family, spec)
 
 
@@ -188,17 +186,15 @@ class Catalog:
         specs = [(family, spec) for family in self for spec in family.files]
         for order, (family, spec) in enumerate(specs):
             uses.setdefault(spec.regex.pattern, []).append((order, family, spec))
-        patterns = [
-            NamePattern(found[0][2].prefix, found[0][2].suffix, found[0][2], tuple(found))
-            for found in uses.values()
-        ]
+        patterns = [NamePattern(found[0][2], tuple(found)) for found in uses.values()]
         # A literal tail with a dot fixes the name's extension; one without (a name ending in
         # a placeholder) may end any way, so it is tried on every name.
-        anywhere = tuple(p for p in patterns if "." not in p.suffix)
+        anywhere = tuple(p for p in patterns if "." not in p.spec.suffix)
         by_extension: dict[str, list[NamePattern]] = {}
         for pattern in patterns:
-            if "." in pattern.suffix:
-                by_extension.setdefault(pattern.suffix.rpartition(".")[2], []).append(pattern)
+            if "." in pattern.spec.suffix:
+                extension = pattern.spec.suffix.rpartition(".")[2]
+                by_extension.setdefault(extension, []).append(pattern)
         return {
             extension: tuple(found) + anywhere for extension, found in by_extension.items()
         }, anywhere

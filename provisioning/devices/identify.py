@@ -54,16 +54,17 @@ def match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
 def _match_file(catalog: Catalog, file_name: str) -> list[FileMatch]:
     found: list[tuple[int, FileMatch]] = []
     for pattern in catalog.name_patterns(file_name):
+        spec = pattern.spec
         # A cheap test first: each pattern's regex runs only on names it may fit.
-        if not (file_name.startswith(pattern.prefix) and file_name.endswith(pattern.suffix)):
+        if not (file_name.startswith(spec.prefix) and file_name.endswith(spec.suffix)):
             continue
-        facts = _name_facts(pattern.spec, file_name)
+        facts = _name_facts(spec, file_name)
         if facts is None:
             continue
         mac, code, _ = facts
         found += [
-            (order, FileMatch(family=family, spec=spec, mac=mac, code=code))
-            for order, family, spec in pattern.uses
+            (order, FileMatch(family=family, spec=used, mac=mac, code=code))
+            for order, family, used in pattern.uses
         ]
     found.sort(key=_order)  # in catalog order, as a walk through every family gives them
     return [match for _, match in found]
