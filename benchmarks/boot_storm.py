@@ -325,12 +325,18 @@ http {{
     return subprocess.Popen(["nginx", "-c", str(conf), "-p", str(folder)])
 
 
+def _tree(pid: int) -> list[str]:
+    """A process and its children (the workers), as /proc names them."""
+    children = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return [str(pid), *children]
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user and system, every thread) used so far by a process and its children."""
     total = 0
-    for proc in [str(pid), *subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-    ).stdout.split()]:  # fmt: skip
+    for proc in _tree(pid):
         stat = Path(f"/proc/{proc}/stat")
         if stat.exists():
             fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -341,9 +347,7 @@ def cpu_seconds(pid: int) -> float:
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (the workers), in MiB."""
     total = 0
-    for proc in [str(pid), *subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-    ).stdout.split()]:  # fmt: skip
+    for proc in _tree(pid):
         status = Path(f"/proc/{proc}/status")
         if status.exists():
             match = re.search(r"VmRSS:\s+(\d+) kB", status.read_text())
